@@ -1,0 +1,154 @@
+"""Cache data API over HTTP against a framework-free ASGI baseline, in one run.
+
+Starts both apps under uvicorn (same worker count) on loopback, loads them with
+wrk at 50 and 200 connections (GET hit, GET miss, PUT 100 B, PUT 10 KB), measures
+Redis itself with redis-benchmark, prints a table and writes it to bench/results/.
+
+    .venv/bin/python bench/cache_http.py [--seconds 8] [--workers 2]
+
+Needs PostgreSQL and Redis on 127.0.0.1 and wrk (apt-get install wrk). Uses the
+database `bench_cache` and Redis database 11.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from common import PYTHON, ROOT, prepare_service, service_environment
+
+DATABASE = "bench_cache"
+REDIS_URL = "redis://127.0.0.1:6379/11"
+OURS_PORT, BASELINE_PORT = 18701, 18702
+UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def environment() -> dict[str, str]:
+    return service_environment(database=DATABASE, redis_url=REDIS_URL, CACHE_RATE_LIMIT_BYTES="0")
+
+
+def prepare() -> str:
+    return prepare_service(environment(), cache="bench", scope="cache:readwrite:bench")
+
+
+def start(app: str, port: int, workers: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+         "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env=environment(),
+    )  # fmt: skip
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+            return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{app} did not start")
+
+
+def wrk(url: str, connections: int, seconds: int, headers: dict[str, str], body_size: int = 0) -> dict:
+    lines = [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
+    if body_size:
+        lines += ['wrk.method = "PUT"', f'wrk.body = string.rep("x", {body_size})']
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "request.lua"
+        script.write_text("\n".join(lines) + "\n")
+        output = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    latency = {
+        percent: float(value) * UNIT[unit]
+        for percent, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", output, re.M)
+    }
+    if set(latency) != {"50", "99"}:
+        raise RuntimeError(f"Unexpected wrk output for {url}:\n{output}")
+    statuses = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": latency["50"],
+        "p99": latency["99"],
+        "non2xx": int(statuses.group(1)) if statuses else 0,
+    }
+
+
+def redis_benchmark() -> dict:
+    done = subprocess.run(
+        ["redis-benchmark", "-h", "127.0.0.1", "-p", "6379", "-n", "200000", "-c", "50", "-t", "get", "--csv"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    row = done.stdout.strip().splitlines()[-1].replace('"', "").split(",")
+    return {"rps": float(row[1]), "p50": float(row[4]), "p99": float(row[6])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    token = prepare()
+    auth = {"Authorization": token}
+    ours = start("config.asgi:application", OURS_PORT, args.workers)
+    baseline = start("bench.baseline_asgi:app", BASELINE_PORT, args.workers)
+    try:
+        httpx.put(
+            f"http://127.0.0.1:{OURS_PORT}/cache/bench?key=hit&ttl_seconds=3600", content=b"v" * 100, headers=auth
+        )
+        httpx.put(f"http://127.0.0.1:{BASELINE_PORT}/?key=hit", content=b"v" * 100)
+        scenarios = [
+            ("GET hit", "key=hit", 0),
+            ("GET miss", "key=miss", 0),
+            ("PUT 100 B", "key=put100&ttl_seconds=300", 100),
+            ("PUT 10 KB", "key=put10k&ttl_seconds=300", 10_240),
+        ]
+        rows = []
+        for connections in (50, 200):
+            for name, query, size in scenarios:
+                wrk(f"http://127.0.0.1:{OURS_PORT}/cache/bench?{query}", connections, 2, auth, size)  # warm up
+                mine = wrk(f"http://127.0.0.1:{OURS_PORT}/cache/bench?{query}", connections, args.seconds, auth, size)
+                base = wrk(f"http://127.0.0.1:{BASELINE_PORT}/?{query}", connections, args.seconds, {}, size)
+                rows.append((name, connections, mine, base))
+        redis_alone = redis_benchmark()
+    finally:
+        for process in (ours, baseline):
+            process.terminate()
+            process.wait(timeout=30)
+
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Cache data API vs framework-free ASGI baseline - {when}",
+        f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+        f"uvicorn --workers {args.workers}, wrk -t2 on the same cores, {args.seconds} s per run, loopback.",
+        "",
+        "| request | conns | ours req/s | ours p50 ms | ours p99 ms | baseline req/s | baseline p50 ms "
+        "| baseline p99 ms | throughput ratio | p99 ratio | non-2xx (ours/base) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, connections, mine, base in rows:
+        lines.append(
+            f"| {name} | {connections} | {mine['rps']:.0f} | {mine['p50']:.2f} | {mine['p99']:.2f} | {base['rps']:.0f} "
+            f"| {base['p50']:.2f} | {base['p99']:.2f} | {mine['rps'] / base['rps']:.2f} | "
+            f"{mine['p99'] / base['p99']:.2f} | {mine['non2xx']}/{base['non2xx']} |"
+        )
+    lines += [
+        "",
+        f"Redis alone (redis-benchmark GET, 50 clients): {redis_alone['rps']:.0f} req/s, "
+        f"p50 {redis_alone['p50']:.2f} ms, p99 {redis_alone['p99']:.2f} ms.",
+        "GET miss answers 404 by design (counted as non-2xx).",
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    out = ROOT / "bench" / "results" / f"cache-http-{datetime.date.today().isoformat()}.md"
+    out.write_text(table)
+    print(f"Written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

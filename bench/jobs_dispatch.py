@@ -1,0 +1,432 @@
+"""Benchmark of delayed HTTP jobs: dispatch throughput, lateness, and a worker killed mid-run.
+
+    .venv/bin/python bench/jobs_dispatch.py [--burst 10000] [--spread 2000] [--spread-seconds 120] [--kill 5000]
+
+Starts everything it needs on this machine and stops it again: a local sink
+(uvicorn, counting hits and duplicates), a dispatcher (`manage.py dispatchjobs`)
+and Celery workers, against a database (`jobs_bench`) and a Redis database (12)
+of its own. Traffic goes to 127.0.0.1 only.
+
+- baseline: the sink's capacity with the same HTTP client, from as many processes and threads as
+  the workers, no database or queue;
+- (a) N jobs all due in the same second: dispatch throughput and lateness (sink receipt - `at`);
+- (b) M jobs spread evenly over S seconds: lateness;
+- (c) K jobs due at once, to a target that answers after 50 ms, with two workers; one is killed
+  (SIGKILL, with its pool) mid-run: lost jobs, duplicates, and the attempts recorded as lost
+  that explain them.
+
+The lease is 30 s (so that (c) ends soon) and JOBS_MAX_IN_FLIGHT 3,000 to match it.
+
+The table is printed and written to bench/results/jobs-<date>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.request import urlopen
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+LOGS = ROOT / "var" / "bench-jobs"  # each process's output
+PYTHON = sys.executable
+DATABASE = "jobs_bench"
+DATABASE_SERVER = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2"))
+CHUNK = int(os.environ.get("JOBS_DELIVERY_CHUNK", "100"))  # the service's default
+LEASE_SECONDS = 30
+# The settings every process of the run shares.
+ENVIRONMENT = {
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "DEBUG": "false",
+    "SECRET_KEY": secrets.token_urlsafe(40),
+    "JOBS_SIGNING_KEY": secrets.token_urlsafe(32),
+    "DATABASE_URL": f"{DATABASE_SERVER}/{DATABASE}",
+    "REDIS_URL": REDIS_URL,
+    "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
+    "JOBS_MAX_TIMEOUT": "5",
+    "JOBS_DEFAULT_TIMEOUT": "5",
+    "JOBS_LEASE_SECONDS": str(LEASE_SECONDS),
+    # Claimed-but-unrecorded jobs stay below what the workers send within the (short) lease.
+    "JOBS_MAX_IN_FLIGHT": "3000",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+class Processes:
+    """The processes this run started, stopped by their own ids (and process groups) at the end."""
+
+    def __init__(self):
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, *command: str, name: str) -> subprocess.Popen:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = open(LOGS / f"{name}.log", "w")  # noqa: SIM115 - open while the process runs
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **ENVIRONMENT},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.started.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL the process and everything in its group (a worker and its pool)."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+    def stop(self, process: subprocess.Popen) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(30)
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            self.stop(process)
+
+
+def prepare_storage() -> None:
+    import psycopg
+    import redis
+
+    with psycopg.connect(f"{DATABASE_SERVER}/postgres", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
+            connection.execute(f'CREATE DATABASE "{DATABASE}"')
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env={**os.environ, **ENVIRONMENT}, check=True
+    )
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def setup_django():
+    os.environ.update(ENVIRONMENT)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def sink_hits(sink: str) -> list[tuple[str, str, float]]:
+    with urlopen(f"{sink}/_stats", timeout=60) as response:  # noqa: S310 - the local sink
+        return [tuple(hit) for hit in json.load(response)["hits"]]
+
+
+def sink_reset(sink: str) -> None:
+    with urlopen(f"{sink}/_reset", data=b"", timeout=60):  # noqa: S310 - the local sink
+        pass
+
+
+def _send_many(args: tuple[str, int, int, float]) -> tuple[int, float]:
+    """From `start` (a shared Unix time, after start-up), send `count` requests to `url` from `threads` threads."""
+    url, count, threads, start = args
+    setup_django()
+    from core import outbound
+
+    def one(_):
+        return outbound.send("POST", url, content=b"{}", timeout=5).status_code
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(threads)))  # connections open, as a running worker's are
+        time.sleep(max(0.0, start - time.time()))
+        sent = sum(1 for status in pool.map(one, range(count)) if status == 200)
+    return sent, time.time()
+
+
+def baseline(sink: str, count: int) -> dict:
+    """The sink's capacity with our client alone, from as many processes and threads as the workers have."""
+    sink_reset(sink)
+    start = time.time() + 5
+    share = count // WORKER_CONCURRENCY
+    with ProcessPoolExecutor(WORKER_CONCURRENCY) as pool:
+        results = list(pool.map(_send_many, [(f"{sink}/baseline", share, CHUNK, start)] * WORKER_CONCURRENCY))
+    sent = sum(result[0] for result in results)
+    elapsed = max(result[1] for result in results) - start
+    sink_reset(sink)
+    return {"requests": sent, "seconds": elapsed, "rate": sent / elapsed}
+
+
+def schedule_jobs(sink: str, times: list[datetime], name: str):
+    from accounts.models import User
+    from jobs.models import Attempt, Job
+
+    Attempt.objects.all().delete()
+    Job.objects.all().delete()
+    user, _ = User.objects.get_or_create(username="bench@example.org", defaults={"email": "bench@example.org"})
+    jobs = [
+        Job(user=user, uri=f"{sink}/{name}", method="POST", at=at, next_attempt_at=at, timeout=5, body="{}")
+        for at in times
+    ]
+    Job.objects.bulk_create(jobs, batch_size=2000)
+    return {str(job.delivery_id): job.at for job in jobs}
+
+
+def wait_for(condition, limit: float, step: float = 0.5) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return False
+
+
+def jobs_done() -> bool:
+    from jobs.models import Job, JobState
+
+    return not Job.objects.exclude(state=JobState.SUCCEEDED).exists()
+
+
+def lateness_report(sink: str, at_by_delivery: dict[str, datetime]) -> dict:
+    hits = [hit for hit in sink_hits(sink) if hit[0] in at_by_delivery]
+    first_hit: dict[str, float] = {}
+    for delivery, _, received in hits:
+        first_hit.setdefault(delivery, received)
+    late = [(first_hit[d] - at_by_delivery[d].timestamp()) * 1000 for d in first_hit]
+    earliest_due = min(at.timestamp() for at in at_by_delivery.values())
+    last = max(first_hit.values()) if first_hit else earliest_due
+    return {
+        "jobs": len(at_by_delivery),
+        "received": len(first_hit),
+        "lost": len(at_by_delivery) - len(first_hit),
+        "duplicates": len(hits) - len(first_hit),
+        "p50": percentile(late, 0.50) if late else None,
+        "p99": percentile(late, 0.99) if late else None,
+        "max": max(late) if late else None,
+        "min": min(late) if late else None,
+        "span": last - earliest_due,
+    }
+
+
+def run_burst(sink: str, count: int) -> dict:
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
+    at_by_delivery = schedule_jobs(sink, [due] * count, "burst")
+    wait_for(jobs_done, limit=max(120, count / 50))
+    report = lateness_report(sink, at_by_delivery)
+    report["throughput"] = report["received"] / report["span"] if report["span"] > 0 else None
+    return report
+
+
+def run_spread(sink: str, count: int, seconds: float) -> dict:
+    start = datetime.now(UTC) + timedelta(seconds=3)
+    times = [start + timedelta(seconds=seconds * n / count) for n in range(count)]
+    at_by_delivery = schedule_jobs(sink, times, "spread")
+    wait_for(lambda: datetime.now(UTC) > times[-1], limit=seconds + 10)
+    wait_for(jobs_done, limit=60)
+    return lateness_report(sink, at_by_delivery)
+
+
+def run_kill(sink: str, processes: Processes, count: int) -> dict:
+    from jobs.models import Attempt, AttemptOutcome
+
+    workers = [
+        processes.start(
+            PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            f"--hostname=kill-{n}@%h",
+            name=f"kill-worker-{n}",
+        )
+        for n in range(2)
+    ]
+    time.sleep(6)  # both workers up
+    due = datetime.now(UTC) + timedelta(seconds=2)
+    at_by_delivery = schedule_jobs(sink, [due] * count, "slow-kill")
+    wait_for(lambda: len(sink_hits(sink)) >= count * 0.3, limit=120, step=0.05)
+    killed_at = len(sink_hits(sink))
+    processes.kill(workers[0])
+    finished = wait_for(jobs_done, limit=LEASE_SECONDS * 4 + 120)
+    done_after = time.time() - due.timestamp()
+    report = lateness_report(sink, at_by_delivery)
+    hits = [hit for hit in sink_hits(sink) if hit[0] in at_by_delivery]
+    seen: dict[str, int] = {}
+    for delivery, _, _ in hits:
+        seen[delivery] = seen.get(delivery, 0) + 1
+    duplicated = {delivery for delivery, times in seen.items() if times > 1}
+    lost_attempts = Attempt.objects.filter(outcome=AttemptOutcome.LOST)
+    explained = {str(d) for d in lost_attempts.values_list("job__delivery_id", flat=True)}
+    report.update(
+        finished=finished,
+        done_after=done_after,
+        received_before_kill=killed_at,
+        lost_attempts=lost_attempts.count(),
+        duplicates_explained=len(duplicated & explained),
+        duplicates_unexplained=len(duplicated - explained),
+    )
+    processes.stop(workers[1])
+    return report
+
+
+def fmt(value, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def table(base: dict, burst: dict | None, spread: dict | None, kill: dict | None, args, load: tuple) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# Jobs benchmark, {now}",
+        "",
+        f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}. "
+        f"Loopback only. Workers: Celery prefork x {WORKER_CONCURRENCY}, chunks of {CHUNK} jobs sent at once; "
+        "one dispatcher (`dispatchjobs`, 100 ms poll, batches of 1,000); PostgreSQL and Redis on the same cores. "
+        f"Load average (1 min) at the start / end of the run: {load[0]:.1f} / {load[1]:.1f}.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| baseline: sink + HTTP client alone ({WORKER_CONCURRENCY} processes x {CHUNK} threads, "
+        f"{base['requests']:,} requests) "
+        f"| {fmt(base['rate'])} requests/s |",
+    ]
+    if burst:
+        lines += [
+            f"| (a) {burst['jobs']:,} jobs due in the same second: dispatch throughput "
+            f"| {fmt(burst['throughput'])} jobs/s "
+            f"({fmt(100 * burst['throughput'] / base['rate'])}% of baseline) |",
+            f"| (a) lateness p50 / p99 / max | {fmt(burst['p50'])} / {fmt(burst['p99'])} / {fmt(burst['max'])} ms |",
+            f"| (a) lost / duplicates | {burst['lost']} / {burst['duplicates']} |",
+        ]
+    if spread:
+        lines += [
+            f"| (b) {spread['jobs']:,} jobs over {args.spread_seconds:g} s: lateness p50 / p99 / max "
+            f"| {fmt(spread['p50'])} / {fmt(spread['p99'])} / {fmt(spread['max'])} ms |",
+            f"| (b) lost / duplicates | {spread['lost']} / {spread['duplicates']} |",
+        ]
+    if kill:
+        lines += [
+            f"| (c) {kill['jobs']:,} jobs to a 50 ms target, 2 workers, one SIGKILLed after "
+            f"{kill['received_before_kill']:,} hits: lost "
+            f"| {kill['lost']} |",
+            f"| (c) duplicates (sent twice) | {kill['duplicates']} ({kill['duplicates_explained']} explained by an "
+            f"attempt recorded as lost, {kill['duplicates_unexplained']} unexplained) |",
+            f"| (c) attempts recorded as lost (in flight or queued on the killed worker) | {kill['lost_attempts']} |",
+            f"| (c) every job succeeded, within | {fmt(kill['done_after'], 1)} s of `at` "
+            f"(the killed worker's jobs waited for their lease, {LEASE_SECONDS} s) |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--burst", type=int, default=10_000)
+    parser.add_argument("--spread", type=int, default=2_000)
+    parser.add_argument("--spread-seconds", type=float, default=120)
+    parser.add_argument("--kill", type=int, default=5_000)
+    parser.add_argument("--baseline", type=int, default=10_000)
+    args = parser.parse_args()
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    load_at_start = os.getloadavg()[0]
+    prepare_storage()
+    setup_django()
+    processes = Processes()
+    port = free_port()
+    sink = f"http://127.0.0.1:{port}"
+    try:
+        processes.start(
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            "bench",
+            "jobs_sink:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--lifespan",
+            "off",
+            name="sink",
+        )
+        if not wait_for(lambda: _reachable(port), limit=30, step=0.1):
+            raise SystemExit("The sink did not start; see var/bench-jobs/sink.log.")
+        base = baseline(sink, args.baseline)
+        print(f"baseline: {base['rate']:.0f} requests/s", flush=True)
+
+        processes.start(PYTHON, "manage.py", "dispatchjobs", name="dispatcher")
+        burst = spread = kill = None
+        if args.burst or args.spread:
+            worker = processes.start(
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                f"--concurrency={WORKER_CONCURRENCY}",
+                "--loglevel=WARNING",
+                f"--hostname=bench-{uuid.uuid4().hex[:6]}@%h",
+                name="worker",
+            )
+            time.sleep(6)
+            if args.burst:
+                sink_reset(sink)
+                burst = run_burst(sink, args.burst)
+                print(f"(a) {burst}", flush=True)
+            if args.spread:
+                sink_reset(sink)
+                spread = run_spread(sink, args.spread, args.spread_seconds)
+                print(f"(b) {spread}", flush=True)
+            processes.stop(worker)
+        if args.kill:
+            sink_reset(sink)
+            kill = run_kill(sink, processes, args.kill)
+            print(f"(c) {kill}", flush=True)
+    finally:
+        processes.stop_all()
+
+    text = table(base, burst, spread, kill, args, (load_at_start, os.getloadavg()[0]))
+    path = RESULTS / f"jobs-{datetime.now(UTC):%Y%m%d-%H%M}.md"
+    path.write_text(text)
+    print(text)
+    print(f"Written to {path.relative_to(ROOT)}")
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

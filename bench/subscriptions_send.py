@@ -1,0 +1,435 @@
+"""Benchmark: one schedule fire to 100,000 active subscriptions, outbound to a local sink.
+
+    .venv/bin/python bench/subscriptions_send.py [--subscriptions 100000] [--workers 2]
+
+Uses the PostgreSQL database `subscriptions_bench` (created if missing, migrated,
+its subscriptions replaced) and Redis database 9 (flushed: it is the broker too).
+Starts, on 127.0.0.1 only: the sink (`bench/subscriptions_sink.py`, a fast message
+sender that counts deliveries and duplicates by Idempotency-Key) and `--workers`
+Celery workers (one process each, `-P threads -c 2` by default). Then:
+
+1. **Baseline**: the sink's own capacity, loaded by a light client for 5 s.
+2. **Fire**: the schedule's send task is queued; measured: time from the fire to
+   the sink's last delivery, sends/s, each worker's peak memory (VmHWM),
+   duplicates, subscriptions advanced.
+3. **Kill**: the same again (subscriptions reset, a new send), one worker is
+   killed with SIGKILL when a third of the messages are delivered, a replacement
+   is started, and once the queue has drained the fire is run again. Measured:
+   subscriptions lost (not advanced), advanced without delivery (advanced, but
+   their key never reached the sink), duplicates (deliveries of a key already
+   delivered: the ones the idempotency key lets the sink drop).
+
+Bounded in time (each wait gives up after --timeout seconds); stops everything
+it started. Prints the table and writes it to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+DATABASE_NAME = "subscriptions_bench"
+DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}"
+REDIS_URL = "redis://127.0.0.1:6379/9"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def environment(sink_port: int, arguments) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=DATABASE_URL,
+        REDIS_URL=REDIS_URL,
+        SECRET_KEY=secrets.token_urlsafe(40),
+        JOBS_SIGNING_KEY=secrets.token_urlsafe(32),
+        DEBUG="false",
+        LOG_LEVEL="WARNING",
+        MESSAGE_SENDER_URL=f"http://127.0.0.1:{sink_port}",
+        MESSAGE_SENDER_TOKEN=secrets.token_hex(8),
+        SEND_BATCH_SIZE=str(arguments.batch_size),
+        SEND_CONCURRENCY=str(arguments.concurrency),
+    )
+    env.pop("IDENTITY_STORE_URL", None)
+    return env
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
+        if not exists:
+            connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+
+
+def wait_for_port(port: int, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"Nothing listens on port {port}")
+
+
+def sink_call(port: int, path: str, body: bytes | None = None) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST" if body else "GET")
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+        return json.loads(response.read())
+
+
+def peak_memory_mb(pid: int) -> float | None:
+    """The process's peak resident memory (VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Workers:
+    def __init__(self, env: dict[str, str], log_dir: Path, pool: str, concurrency: int):
+        self.env = env
+        self.pool = pool
+        self.concurrency = concurrency
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen] = []
+        self.peaks: dict[int, float] = {}
+
+    def start(self) -> subprocess.Popen:
+        number = len(self.processes) + 1
+        log = open(self.log_dir / f"worker-{number}.log", "w")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [
+                str(Path(PYTHON).parent / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "-P",
+                self.pool,
+                "-c",
+                str(self.concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+                "-n",
+                f"bench{number}@%h",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(process)
+        return process
+
+    def wait_ready(self, app, count: int, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if len(app.control.ping(timeout=0.5)) >= count:
+                return
+        raise RuntimeError("The workers did not start")
+
+    def note_peaks(self) -> None:
+        for process in self.processes:
+            peak = peak_memory_mb(process.pid)
+            if peak is not None:
+                self.peaks[process.pid] = max(peak, self.peaks.get(process.pid, 0))
+
+    def kill(self, process: subprocess.Popen) -> None:
+        self.note_peaks()
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def stop(self) -> None:
+        self.note_peaks()
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def make_data(count: int) -> int:
+    """A weekly schedule, a 3-message text set and `count` ready subscriptions on it; the schedule's id."""
+    from django.db import connection
+
+    from contentstore import services as content
+    from contentstore.models import MessageSet, Schedule
+    from subscriptions.models import Subscription
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE subscriptions_subscription, subscriptions_sendrun, subscriptions_sendbatch, "
+            "subscriptions_subscriptionsendfailure, subscriptions_resendrequest, subscriptions_behindsubscription, "
+            "subscriptions_estimatedsend CASCADE"
+        )
+    for messageset in MessageSet.objects.all():
+        messageset.messages.all().delete()
+        messageset.delete()
+    for schedule in Schedule.objects.all():
+        content.schedule_delete(schedule=schedule)
+    schedule = content.schedule_create(minute="0", hour="8", day_of_week="1")
+    messageset = content.messageset_create(short_name="bench", default_schedule=schedule)
+    for number in range(1, 4):
+        content.message_create(
+            messageset=messageset,
+            sequence_number=number,
+            lang="eng",
+            text_content=f"Message {number} in eng: a benchmark message of a usual length for an SMS.",
+        )
+    chunk = 10_000
+    for start in range(0, count, chunk):
+        Subscription.objects.bulk_create(
+            Subscription(identity=f"{number:036d}", messageset=messageset, schedule=schedule, lang="eng")
+            for number in range(start, min(start + chunk, count))
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE subscriptions_subscription")
+    return schedule.pk
+
+
+def reset_sends() -> None:
+    from subscriptions.models import SendRun, Subscription
+
+    SendRun.objects.all().delete()
+    Subscription.objects.update(next_sequence_number=1, last_run=None)
+
+
+def run_state() -> tuple[bool, int, int]:
+    """(whether the send finished, subscriptions advanced, batches pending)."""
+    from subscriptions.models import SendBatch, SendRun, Subscription
+
+    finished = SendRun.objects.filter(finished_at__isnull=False).exists()
+    advanced = Subscription.objects.filter(next_sequence_number=2).count()
+    pending = SendBatch.objects.filter(done_at__isnull=True).count()
+    return finished, advanced, pending
+
+
+def wait_for(condition, seconds: float, what: str, every: float = 0.25):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise RuntimeError(f"Gave up waiting for {what} after {seconds:g} s")
+
+
+def fire(app, schedule_id: int) -> float:
+    started = time.time()
+    app.send_task("subscriptions.send_schedule", args=[schedule_id])
+    return started
+
+
+def queue_length(app) -> int:
+    with app.connection_for_read() as connection:
+        return connection.default_channel.client.llen(app.conf.task_default_queue)
+
+
+def scenario_fire(app, workers: Workers, sink_port: int, schedule_id: int, count: int, timeout: float) -> dict:
+    sink_call(sink_port, "/_reset", b"{}")
+    started = fire(app, schedule_id)
+    wait_for(lambda: sink_call(sink_port, "/_stats")["distinct"] >= count, timeout, "every delivery")
+    wait_for(lambda: run_state()[0], timeout, "the send to finish")
+    finished_at = time.time()
+    workers.note_peaks()
+    stats = sink_call(sink_port, "/_stats")
+    _, advanced, _ = run_state()
+    seconds = stats["last"] - started
+    return {
+        "fire_to_last_delivery_s": seconds,
+        "fire_to_finished_s": finished_at - started,
+        "sends_per_s": count / seconds,
+        "deliveries": stats["deliveries"],
+        "duplicates": stats["duplicates"],
+        "advanced": advanced,
+    }
+
+
+def scenario_kill(app, workers: Workers, sink_port: int, schedule_id: int, count: int, timeout: float) -> dict:
+    from subscriptions.models import Subscription
+
+    reset_sends()
+    sink_call(sink_port, "/_reset", b"{}")
+    started = fire(app, schedule_id)
+    wait_for(lambda: sink_call(sink_port, "/_stats")["deliveries"] >= count // 3, timeout, "a third delivered")
+    victim = workers.processes[0]
+    workers.kill(victim)
+    killed_at = time.time()
+    delivered_at_kill = sink_call(sink_port, "/_stats")["deliveries"]
+    workers.start()
+
+    def drained() -> bool:
+        before = sink_call(sink_port, "/_stats")["deliveries"]
+        time.sleep(1.0)
+        return queue_length(app) == 0 and sink_call(sink_port, "/_stats")["deliveries"] == before
+
+    wait_for(drained, timeout, "the queue to drain", every=0)
+    stalled = run_state()
+    refired = fire(app, schedule_id)
+    wait_for(lambda: run_state()[0], timeout, "the re-run send to finish")
+    finished_at = time.time()
+    workers.note_peaks()
+    stats = sink_call(sink_port, "/_stats")
+    with tempfile.NamedTemporaryFile("r", suffix=".keys") as keys_file:
+        sink_call(sink_port, "/_keys", keys_file.name.encode())
+        delivered = {line.strip() for line in Path(keys_file.name).read_text().splitlines() if line.strip()}
+    advanced_ids = Subscription.objects.filter(next_sequence_number=2).values_list("id", flat=True)
+    without_delivery = sum(1 for subscription_id in advanced_ids.iterator() if f"{subscription_id}:1" not in delivered)
+    advanced = Subscription.objects.filter(next_sequence_number=2).count()
+    return {
+        "delivered_when_killed": delivered_at_kill,
+        "advanced_before_rerun": stalled[1],
+        "pending_batches_before_rerun": stalled[2],
+        "kill_to_rerun_s": refired - killed_at,
+        "rerun_to_finished_s": finished_at - refired,
+        "fire_to_finished_s": finished_at - started,
+        "deliveries": stats["deliveries"],
+        "distinct": stats["distinct"],
+        "duplicates": stats["duplicates"],
+        "without_key": stats["without_key"],
+        "lost": count - advanced,
+        "advanced_without_delivery": without_delivery,
+        "advanced": advanced,
+        "advanced_beyond_one": Subscription.objects.filter(next_sequence_number__gt=2).count(),
+    }
+
+
+def table(arguments, baseline: float, first: dict, killed: dict, peaks: dict[int, float]) -> str:
+    peak = max(peaks.values()) if peaks else float("nan")
+    count = arguments.subscriptions
+    lines = [
+        f"# Schedule send benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"Machine: {platform.node()}, {os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}; PostgreSQL, Redis, sink and workers on the same machine (loopback).",
+        f"{count:,} subscriptions on one schedule; {arguments.workers} Celery worker processes "
+        f"(`-P {arguments.pool} -c {arguments.worker_concurrency}`), "
+        f"SEND_BATCH_SIZE={arguments.batch_size}, SEND_CONCURRENCY={arguments.concurrency}.",
+        "",
+        "| what | figure | goal |",
+        "|---|---|---|",
+        f"| sink capacity (baseline: light client, 64 connections) | {baseline:,.0f} requests/s | |",
+        f"| fire to last delivery | {first['fire_to_last_delivery_s']:.1f} s | <= 60 s |",
+        f"| fire to send finished (last batch recorded) | {first['fire_to_finished_s']:.1f} s | |",
+        f"| sends/s | {first['sends_per_s']:,.0f} ({first['sends_per_s'] / baseline:.0%} of the sink's capacity) | |",
+        f"| worker peak memory (VmHWM, largest worker) | {peak:.0f} MB | <= 300 MB |",
+        f"| duplicates | {first['duplicates']} | 0 |",
+        f"| subscriptions advanced | {first['advanced']:,} | {count:,} |",
+        "",
+        "One worker killed (SIGKILL) when a third was delivered, a replacement started, the fire run again:",
+        "",
+        "| what | figure | goal |",
+        "|---|---|---|",
+        f"| delivered when killed | {killed['delivered_when_killed']:,} | |",
+        f"| advanced before the re-run | {killed['advanced_before_rerun']:,} "
+        f"({killed['pending_batches_before_rerun']} batch(es) left unfinished) | |",
+        f"| re-run to send finished | {killed['rerun_to_finished_s']:.1f} s | |",
+        f"| lost (not advanced) | {killed['lost']} | 0 |",
+        f"| advanced without delivery | {killed['advanced_without_delivery']} | 0 |",
+        f"| advanced by more than one | {killed['advanced_beyond_one']} | 0 |",
+        f"| duplicates (same Idempotency-Key delivered again) | {killed['duplicates']} | only these |",
+        f"| deliveries without Idempotency-Key | {killed['without_key']} | 0 |",
+        f"| subscriptions advanced | {killed['advanced']:,} | {count:,} |",
+        "",
+        f"Worker peaks (MB): {', '.join(f'{value:.0f}' for value in peaks.values())}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscriptions", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pool", choices=["solo", "threads"], default="threads", help="each worker's Celery pool")
+    parser.add_argument("--worker-concurrency", type=int, default=2, help="send tasks each worker runs at once")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=16, help="SEND_CONCURRENCY of each worker")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds each wait may take")
+    arguments = parser.parse_args()
+
+    sink_port = free_port()
+    env = environment(sink_port, arguments)
+    ensure_database()
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    setup_django(env)
+    from config.celery import app
+
+    print(f"Making {arguments.subscriptions:,} subscriptions...", flush=True)
+    schedule_id = make_data(arguments.subscriptions)
+
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-subscriptions-"))
+    sink = subprocess.Popen([PYTHON, str(ROOT / "bench" / "subscriptions_sink.py"), "serve", "--port", str(sink_port)])
+    workers = Workers(env, log_dir, arguments.pool, arguments.worker_concurrency)
+    try:
+        wait_for_port(sink_port)
+        print("Measuring the sink's capacity...", flush=True)
+        load = subprocess.run(
+            [PYTHON, str(ROOT / "bench" / "subscriptions_sink.py"), "load", "--port", str(sink_port), "--seconds", "5"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        baseline = json.loads(load.stdout)["requests_per_second"]
+        for _ in range(arguments.workers):
+            workers.start()
+        workers.wait_ready(app, arguments.workers, 60)
+        print("Fire...", flush=True)
+        first = scenario_fire(app, workers, sink_port, schedule_id, arguments.subscriptions, arguments.timeout)
+        print(json.dumps(first), flush=True)
+        print("Fire with a worker killed...", flush=True)
+        killed = scenario_kill(app, workers, sink_port, schedule_id, arguments.subscriptions, arguments.timeout)
+        print(json.dumps(killed), flush=True)
+    finally:
+        workers.stop()
+        sink.terminate()
+        sink.wait(10)
+    result = table(arguments, baseline, first, killed, workers.peaks)
+    print(result)
+    out = ROOT / "bench" / "results" / f"subscriptions-{datetime.now(UTC):%Y%m%d-%H%M}.md"
+    out.write_text(result)
+    print(f"Written to {out.relative_to(ROOT)} (worker logs in {log_dir})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,338 @@
+"""Topics fan-out against plain Redis pub/sub, in one run.
+
+(a) 100 SSE subscribers on one topic, publishers at rising rates: delivered
+    messages/s and publish-to-receive latency (the payload carries its publish
+    time), against the same fan-out done with Redis pub/sub directly.
+(b) 10,000 idle subscribers (half long poll, half SSE) held by one web process:
+    its memory per subscriber, and how long one publish takes to reach them all.
+
+    .venv/bin/python bench/topics_fanout.py [--subscribers 100] [--idle 10000]
+
+Needs PostgreSQL and Redis on 127.0.0.1. Uses the database `bench_topics` and
+Redis database 10; all traffic stays on loopback and the run stops by itself.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import redis.asyncio
+from common import PYTHON, ROOT, prepare_service, service_environment
+
+DATABASE = "bench_topics"
+REDIS_URL = "redis://127.0.0.1:6379/10"
+PORT = 18711
+RATES = (50, 100, 200, 400)
+SECONDS_PER_RATE = 5
+SETTLE_SECONDS = 3
+
+
+def environment() -> dict[str, str]:
+    return service_environment(
+        database=DATABASE, redis_url=REDIS_URL, TOPICS_LONG_POLL_SECONDS="300", TOPICS_SSE_HEARTBEAT_SECONDS="60"
+    )
+
+
+def raise_file_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+def prepare() -> str:
+    return prepare_service(environment(), cache="bench", scope="topics:publishsubscribe:bench")
+
+
+def start_server() -> subprocess.Popen:
+    process = subprocess.Popen(
+        [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(PORT),
+         "--workers", "1", "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
+        cwd=ROOT, env=environment(), preexec_fn=raise_file_limit,
+    )  # fmt: skip
+    for _ in range(200):
+        try:
+            asyncio.run(asyncio.wait_for(asyncio.open_connection("127.0.0.1", PORT), 0.5))
+            return process
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the service did not start")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+async def open_subscriber(
+    token: str, *, sse: bool, topic: str, sequence_number: int = 0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", PORT)
+    accept = "text/event-stream" if sse else "application/json"
+    writer.write(
+        f"GET /topics/bench/{topic}?token={token}&sequence_number={sequence_number} HTTP/1.1\r\nHost: bench\r\n"
+        f"Accept: {accept}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def read_sse(reader: asyncio.StreamReader, latencies: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        line = await reader.readline()
+        if not line:
+            return
+        if line.startswith(b"data: "):  # ... "value": {"text": "<publish time in ms>"}}
+            sent = float(line.rsplit(b'"text": "', 1)[1].split(b'"', 1)[0])
+            latencies.append(time.time() * 1000 - sent)
+
+
+class Publisher:
+    def __init__(self, token: str, topic: str):
+        self.token, self.topic = token, topic
+
+    async def __aenter__(self):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", PORT)
+        return self
+
+    async def __aexit__(self, *exc):
+        self.writer.close()
+
+    async def publish(self, text: str) -> None:
+        body = text.encode()
+        self.writer.write(
+            f"POST /topics/bench/{self.topic} HTTP/1.1\r\nHost: bench\r\nAuthorization: {self.token}\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await self.writer.drain()
+        status = await self.reader.readline()
+        while (await self.reader.readline()) not in (b"\r\n", b""):
+            pass
+        if b" 204 " not in status:
+            raise RuntimeError(f"publish failed: {status!r}")
+
+
+async def paced(rate: int, send) -> int:
+    """Start `send` `rate` times a second for SECONDS_PER_RATE, each on time whether or not
+    the previous one has finished; how many were sent."""
+    count, start, pending = 0, time.perf_counter(), []
+    total = rate * SECONDS_PER_RATE
+    while count < total:
+        delay = start + count / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.ensure_future(send(f"{time.time() * 1000:.3f}")))
+        count += 1
+    await asyncio.gather(*pending)
+    return count
+
+
+class PublisherPool:
+    """A few kept-alive publisher connections, each used by one publish at a time."""
+
+    def __init__(self, token: str, topic: str, size: int = 4):
+        self.publishers = [Publisher(token, topic) for _ in range(size)]
+        self.free: asyncio.Queue = asyncio.Queue()
+
+    async def __aenter__(self):
+        for publisher in self.publishers:
+            await publisher.__aenter__()
+            self.free.put_nowait(publisher)
+        return self
+
+    async def __aexit__(self, *exc):
+        for publisher in self.publishers:
+            await publisher.__aexit__()
+
+    async def publish(self, text: str) -> None:
+        publisher = await self.free.get()
+        try:
+            await publisher.publish(text)
+        finally:
+            self.free.put_nowait(publisher)
+
+
+async def fanout_service(token: str, subscribers: int) -> list[dict]:
+    results = []
+    for rate in RATES:
+        topic = f"fanout-{rate}"
+        latencies: list[float] = []
+        stop = asyncio.Event()
+        connections = [await open_subscriber(token, sse=True, topic=topic) for _ in range(subscribers)]
+        readers = [asyncio.ensure_future(read_sse(r, latencies, stop)) for r, _ in connections]
+        await asyncio.sleep(1)
+        async with PublisherPool(token, topic) as publisher:
+            start = time.perf_counter()
+            sent = await paced(rate, publisher.publish)
+            expected = sent * subscribers
+            deadline = time.perf_counter() + 10
+            while len(latencies) < expected and time.perf_counter() < deadline:
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - start
+        stop.set()
+        for task in readers:
+            task.cancel()
+        for _, writer in connections:
+            writer.close()
+        results.append(summary(rate, subscribers, latencies, expected, elapsed))
+    return results
+
+
+async def pubsub_round(rate: int, subscribers: int) -> dict:
+    channel = f"bench-fanout-{rate}"
+    latencies: list[float] = []
+    clients = [redis.asyncio.Redis.from_url(REDIS_URL) for _ in range(subscribers)]
+    pubsubs = [client.pubsub() for client in clients]
+    for pubsub in pubsubs:
+        await pubsub.subscribe(channel)
+
+    async def listen(pubsub) -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                latencies.append(time.time() * 1000 - float(message["data"]))
+
+    listeners = [asyncio.ensure_future(listen(p)) for p in pubsubs]
+    publisher = redis.asyncio.Redis.from_url(REDIS_URL)
+    start = time.perf_counter()
+    sent = await paced(rate, lambda text: publisher.publish(channel, text))
+    expected = sent * subscribers
+    deadline = time.perf_counter() + 10
+    while len(latencies) < expected and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    for task in listeners:
+        task.cancel()
+    for client in [*clients, publisher]:
+        await client.aclose()
+    return summary(rate, subscribers, latencies, expected, elapsed)
+
+
+async def fanout_pubsub(subscribers: int) -> list[dict]:
+    """The baseline: the same fan-out with Redis pub/sub, one connection per subscriber."""
+    return [await pubsub_round(rate, subscribers) for rate in RATES]
+
+
+def summary(rate: int, subscribers: int, latencies: list[float], expected: int, elapsed: float) -> dict:
+    return {
+        "rate": rate,
+        "expected": expected,
+        "delivered": len(latencies),
+        "per_second": len(latencies) / elapsed,
+        "p50": statistics.median(latencies) if latencies else float("nan"),
+        "p99": percentile(latencies, 0.99),
+    }
+
+
+async def idle_subscribers(token: str, count: int, server_pid: int) -> dict:
+    before = rss_kib(server_pid)
+    half = count // 2
+    connections = []
+    for batch_start in range(0, count, 500):
+        batch = range(batch_start, min(batch_start + 500, count))
+        connections += await asyncio.gather(
+            # from sequence 1, so a subscriber the server takes in after the publish still gets it
+            *(open_subscriber(token, sse=i >= half, topic="idle", sequence_number=1) for i in batch)
+        )
+    await asyncio.sleep(SETTLE_SECONDS)  # let the server take every request in
+    held = rss_kib(server_pid)
+    received = asyncio.Event()
+    arrivals = 0
+
+    async def first_message(reader) -> None:
+        nonlocal arrivals
+        seen = b""
+        while b"topic_sequence_number" not in seen:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            seen = seen[-64:] + chunk
+        arrivals += 1
+        if arrivals == count:
+            received.set()
+
+    waiters = [asyncio.ensure_future(first_message(reader)) for reader, _ in connections]
+    async with Publisher(token, "idle") as publisher:
+        start = time.perf_counter()
+        await publisher.publish("to everyone")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(received.wait(), 60)
+    reach = time.perf_counter() - start
+    for task in waiters:
+        task.cancel()
+    for _, writer in connections:
+        writer.close()
+    return {
+        "count": count,
+        "reached": arrivals,
+        "rss_before_mib": before / 1024,
+        "rss_held_mib": held / 1024,
+        "per_subscriber_kib": (held - before) / count,
+        "reach_seconds": reach,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--idle", type=int, default=10_000)
+    args = parser.parse_args()
+    raise_file_limit()
+    token = prepare()
+    asyncio.run(redis.asyncio.Redis.from_url(REDIS_URL).flushdb())
+    server = start_server()
+    try:
+        ours = asyncio.run(fanout_service(token, args.subscribers))
+        baseline = asyncio.run(fanout_pubsub(args.subscribers))
+        idle = asyncio.run(idle_subscribers(token, args.idle, server.pid))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"Topics fan-out vs Redis pub/sub - {when}",
+        f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}; "
+        f"one uvicorn worker; the client on the same cores; {SECONDS_PER_RATE} s per rate; loopback.",
+        "",
+        f"(a) {args.subscribers} SSE subscribers on one topic",
+        "",
+        "| publishes/s | ours delivered/s | ours p50 ms | ours p99 ms | ours delivered | pub/sub delivered/s "
+        "| pub/sub p50 ms | pub/sub p99 ms | pub/sub delivered |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mine, base in zip(ours, baseline, strict=True):
+        lines.append(
+            f"| {mine['rate']} | {mine['per_second']:.0f} | {mine['p50']:.1f} | {mine['p99']:.1f} "
+            f"| {mine['delivered']}/{mine['expected']} | {base['per_second']:.0f} | {base['p50']:.1f} "
+            f"| {base['p99']:.1f} | {base['delivered']}/{base['expected']} |"
+        )
+    lines += [
+        "",
+        f"(b) {idle['count']} idle subscribers (half long poll, half SSE) in one web process: "
+        f"{idle['reached']} reached by one publish in {idle['reach_seconds']:.2f} s; "
+        f"process memory {idle['rss_before_mib']:.0f} MiB before, {idle['rss_held_mib']:.0f} MiB holding them "
+        f"({idle['per_subscriber_kib']:.1f} KiB per subscriber).",
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    out = ROOT / "bench" / "results" / f"topics-fanout-{datetime.date.today().isoformat()}.md"
+    out.write_text(table)
+    print(f"Written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

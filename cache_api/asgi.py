@@ -1,0 +1,142 @@
+"""The cache data API, `GET|PUT|DELETE /cache/{cacheName}`, as a lean ASGI app.
+
+Per request: the token check and the cache lookup come from short in-process
+caches, and one Lua call does the rate limiting and the item operation in a
+single Redis round trip.
+"""
+
+import base64
+import binascii
+import logging
+import re
+
+from accounts.scopes import describe_missing
+from core.asgi import HTTPError, Request, Response, Send, authenticate, lean_app, preflight
+from core.ratelimit import LUA_FUNCTIONS, counter_keys, limits, rate_limited
+from core.redis import get_async_redis
+from core.scripts import RedisScript
+
+from .keys import item_key
+from .selectors import CacheInfo, acache_info
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/cache/"
+METHODS = "GET, PUT, DELETE, OPTIONS"
+BASE64URL = re.compile(rb"^[A-Za-z0-9_-]*={0,2}$")
+
+# KEYS: item, request counter, byte counter. ARGV: op, request limit, byte limit, value, ttl.
+# Answers {'hit', value} | {'miss'} | {'ok'} | {'requests'} | {'bytes'}.
+ITEM_SCRIPT = RedisScript(
+    LUA_FUNCTIONS
+    + """
+local op = ARGV[1]
+if over_requests(KEYS[2], ARGV[2]) then return {'requests'} end
+local value, size = false, 0
+if op == 'get' then
+  value = redis.call('GET', KEYS[1])
+  if not value then return {'miss'} end
+  size = string.len(value)
+elseif op == 'set' then
+  size = string.len(ARGV[4])
+end
+if over_bytes(KEYS[3], ARGV[3], size) then return {'bytes'} end
+if op == 'get' then return {'hit', value} end
+if op == 'set' then
+  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])
+else
+  redis.call('UNLINK', KEYS[1])
+end
+return {'ok'}
+"""
+)
+
+
+def parse_key(query: dict[bytes, bytes]) -> bytes:
+    if b"key" in query and b"key_base64" in query:
+        raise HTTPError(400, "Pass either key or key_base64, not both.")
+    if b"key" in query:
+        key = query[b"key"]
+    elif b"key_base64" in query:
+        encoded = query[b"key_base64"]
+        stripped = encoded.rstrip(b"=")
+        if not BASE64URL.match(encoded) or len(stripped) % 4 == 1:
+            raise HTTPError(400, "key_base64 must be base64url (A-Z, a-z, 0-9, '-' and '_'; padding optional).")
+        try:
+            key = base64.b64decode(stripped + b"=" * (-len(stripped) % 4), altchars=b"-_", validate=True)
+        except binascii.Error:
+            raise HTTPError(
+                400, "key_base64 must be base64url (A-Z, a-z, 0-9, '-' and '_'; padding optional)."
+            ) from None
+    else:
+        raise HTTPError(400, "Missing key: pass the key or key_base64 query parameter.")
+    if not key:
+        raise HTTPError(400, "The key must not be empty.")
+    return key
+
+
+def parse_ttl(query: dict[bytes, bytes], cache: CacheInfo) -> int:
+    raw = query.get(b"ttl_seconds")
+    if raw is None:
+        raise HTTPError(400, "Missing ttl_seconds: it is required to set a value.")
+    text = raw.decode("utf-8", "replace")
+    if not re.fullmatch(r"[+-]?\d+", text.strip()):
+        raise HTTPError(400, f"ttl_seconds must be a whole number of seconds, not {text!r}.")
+    ttl = int(text)
+    if ttl <= 0:
+        raise HTTPError(400, "ttl_seconds must be greater than 0.")
+    if ttl > cache.max_ttl_seconds:
+        raise HTTPError(400, f"ttl_seconds may be at most {cache.max_ttl_seconds} (the cache's TTL limit).")
+    return ttl
+
+
+async def run_item_script(*, op: str, token_id: int, key: bytes, value: bytes = b"", ttl: int = 0) -> list:
+    requests, moved = limits()
+    return await ITEM_SCRIPT.run(get_async_redis(), [key, *counter_keys(token_id)], [op, requests, moved, value, ttl])
+
+
+async def respond(request: Request, send: Send) -> Response:
+    segments = request.path_segments(PREFIX)
+    if len(segments) != 1 or not segments[0]:
+        raise HTTPError(404, "Not Found: the cache data API is /cache/{cacheName}.")
+    name = segments[0]
+    if request.method == "OPTIONS":
+        return preflight(request, METHODS)
+    if request.method not in ("GET", "PUT", "DELETE"):
+        raise HTTPError(405, f"Method {request.method} is not allowed here.", [("allow", METHODS)])
+
+    token = await authenticate(request)
+    query = request.raw_query
+    key = parse_key(query)
+    action = "read" if request.method == "GET" else "write"
+    if not token.scope_set.allows("cache", action, cache=name, key=key):
+        raise HTTPError(403, describe_missing("cache", action, cache=name, key=key))
+    cache = await acache_info(name)
+    if cache is None:
+        raise HTTPError(404, "Cache Not Found")
+
+    redis_key = item_key(cache.id, key)
+    if request.method == "GET":
+        result = await run_item_script(op="get", token_id=token.pk, key=redis_key)
+    elif request.method == "PUT":
+        ttl = parse_ttl(query, cache)
+        limit = cache.max_item_bytes
+        too_large = f"The item (key + value) is larger than the limit of {limit} bytes."
+        if len(key) >= limit:
+            raise HTTPError(400, too_large)
+        value = await request.body(limit - len(key), too_large)
+        result = await run_item_script(op="set", token_id=token.pk, key=redis_key, value=value, ttl=ttl)
+    else:
+        result = await run_item_script(op="del", token_id=token.pk, key=redis_key)
+
+    outcome = result[0].decode()
+    if outcome == "hit":
+        return Response(200, result[1], "application/octet-stream")
+    if outcome == "miss":
+        raise HTTPError(404, "Key Not Found")
+    if outcome in ("requests", "bytes"):
+        raise rate_limited(outcome)
+    return Response(204)
+
+
+cache_app = lean_app(respond, unavailable="The cache is unavailable")

@@ -1,0 +1,55 @@
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from .keys import cache_patterns
+from .models import NAME_PATTERN, NAME_RULE, Cache
+from .tasks import cache_items_purge
+
+PURGE_BATCH = 1000
+
+
+def cache_name_validate(name: str) -> None:
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValidationError({"name": [NAME_RULE]})
+
+
+def cache_create(
+    *, name: str, max_item_bytes: int | None = None, max_ttl_seconds: int | None = None
+) -> tuple[Cache, bool]:
+    """The cache with this name, and whether it was created now."""
+    cache_name_validate(name)
+    existing = Cache.objects.filter(name=name).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            cache = Cache(name=name, max_item_bytes=max_item_bytes, max_ttl_seconds=max_ttl_seconds)
+            cache.full_clean()
+            cache.save()
+    except IntegrityError:  # created by a concurrent request
+        return Cache.objects.get(name=name), False
+    return cache, True
+
+
+def cache_delete(*, cache: Cache) -> None:
+    """Delete the cache now; its items are removed from Redis in the background."""
+    cache_id = cache.pk
+    cache.delete()
+    transaction.on_commit(lambda: cache_items_purge.delay(cache_id))
+
+
+def cache_items_remove(*, cache_id: int, redis_client) -> int:
+    """Remove a deleted cache's items and topics from Redis without blocking it (SCAN + UNLINK)."""
+    removed = 0
+    for pattern in cache_patterns(cache_id):
+        batch = []
+        for key in redis_client.scan_iter(match=pattern, count=PURGE_BATCH):
+            batch.append(key)
+            if len(batch) >= PURGE_BATCH:
+                removed += redis_client.unlink(*batch)
+                batch = []
+        if batch:
+            removed += redis_client.unlink(*batch)
+    return removed

@@ -1,0 +1,434 @@
+"""Settings, read from the environment.
+
+Every setting is listed in `.env.example` with a one-line comment. The typed
+helpers below fail at start-up, naming the variable, when a value is bad.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from config import __version__
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    """The variable's value; `default` when it is unset or empty."""
+    return os.environ.get(name) or default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {raw!r}.")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}.")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+# --- Core -------------------------------------------------------------------
+
+DEBUG = env_bool("DEBUG", False)
+
+# Secrets that are unset while DEBUG is off: settings still load (management commands
+# work), but the web, worker, scheduler and dispatcher processes refuse to start
+# (config/startup.py).
+MISSING_SECRETS: list[str] = []
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        MISSING_SECRETS.append("SECRET_KEY")
+        SECRET_KEY = ""  # Django refuses to use an empty key
+    else:
+        SECRET_KEY = "insecure-local-development-key"  # noqa: S105 - only ever with DEBUG on
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Set when a proxy terminates TLS and sends X-Forwarded-Proto.
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "core",
+    "accounts",
+    "cache_api",
+    "topics",
+    "contentstore",
+    "jobs",
+    "subscriptions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+# Messages stay on the server: the admin shows a new token's secret through one.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+
+DATABASES = {"default": environ.Env.db_url_config(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and scheduler share the file: wait for locks instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    # Seconds a database connection is kept open between requests.
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# --- Redis and Celery -------------------------------------------------------
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Seconds to wait for Redis to connect or answer before the request fails with 503.
+REDIS_SOCKET_TIMEOUT = env_int("REDIS_SOCKET_TIMEOUT", 5, minimum=1)
+# Most Redis connections one web process opens for the cache and topics paths.
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 200, minimum=1)
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+# Seconds a task may run before the worker kills it (hard) or raises in it (soft).
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 270, minimum=1)
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+DJANGO_CELERY_BEAT_TZ_AWARE = True
+
+# --- Internationalisation ---------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+# Zone for the admin's display and for times given without an offset.
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static and media files -------------------------------------------------
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Limits -----------------------------------------------------------------
+
+# Largest request body (bytes) Django reads into memory, uploads excepted.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 2_621_440, minimum=1024)
+# Most form fields one request may carry.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("MAX_REQUEST_FIELDS", 1000, minimum=10)
+
+# Longest lifetime (seconds) of a token minted by the token endpoint: 25 h.
+TOKEN_MINT_MAX_LIFETIME = env_int("TOKEN_MINT_MAX_LIFETIME", 90_000, minimum=60)
+# Lifetime (seconds) of a minted token when the request does not say.
+TOKEN_MINT_DEFAULT_LIFETIME = env_int("TOKEN_MINT_DEFAULT_LIFETIME", 3600, minimum=60)
+# Seconds the cache and topics hot paths trust a token check: a revoked token
+# stops working there within this time (everywhere else at once).
+TOKEN_CACHE_SECONDS = env_int("TOKEN_CACHE_SECONDS", 10)
+# Seconds between two writes of a token's last-used time.
+TOKEN_LAST_USED_INTERVAL = env_int("TOKEN_LAST_USED_INTERVAL", 60)
+
+# --- Content store ----------------------------------------------------------
+
+# Items per page of an API list when the request does not ask for a page_size.
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 1000, minimum=1)
+# Largest page_size a request may ask for; a larger one is a 400.
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 5000, minimum=1)
+if API_PAGE_SIZE > API_MAX_PAGE_SIZE:
+    raise ImproperlyConfigured(
+        f"API_PAGE_SIZE ({API_PAGE_SIZE}) must not be above API_MAX_PAGE_SIZE ({API_MAX_PAGE_SIZE})."
+    )
+# Zone (IANA name) schedules' cron fields are read in: "0 8 * * 1" fires Mondays at 08:00 there.
+SCHEDULE_TIME_ZONE = env_str("SCHEDULE_TIME_ZONE", "UTC")
+# Largest binary content upload, in bytes (10 MiB).
+BINARY_CONTENT_MAX_BYTES = env_int("BINARY_CONTENT_MAX_BYTES", 10_485_760, minimum=1)
+# Media types a binary content upload may have (judged from its extension); "audio/*" allows a family.
+BINARY_CONTENT_TYPES = env_list("BINARY_CONTENT_TYPES", ["audio/*", "image/*"])
+
+# --- Cache (the Momento-compatible data API) ------------------------------
+
+# Largest item, key + value, in bytes (a cache may set a lower or higher limit): 5 MB.
+CACHE_MAX_ITEM_BYTES = env_int("CACHE_MAX_ITEM_BYTES", 5 * 1024 * 1024, minimum=1)
+# Longest TTL in seconds (a cache may set its own): 24 h.
+CACHE_MAX_TTL_SECONDS = env_int("CACHE_MAX_TTL_SECONDS", 86_400, minimum=1)
+# Seconds a web process trusts what it looked up about a cache: a deleted cache
+# stops answering within this time (an unknown name is trusted for at most 1 s).
+CACHE_LOOKUP_SECONDS = env_int("CACHE_LOOKUP_SECONDS", 5)
+# Requests per second one token may make to the cache and topics paths (0: no limit).
+CACHE_RATE_LIMIT_REQUESTS = env_int("CACHE_RATE_LIMIT_REQUESTS", 10_000)
+# Bytes per second (values read and written) one token may move (0: no limit).
+CACHE_RATE_LIMIT_BYTES = env_int("CACHE_RATE_LIMIT_BYTES", 100 * 1024 * 1024)
+if 0 < CACHE_RATE_LIMIT_BYTES < CACHE_MAX_ITEM_BYTES:
+    raise ImproperlyConfigured("CACHE_RATE_LIMIT_BYTES must be 0 or at least CACHE_MAX_ITEM_BYTES.")
+# Origins whose browser code may call the cache and topics paths ("*": any; empty: none).
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
+# Seconds a browser may cache a CORS preflight answer.
+CORS_MAX_AGE = env_int("CORS_MAX_AGE", 600)
+
+# --- Topics (Momento-compatible publish and subscribe) --------------------
+
+# Largest message, in bytes, a publish may carry.
+TOPICS_MAX_MESSAGE_BYTES = env_int("TOPICS_MAX_MESSAGE_BYTES", 65_536, minimum=1)
+# Messages a topic keeps for subscribers to catch up on (approximately: trimmed in blocks).
+TOPICS_REPLAY_LENGTH = env_int("TOPICS_REPLAY_LENGTH", 1000, minimum=1)
+# Seconds a message stays in the replay window; a topic with no publish for this long is dropped.
+TOPICS_REPLAY_SECONDS = env_int("TOPICS_REPLAY_SECONDS", 3600, minimum=1)
+# Seconds a long poll waits for a message before answering {"items": []}.
+TOPICS_LONG_POLL_SECONDS = env_int("TOPICS_LONG_POLL_SECONDS", 30, minimum=1)
+# Most items (messages and discontinuities) in one long-poll answer or SSE write.
+TOPICS_BATCH_SIZE = env_int("TOPICS_BATCH_SIZE", 100, minimum=1)
+# Seconds between heartbeat comments on an idle SSE stream.
+TOPICS_SSE_HEARTBEAT_SECONDS = env_int("TOPICS_SSE_HEARTBEAT_SECONDS", 15, minimum=1)
+# Messages of each topic a web process keeps in memory to serve its subscribers.
+TOPICS_FEED_BUFFER = env_int("TOPICS_FEED_BUFFER", 1000, minimum=1)
+
+# --- REST framework and API docs --------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Stage-based messaging store",
+    "DESCRIPTION": (
+        "Schedules, message sets, messages and subscriptions, with a Momento-compatible "
+        "cache and topics and Moment-style delayed HTTP jobs. Authenticate with "
+        "`Authorization: Token <token>`."
+    ),
+    "VERSION": __version__,
+    # The docs and schema are public; every operation they describe needs a token.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cache_api.schema.add_cache_data_api",
+        "topics.schema.add_topics_api",
+        "core.schema.add_common_error_responses",
+    ],
+}
+
+# --- Delayed HTTP jobs ------------------------------------------------------
+
+
+def _seconds_list(name: str, default: str) -> list[int]:
+    raw = env_str(name, default)
+    try:
+        values = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be whole seconds separated by commas, not {raw!r}.") from None
+    if any(value < 1 for value in values) or values != sorted(set(values)):
+        raise ImproperlyConfigured(f"{name} must be increasing positive seconds, not {raw!r}.")
+    return values
+
+
+# Zone (IANA name) of a job's `at` given without an offset, and of `at` in responses.
+JOBS_TIME_ZONE = env_str("JOBS_TIME_ZONE", "UTC")
+# Retries after a failed request, in seconds after the original request (10 s, 2 min, 15 min, 2 h, 24 h).
+JOBS_RETRY_SCHEDULE = _seconds_list("JOBS_RETRY_SCHEDULE", "10,120,900,7200,86400")
+# Most retries a job's own retry_schedule may list.
+JOBS_MAX_RETRIES = env_int("JOBS_MAX_RETRIES", 10, minimum=1)
+# Latest retry (seconds after the original request) a job's own retry_schedule may ask for: 7 days.
+JOBS_MAX_RETRY_DELAY = env_int("JOBS_MAX_RETRY_DELAY", 604_800, minimum=1)
+# Longest Retry-After (seconds) from a target that is honoured; a longer one is cut to this.
+JOBS_RETRY_AFTER_MAX = env_int("JOBS_RETRY_AFTER_MAX", 86_400)
+# Seconds a job's request may take when the job does not say.
+JOBS_DEFAULT_TIMEOUT = env_int("JOBS_DEFAULT_TIMEOUT", 30, minimum=1)
+# Longest timeout (seconds) a job may ask for.
+JOBS_MAX_TIMEOUT = env_int("JOBS_MAX_TIMEOUT", 120, minimum=1)
+# Largest body (bytes) a job may send.
+JOBS_MAX_BODY_BYTES = env_int("JOBS_MAX_BODY_BYTES", 1_048_576, minimum=0)
+# Most headers a job may send.
+JOBS_MAX_HEADERS = env_int("JOBS_MAX_HEADERS", 50, minimum=0)
+# Longest uri or callback_uri, in characters.
+JOBS_MAX_URI_LENGTH = env_int("JOBS_MAX_URI_LENGTH", 2048, minimum=64)
+# Bytes of a target's response body that are read (and sent on to the callback); the rest is not read.
+JOBS_RESPONSE_MAX_BYTES = env_int("JOBS_RESPONSE_MAX_BYTES", 65_536, minimum=0)
+# Bytes of each response body kept with the attempt.
+JOBS_ATTEMPT_EXCERPT_BYTES = env_int("JOBS_ATTEMPT_EXCERPT_BYTES", 2048, minimum=0)
+# Milliseconds the dispatcher sleeps when no job is due: the added lateness of a job, at most.
+JOBS_DISPATCH_INTERVAL_MS = env_int("JOBS_DISPATCH_INTERVAL_MS", 100, minimum=1)
+# Most due jobs one dispatcher claims in one transaction.
+JOBS_DISPATCH_BATCH = env_int("JOBS_DISPATCH_BATCH", 1000, minimum=1)
+# Most jobs claimed and not yet recorded (queued or being sent); more wait, due, in the database.
+# Keep it below what the workers send within JOBS_LEASE_SECONDS.
+JOBS_MAX_IN_FLIGHT = env_int("JOBS_MAX_IN_FLIGHT", 20_000, minimum=1)
+# Jobs one worker task delivers, all at once (one request thread each): a worker process's concurrent requests.
+JOBS_DELIVERY_CHUNK = env_int("JOBS_DELIVERY_CHUNK", 100, minimum=1)
+# Seconds a claimed job is left to its worker; after that it is claimed again (the worker is taken as lost).
+JOBS_LEASE_SECONDS = env_int("JOBS_LEASE_SECONDS", 600, minimum=2)
+# A delivery task's time limit: connecting and reading may each take a job's whole timeout.
+JOBS_DELIVERY_TIME_LIMIT = 2 * JOBS_MAX_TIMEOUT + 15
+if JOBS_LEASE_SECONDS <= JOBS_DELIVERY_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"JOBS_LEASE_SECONDS ({JOBS_LEASE_SECONDS}) must be above a delivery's time limit, "
+        f"2 x JOBS_MAX_TIMEOUT + 15 ({JOBS_DELIVERY_TIME_LIMIT})."
+    )
+if JOBS_DEFAULT_TIMEOUT > JOBS_MAX_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"JOBS_DEFAULT_TIMEOUT ({JOBS_DEFAULT_TIMEOUT}) must not be above JOBS_MAX_TIMEOUT ({JOBS_MAX_TIMEOUT})."
+    )
+# Secret that signs every job request and callback (Job-Signature); required when DEBUG is off.
+JOBS_SIGNING_KEY = env_str("JOBS_SIGNING_KEY")
+if not JOBS_SIGNING_KEY:
+    if not DEBUG:
+        MISSING_SECRETS.append("JOBS_SIGNING_KEY")
+    else:
+        JOBS_SIGNING_KEY = "insecure-local-development-signing-key"  # only ever with DEBUG on
+# The key that will replace JOBS_SIGNING_KEY: while set, requests carry a signature with each key.
+JOBS_SIGNING_NEXT_KEY = env_str("JOBS_SIGNING_NEXT_KEY")
+
+# --- Outbound HTTP ----------------------------------------------------------
+
+# Networks (comma-separated CIDRs) that requests to user-given URLs may reach although they are
+# loopback, private or otherwise refused, e.g. 127.0.0.0/8 for development. Empty: none.
+OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS", [])
+
+# --- Subscriptions and the send pipeline -----------------------------------
+
+# The message sender's base URL (sends POST {MESSAGE_SENDER_URL}/outbound/); unset: every send fails, recorded.
+MESSAGE_SENDER_URL = env_str("MESSAGE_SENDER_URL")
+# Token sent to the message sender as `Authorization: Token <token>`.
+MESSAGE_SENDER_TOKEN = env_str("MESSAGE_SENDER_TOKEN", "")
+# The identity store that gives each identity's address; unset: messages go by `to_identity` only.
+IDENTITY_STORE_URL = env_str("IDENTITY_STORE_URL")
+# Token sent to the identity store as `Authorization: Token <token>`.
+IDENTITY_STORE_TOKEN = env_str("IDENTITY_STORE_TOKEN", "")
+# Ids of message sets whose sends skip the POST to the message sender (subscriptions still advance).
+try:
+    DRY_RUN_MESSAGESETS = [int(value) for value in env_list("DRY_RUN_MESSAGESETS", [])]
+except ValueError:
+    raise ImproperlyConfigured("DRY_RUN_MESSAGESETS must be message set ids separated by commas.") from None
+# Scheme and host put before media paths in image_url and voice_speech_url (e.g. https://sbm.example.org).
+SEND_MEDIA_BASE_URL = env_str("SEND_MEDIA_BASE_URL", "http://localhost:8000")
+# Subscriptions one send task handles (and holds in memory) at a time.
+SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 500, minimum=1)
+# Requests a worker process has in flight at once, for all its send tasks (a thread and a kept-alive connection each).
+SEND_CONCURRENCY = env_int("SEND_CONCURRENCY", 32, minimum=1)
+# Seconds one request to the message sender or the identity store may take.
+SEND_TIMEOUT = env_int("SEND_TIMEOUT", 10, minimum=1)
+# Seconds to wait before each retry of a request that failed for a reason worth retrying (one retry each).
+try:
+    SEND_RETRY_DELAYS = [float(value) for value in env_list("SEND_RETRY_DELAYS", ["1", "4", "15"])]
+except ValueError:
+    raise ImproperlyConfigured("SEND_RETRY_DELAYS must be seconds separated by commas, e.g. 1,4,15.") from None
+# Longest Retry-After (seconds) a send task waits for; a longer one records the failure for a later requeue.
+SEND_RETRY_AFTER_MAX = env_int("SEND_RETRY_AFTER_MAX", 30)
+# Seconds a send task may spend sending; what is still unsent then is recorded as failed.
+SEND_BATCH_SECONDS = env_int("SEND_BATCH_SECONDS", 120, minimum=1)
+# A send task's hard time limit: its sending time plus one request and the database work.
+SEND_TASK_TIME_LIMIT = SEND_BATCH_SECONDS + 2 * SEND_TIMEOUT + 60
+# Networks (comma-separated CIDRs) that may read /metrics without a token; otherwise a messaging admin token.
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
+
+# --- Logging ----------------------------------------------------------------
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}

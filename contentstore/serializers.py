@@ -1,0 +1,122 @@
+from rest_framework import serializers
+
+from .models import BinaryContent, Message, MessageSet, Schedule
+from .validators import message_text_errors
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Schedule
+        fields = ["id", "minute", "hour", "day_of_week", "day_of_month", "month_of_year"]
+
+
+class MessageSetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MessageSet
+        fields = [
+            "id",
+            "short_name",
+            "label",
+            "content_type",
+            "notes",
+            "channel",
+            "next_set",
+            "default_schedule",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class BinaryContentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BinaryContent
+        fields = ["id", "content"]
+        extra_kwargs = {
+            "content": {
+                "help_text": "The file (multipart field `content`), answered as its absolute URL. "
+                "Limits: BINARY_CONTENT_MAX_BYTES and BINARY_CONTENT_TYPES."
+            }
+        }
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "messageset",
+            "sequence_number",
+            "lang",
+            "text_content",
+            "binary_content",
+            "metadata",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate(self, attrs: dict) -> dict:
+        """The text rules that depend on the set's channel and on the file, reported on `text_content`."""
+
+        def current(name):
+            return attrs[name] if name in attrs else getattr(self.instance, name, None)
+
+        messageset = current("messageset")
+        if "binary_content" in attrs:
+            has_file = attrs["binary_content"] is not None
+        else:
+            has_file = getattr(self.instance, "binary_content_id", None) is not None
+        errors = message_text_errors(
+            channel=messageset.channel if messageset else None,
+            text_content=current("text_content"),
+            has_file=has_file,
+        )
+        if errors:
+            raise serializers.ValidationError({"text_content": errors})
+        return attrs
+
+
+class MessageContentSerializer(serializers.ModelSerializer):
+    """A message as sent: without metadata, its file nested."""
+
+    binary_content = BinaryContentSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "messageset",
+            "sequence_number",
+            "lang",
+            "text_content",
+            "binary_content",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class MessageSetMessagesSerializer(serializers.ModelSerializer):
+    messages = MessageContentSerializer(many=True, read_only=True, help_text="By sequence number, then language.")
+
+    class Meta:
+        model = MessageSet
+        fields = [
+            "id",
+            "short_name",
+            "label",
+            "content_type",
+            "notes",
+            "channel",
+            "next_set",
+            "default_schedule",
+            "messages",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ScheduleSendAcceptedSerializer(serializers.Serializer):
+    """The answer to `POST schedule/{id}/send/`."""
+
+    accepted = serializers.BooleanField()

@@ -1,0 +1,218 @@
+"""What the lean ASGI apps (the cache and topics hot paths) share.
+
+These paths do not go through Django's request handler: no sessions, CSRF,
+middleware or DRF negotiation. They parse the little they need, authenticate
+with the shared token routine (trusting a check for TOKEN_CACHE_SECONDS) and
+answer `{"message": "..."}` on error, as the Momento HTTP API does.
+"""
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from urllib.parse import unquote, unquote_to_bytes
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from accounts.authentication import atoken_authenticate, read_token
+from accounts.errors import AuthenticationError
+from accounts.models import ApiToken
+
+from .redis import REDIS_ERRORS
+
+logger = logging.getLogger(__name__)
+
+Scope = dict
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class HTTPError(Exception):
+    """Ends a request with `status` and `{"message": message}`."""
+
+    def __init__(self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = list(headers)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def message(cls, status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> "Response":
+        return cls(status, json.dumps({"message": message}).encode(), "application/json", list(headers))
+
+    async def send(self, send: Send, extra_headers: Iterable[tuple[str, str]] = ()) -> None:
+        headers = [(name.encode(), value.encode()) for name, value in [*self.headers, *extra_headers]]
+        if self.content_type:
+            headers.append((b"content-type", self.content_type.encode()))
+        if self.status not in (204, 304):
+            headers.append((b"content-length", str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class Request:
+    """The parts of an ASGI HTTP scope the lean apps read."""
+
+    def __init__(self, scope: Scope, receive: Receive):
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.headers: dict[str, str] = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        self.raw_token: str | None = None  # set by authenticate()
+
+    @cached_property
+    def raw_query(self) -> dict[bytes, bytes]:
+        """Query parameters as bytes, so a cache `key` keeps every byte it was sent with
+        (the first value of each name counts). Parsed once, when first asked for."""
+        pairs: dict[bytes, bytes] = {}
+        for part in self.scope.get("query_string", b"").split(b"&"):
+            if part:
+                name, _, value = part.partition(b"=")
+                pairs.setdefault(
+                    unquote_to_bytes(name.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))
+                )
+        return pairs
+
+    @cached_property
+    def query(self) -> dict[str, str]:
+        """The query parameters as text."""
+        return {
+            name.decode("utf-8", "replace"): value.decode("utf-8", "replace") for name, value in self.raw_query.items()
+        }
+
+    def path_segments(self, prefix: str) -> list[str]:
+        """The path after `prefix`, split on `/` and URL-decoded."""
+        raw = self.scope.get("raw_path") or self.path.encode()
+        rest = raw.decode("latin-1")[len(prefix) :]
+        return [unquote(part) for part in rest.split("/")]
+
+    async def body(self, limit: int, too_large: str) -> bytes:
+        """The whole body; HTTPError 400 with `too_large` once it passes `limit` bytes."""
+        length = self.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            raise HTTPError(400, too_large)
+        chunks, size = [], 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise HTTPError(400, "The client went away before sending the whole body.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(400, too_large)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+async def authenticate(request: Request) -> ApiToken:
+    """The request's token (header or `?token=`, not both); HTTPError 400/401 otherwise."""
+    header = request.headers.get("authorization")
+    if header and request.query.get("token"):
+        raise HTTPError(
+            400, "Pass the token either as the token query parameter or as the Authorization header, not both."
+        )
+    try:
+        raw = read_token(authorization=header, query=request.query)
+        if raw is None:
+            raise AuthenticationError(
+                "Missing token: pass it as the token query parameter or as the Authorization header."
+            )
+        token = await atoken_authenticate(raw)
+    except AuthenticationError as error:
+        raise HTTPError(401, str(error)) from None
+    request.raw_token = raw
+    return token
+
+
+# --- CORS --------------------------------------------------------------------
+
+
+def cors_headers(request: Request) -> list[tuple[str, str]]:
+    """The CORS headers for a response to this request (none when its origin is not allowed)."""
+    origin = request.headers.get("origin")
+    allowed = settings.CORS_ALLOWED_ORIGINS
+    if not origin or not allowed:
+        return []
+    if "*" in allowed:
+        return [("access-control-allow-origin", "*"), ("access-control-expose-headers", "Retry-After")]
+    if origin in allowed:
+        return [
+            ("access-control-allow-origin", origin),
+            ("vary", "Origin"),
+            ("access-control-expose-headers", "Retry-After"),
+        ]
+    return []
+
+
+def preflight(request: Request, methods: str) -> Response:
+    """The answer to a CORS preflight (OPTIONS) request."""
+    headers = cors_headers(request)
+    if headers:
+        headers += [
+            ("access-control-allow-methods", methods),
+            ("access-control-allow-headers", "Authorization, Content-Type, Last-Event-ID"),
+            ("access-control-max-age", str(settings.CORS_MAX_AGE)),
+        ]
+    return Response(204, headers=[("allow", methods), *headers])
+
+
+Handler = Callable[["Request", Send], Awaitable["Response | None"]]
+
+
+def lean_app(handle: Handler, *, unavailable: str) -> ASGIApp:
+    """An ASGI app from `handle(request, send)`, which answers with a Response (or
+    streams the answer itself and returns None). Errors are answered alike on every
+    lean face: HTTPError as its `{"message"}`, storage out of reach as a 503 that
+    starts with `unavailable`, anything else as a 500 without internals."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await handle(request, send)
+        except HTTPError as error:
+            response = Response.message(error.status, error.message, error.headers)
+        except REDIS_ERRORS as error:
+            logger.warning("%s %s: Redis unreachable: %s", request.method, request.path, error)
+            response = Response.message(503, f"{unavailable}: Redis cannot be reached. Try again shortly.")
+        except DatabaseError as error:
+            logger.warning("%s %s: database unreachable: %s", request.method, request.path, error)
+            response = Response.message(503, f"{unavailable}: the database cannot be reached. Try again shortly.")
+        except Exception:
+            logger.exception("%s %s failed", request.method, request.path)
+            response = Response.message(500, "Internal server error.")
+        if response is not None:
+            await response.send(send, [] if request.method == "OPTIONS" else cors_headers(request))
+
+    return app
+
+
+class PrefixRouter:
+    """Sends HTTP requests whose path starts with a prefix to a lean app, the rest to Django."""
+
+    def __init__(self, routes: dict[str, ASGIApp], default: ASGIApp):
+        self.routes = list(routes.items())
+        self.default = default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for prefix, app in self.routes:
+                if path.startswith(prefix):
+                    await app(scope, receive, send)
+                    return
+        await self.default(scope, receive, send)

@@ -1,0 +1,90 @@
+from django.contrib import admin, messages
+
+from . import services
+from .models import Attempt, Job, JobKind
+
+
+class AttemptInline(admin.TabularInline):
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "outcome", "started_at", "duration_ms", "status_code", "error", "body_excerpt"]
+    readonly_fields = fields
+    ordering = ["started_at", "id"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CallbackInline(admin.TabularInline):
+    model = Job
+    fk_name = "parent"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["kind", "uri", "state", "attempt_count", "next_attempt_at", "finished_at"]
+    readonly_fields = fields
+    verbose_name = "callback"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Jobs are created through the API; here they are watched, retried and cancelled."""
+
+    list_display = ["id", "kind", "method", "uri", "at", "state", "attempt_count", "next_attempt_at", "user"]
+    list_filter = ["state", "kind", "method", "at"]
+    search_fields = ["=id", "uri", "user__username", "user__email"]
+    list_select_related = ["user"]
+    date_hierarchy = "at"
+    ordering = ["-created_at"]
+    inlines = [AttemptInline, CallbackInline]
+    actions = ["retry_now", "cancel"]
+    fields = [
+        "id",
+        "user",
+        "kind",
+        "parent",
+        "method",
+        "uri",
+        "at",
+        "headers",
+        "body",
+        "timeout",
+        "retry_schedule",
+        "callback_uri",
+        "failure_callback_uri",
+        "state",
+        "next_attempt_at",
+        "first_attempt_at",
+        "attempt_count",
+        "attempt_started_at",
+        "delivery_id",
+        "lease",
+        "finished_at",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def get_inlines(self, request, obj):
+        if obj is not None and obj.kind != JobKind.REQUEST:
+            return [AttemptInline]
+        return super().get_inlines(request, obj)
+
+    @admin.action(description="Retry now (send at once, with a fresh retry schedule)")
+    def retry_now(self, request, queryset) -> None:
+        for job in queryset:
+            services.job_run_now(job=job)
+        self.message_user(request, f"{queryset.count()} job(s) will be sent now.", messages.SUCCESS)
+
+    @admin.action(description="Cancel (do not send again)")
+    def cancel(self, request, queryset) -> None:
+        for job in queryset:
+            services.job_cancel(job=job)
+        self.message_user(request, f"{queryset.count()} job(s) cancelled.", messages.SUCCESS)

@@ -1,0 +1,65 @@
+"""The dispatcher: a loop that claims due jobs and queues them for the workers.
+
+It runs in the scheduler process (`run_dispatcher` in a thread) or alone
+(`python manage.py dispatchjobs`). Several may run at once: claims never overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+
+from . import clock as job_clock
+from .clock import Clock
+from .services import jobs_dispatch_due
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait after the database failed before trying again.
+ERROR_PAUSE = 1.0
+
+
+def dispatch_once(*, clock: Clock | None = None, limit: int | None = None) -> int:
+    """Claim and queue the jobs due now; how many."""
+    now = (clock or job_clock).now()
+    return jobs_dispatch_due(now=now, limit=limit)
+
+
+def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None:
+    """Dispatch due jobs until `stop` is set.
+
+    After a full batch it goes on at once; otherwise it waits JOBS_DISPATCH_INTERVAL_MS,
+    which bounds how late an idle dispatcher notices a due job.
+    """
+    interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
+    batch = settings.JOBS_DISPATCH_BATCH
+    logger.info("Job dispatcher started (every %g s, up to %d jobs a claim).", interval, batch)
+    try:
+        while not stop.is_set():
+            try:
+                claimed = dispatch_once(clock=clock, limit=batch)
+            except DatabaseError as error:
+                logger.warning("Job dispatcher: database error, retrying in %g s: %s", ERROR_PAUSE, error)
+                close_old_connections()
+                connection.close()
+                stop.wait(ERROR_PAUSE)
+                continue
+            if claimed:
+                logger.debug("Job dispatcher: queued %d job(s).", claimed)
+            if claimed < batch:
+                stop.wait(interval)
+    finally:
+        connection.close()
+        logger.info("Job dispatcher stopped.")
+
+
+def start_dispatcher_thread(*, clock: Clock | None = None) -> tuple[threading.Thread, threading.Event]:
+    """Run the dispatcher in a daemon thread of this process; set the event to stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run_dispatcher, args=(stop,), kwargs={"clock": clock}, name="job-dispatcher")
+    thread.daemon = True
+    thread.start()
+    return thread, stop

@@ -1,0 +1,91 @@
+"""The jobs face's errors: `{"error": {"<parameter>": "<message>"}}` for every 4xx (and 503)."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from core.exceptions import api_exception_handler
+
+
+class JobsError(exceptions.APIException):
+    """An error about one parameter."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__({parameter: message})
+        self.parameter = parameter
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.parameter}: {self.message}"
+
+
+class JobParameterError(JobsError):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+
+class JobNotFound(JobsError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class JobConflict(JobsError):
+    status_code = status.HTTP_409_CONFLICT
+
+
+MISSING_KEY = (
+    "No API key was given: pass it as the apikey parameter (query, form field or JSON body) "
+    "or as 'Authorization: Token <key>'."
+)
+
+# The parameter a plain (`{"detail": ...}`) error is about, by status.
+PARAMETER_BY_STATUS = {
+    status.HTTP_401_UNAUTHORIZED: "apikey",
+    status.HTTP_403_FORBIDDEN: "apikey",
+    status.HTTP_404_NOT_FOUND: "id",
+    status.HTTP_405_METHOD_NOT_ALLOWED: "_method",
+    status.HTTP_406_NOT_ACCEPTABLE: "format",
+    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "body",
+}
+
+
+def _message(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(_message(item) for item in value)
+    return str(value)
+
+
+def _flatten(detail: dict, prefix: str = "") -> dict[str, str]:
+    """{"headers": {"X-A": ["bad"]}} -> {"headers[X-A]": "bad"}."""
+    flat: dict[str, str] = {}
+    for key, value in detail.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        elif key == "non_field_errors":
+            flat[prefix or "job"] = _message(value)
+        else:
+            flat[name] = _message(value)
+    return flat
+
+
+def jobs_exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = api_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.NotAuthenticated):
+        error = {"apikey": MISSING_KEY}
+    elif isinstance(exc, exceptions.ParseError):
+        error = {"body": _message(data.get("detail", data))}
+    elif isinstance(data, dict) and set(data) == {"detail"}:
+        error = {PARAMETER_BY_STATUS.get(response.status_code, "request"): _message(data["detail"])}
+    elif isinstance(data, dict):
+        error = _flatten(data)
+    else:
+        error = {"job": _message(data)}
+    if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+        error = {"service": next(iter(error.values()))}
+    response.data = {"error": error}
+    return response

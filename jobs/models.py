@@ -1,0 +1,138 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class JobState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"  # waiting for next_attempt_at
+    RUNNING = "running", "Running"  # claimed by a dispatcher; a worker holds it until next_attempt_at
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"  # every retry failed, or the target was refused: the dead-letter list
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobKind(models.TextChoices):
+    REQUEST = "request", "Request"  # a job a client scheduled
+    CALLBACK = "callback", "Callback"  # reports a request's success to its callback_uri
+    FAILURE_CALLBACK = "failure_callback", "Failure callback"  # reports a request's failure
+
+
+class HttpMethod(models.TextChoices):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+    HEAD = "HEAD"
+    OPTIONS = "OPTIONS"
+
+
+ACTIVE_STATES = (JobState.SCHEDULED, JobState.RUNNING)
+
+
+class Job(models.Model):
+    """An HTTP request to make at a time, retried until it gets a 2xx or runs out of retries."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=JobKind.choices, default=JobKind.REQUEST)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="callbacks",
+        help_text="For a callback: the job it reports on.",
+    )
+
+    method = models.CharField(max_length=7, choices=HttpMethod.choices, default=HttpMethod.GET)
+    uri = models.TextField()
+    at = models.DateTimeField(help_text="When the first attempt is due.")
+    headers = models.JSONField(default=dict, blank=True, help_text="Headers to send: name to value.")
+    body = models.TextField(blank=True)
+    timeout = models.PositiveIntegerField(help_text="Seconds each attempt may take.")
+    retry_schedule = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Retries, in seconds after the first attempt; empty means the service's schedule.",
+    )
+    callback_uri = models.TextField(blank=True)
+    failure_callback_uri = models.TextField(blank=True)
+
+    state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.SCHEDULED)
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Scheduled: when the next attempt is due. Running: when the worker's lease expires.",
+    )
+    first_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Retries are counted from this.")
+    attempt_count = models.PositiveIntegerField(
+        default=0, help_text="Attempts since it was last (re)scheduled, counted when claimed."
+    )
+    attempt_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When attempt number attempt_count was claimed; cleared once it is recorded."
+    )
+    lease = models.UUIDField(null=True, blank=True, editable=False, help_text="The claim a worker must hold.")
+    delivery_id = models.UUIDField(default=uuid.uuid4, editable=False, help_text="Sent as Job-Delivery-Id.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="jobs_job_due",
+                condition=models.Q(state__in=["scheduled", "running"]),
+            ),
+            models.Index(fields=["user", "kind", "state", "-created_at"], name="jobs_job_owner_state"),
+            models.Index(fields=["lease"], name="jobs_job_in_flight", condition=models.Q(state="running")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.uri} at {self.at:%Y-%m-%d %H:%M:%S%z}"
+
+    @property
+    def schedule(self) -> list[int]:
+        """Retry delays in effect: the job's own or the service's."""
+        return self.retry_schedule if self.retry_schedule else list(settings.JOBS_RETRY_SCHEDULE)
+
+    @property
+    def max_attempts(self) -> int:
+        return 1 + len(self.schedule)
+
+
+class AttemptOutcome(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"  # 2xx
+    FAILED = "failed", "Failed"  # non-2xx, timeout, connection error
+    REFUSED = "refused", "Refused"  # the destination is not allowed
+    LOST = "lost", "Lost"  # the worker stopped before recording a result; the job was claimed again
+
+
+LOST_ATTEMPT_ERROR = (
+    "No result was recorded (the worker stopped, or never took the job); it was claimed again when its lease expired."
+)
+
+
+class Attempt(models.Model):
+    """One request made for a job, and what came of it."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField(help_text="1 for the first attempt since the job was (re)scheduled.")
+    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices)
+    started_at = models.DateTimeField()
+    duration_ms = models.FloatField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    http_version = models.CharField(max_length=16, blank=True)
+    response_headers = models.JSONField(default=list, blank=True, help_text="[name, value] pairs.")
+    body_excerpt = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [models.Index(fields=["job", "outcome"], name="jobs_attempt_job_outcome")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.job_id}: {self.outcome}"

@@ -1,0 +1,140 @@
+"""Reading a job's parameters however a client sends them.
+
+- query parameters or form fields in bracket form: `job[uri]=...&job[at]=...`,
+  `job[headers][X-Name]=value`, `job[retry_schedule][]=10`;
+- a JSON body `{"job": {...}, "apikey": "..."}`, also with single-quoted strings
+  (the reference's own cURL example sends that);
+- `_method=PUT|DELETE` in any of them turns a POST into that method.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+from django.conf import settings
+from django.http import QueryDict
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+from .errors import JobParameterError
+from .services import JOB_FIELDS
+
+JSON_EXAMPLE = (
+    '{"job": {"uri": "https://example.org/hook", "at": "2030-01-31T18:36:21", "method": "POST"}, "apikey": "<key>"}'
+)
+_BRACKETED = re.compile(r"^job\[([^\[\]]*)\](.*)$")
+_SUBKEY = re.compile(r"^\[([^\[\]]*)\]$")
+
+
+def _single_quoted_to_json(text: str) -> str | None:
+    """`text` with its single-quoted strings double-quoted, or None when that is not simple."""
+    out, index, length = [], 0, len(text)
+    while index < length:
+        char = text[index]
+        if char == '"':
+            end = index + 1
+            while end < length and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            out.append(text[index : end + 1])
+            index = end + 1
+        elif char == "'":
+            end = text.find("'", index + 1)
+            if end < 0:
+                return None
+            inner = text[index + 1 : end]
+            if "\\" in inner:
+                return None
+            out.append(json.dumps(inner))
+            index = end + 1
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
+
+
+class LenientJSONParser(JSONParser):
+    """JSON, also with single-quoted strings; a 400 saying what to fix otherwise."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read() if stream is not None else b""
+        try:
+            text = raw.decode((parser_context or {}).get("encoding", settings.DEFAULT_CHARSET))
+        except UnicodeDecodeError:
+            raise ParseError("The body is not UTF-8 text.") from None
+        if not text.strip():
+            return {}
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            problem = error
+        if "'" in text:
+            converted = _single_quoted_to_json(text)
+            if converted is not None:
+                try:
+                    return json.loads(converted)
+                except json.JSONDecodeError:
+                    pass
+        raise ParseError(
+            f"The body is not valid JSON ({problem.msg} at line {problem.lineno}, column {problem.colno}). "
+            f"Send a JSON object with double-quoted names and strings, e.g. {JSON_EXAMPLE}, "
+            "or send form fields such as job[uri]=...&job[at]=... instead."
+        )
+
+
+def _items(source) -> list[tuple[str, object]]:
+    if isinstance(source, QueryDict):
+        return [(key, values if key.endswith("[]") else values[-1]) for key, values in source.lists()]
+    if isinstance(source, Mapping):
+        return list(source.items())
+    return []
+
+
+def _put(params: dict, name: str, value: object) -> None:
+    if name not in JOB_FIELDS:
+        raise JobParameterError(name, f"Unknown job parameter; a job takes {', '.join(JOB_FIELDS)}.")
+    params[name] = value
+
+
+def job_parameters(request) -> dict:
+    """The job parameters a request carries: query string first, then the body (which wins)."""
+    if not isinstance(request.data, Mapping):
+        raise JobParameterError("body", f"The body must be a JSON object, e.g. {JSON_EXAMPLE}.")
+    params: dict = {}
+    for source in (request.query_params, request.data):
+        for key, value in _items(source):
+            if key == "job":
+                if not isinstance(value, Mapping):
+                    raise JobParameterError("job", f"job must be an object of parameters, e.g. {JSON_EXAMPLE}.")
+                for name, inner in value.items():
+                    _put(params, str(name), inner)
+                continue
+            match = _BRACKETED.match(key)
+            if match is None:
+                continue
+            name, rest = match.groups()
+            if rest in ("", "[]"):
+                _put(params, name, value)
+                continue
+            sub = _SUBKEY.match(rest)
+            if sub is None or name != "headers":
+                raise JobParameterError(key, "Unreadable parameter name: write job[name] or job[headers][Header-Name].")
+            headers = params.get("headers")
+            if not isinstance(headers, dict):
+                headers = {}
+            headers[sub.group(1)] = value
+            _put(params, "headers", headers)
+    return params
+
+
+def method_override(request) -> str | None:
+    """The method a POST asks to be taken as (`_method`), upper-cased, or None."""
+    value = request.query_params.get("_method")
+    if value is None and isinstance(request.data, Mapping):
+        value = request.data.get("_method")
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.upper() not in ("PUT", "DELETE"):
+        raise JobParameterError("_method", f"_method must be PUT or DELETE, not {value!r}.")
+    return value.upper()

@@ -1,0 +1,31 @@
+"""Writes and business rules of delayed HTTP jobs."""
+
+from .delivery import jobs_deliver, next_attempt_time, response_report, retry_after_seconds
+from .dispatch import jobs_claim_due, jobs_dispatch_due
+from .scheduling import (
+    JOB_FIELDS,
+    destination_refusal,
+    job_cancel,
+    job_create,
+    job_delete,
+    job_retry,
+    job_run_now,
+    job_update,
+)
+
+__all__ = [
+    "JOB_FIELDS",
+    "destination_refusal",
+    "job_cancel",
+    "job_create",
+    "job_delete",
+    "job_retry",
+    "job_run_now",
+    "job_update",
+    "jobs_claim_due",
+    "jobs_deliver",
+    "jobs_dispatch_due",
+    "next_attempt_time",
+    "response_report",
+    "retry_after_seconds",
+]

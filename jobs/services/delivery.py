@@ -1,0 +1,267 @@
+"""Delivering claimed jobs: make the requests, record each attempt, retry, call back.
+
+A worker is given job ids and the lease they were claimed under (the claim
+counted the attempt). It reads the jobs that still hold that lease (from then on
+the job has fired: a later change does not recall it), sends the requests
+concurrently, then records each attempt and, with a compare-and-set on the
+lease, each job's new state, so a job changed or claimed again meanwhile keeps
+its new state. A worker that dies in between leaves the job running; its lease
+expires, a dispatcher claims it again (at-least-once) and records the unfinished
+attempt as lost. Database work is a few statements per chunk of jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from core import outbound
+from core.threads import process_pool
+
+from .. import clock, signing
+from ..models import LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobKind, JobState
+
+logger = logging.getLogger(__name__)
+
+CODE_TYPES = {1: "informational", 2: "success", 3: "redirection", 4: "client_error", 5: "server_error"}
+
+
+@dataclass
+class Outcome:
+    """What one request came to."""
+
+    response: outbound.OutboundResponse | None = None
+    error: str = ""
+    refused: bool = False
+    finished: datetime | None = None
+    elapsed: float = 0.0  # seconds
+    attempted: bool = True  # False: no request was made
+
+    @property
+    def succeeded(self) -> bool:
+        return self.response is not None and 200 <= self.response.status_code < 300
+
+
+def _executor() -> ThreadPoolExecutor:
+    return process_pool("job-send", settings.JOBS_DELIVERY_CHUNK)
+
+
+def _text(data: bytes, limit: int | None = None) -> str:
+    """Bytes as text that PostgreSQL can store (no NUL)."""
+    if limit is not None:
+        data = data[:limit]
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def _request_headers(job: Job, number: int, body: bytes) -> dict[str, str]:
+    headers = dict(job.headers)
+    headers[signing.DELIVERY_HEADER] = str(job.delivery_id)
+    headers[signing.ATTEMPT_HEADER] = str(number)
+    if job.parent_id is not None:
+        headers[signing.JOB_HEADER] = str(job.parent_id)
+    headers[signing.SIGNATURE_HEADER] = signing.signature_header(timestamp=int(time.time()), body=body)
+    return headers
+
+
+def _send(job: Job) -> Outcome:
+    started = time.monotonic()
+    outcome = _request(job, job.attempt_count)
+    outcome.elapsed = outcome.response.elapsed if outcome.response else time.monotonic() - started
+    outcome.finished = clock.now()
+    return outcome
+
+
+def _request(job: Job, number: int) -> Outcome:
+    body = job.body.encode()
+    try:
+        response = outbound.send(
+            job.method,
+            job.uri,
+            headers=_request_headers(job, number, body),
+            content=body or None,
+            timeout=job.timeout,
+            max_response_bytes=settings.JOBS_RESPONSE_MAX_BYTES,
+        )
+    except outbound.DestinationRefused as error:
+        return Outcome(error=str(error), refused=True)
+    except outbound.OutboundError as error:
+        return Outcome(error=f"{type(error).__name__}: {error}")
+    except Exception as error:  # a bug must not lose the other jobs of the chunk
+        logger.exception("Sending job %s failed unexpectedly", job.pk)
+        return Outcome(error=f"Unexpected error: {type(error).__name__}: {error}")
+    outcome = Outcome(response=response)
+    if not outcome.succeeded:
+        outcome.error = f"HTTP {response.status_code}"
+    return outcome
+
+
+def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
+    """Seconds a Retry-After header (delay or HTTP date) asks for, capped by JOBS_RETRY_AFTER_MAX."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            seconds = (parsedate_to_datetime(value) - now).total_seconds()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return max(0.0, min(seconds, float(settings.JOBS_RETRY_AFTER_MAX)))
+
+
+def next_attempt_time(job: Job, outcome: Outcome, *, now: datetime) -> datetime | None:
+    """When to try again after a failed attempt, or None when every retry is used.
+
+    Retries are counted from the first attempt (10 s, 2 min, ... after it); a later
+    Retry-After from the target wins over the schedule.
+    """
+    schedule = job.schedule
+    if job.attempt_count > len(schedule):
+        return None
+    planned = job.first_attempt_at + timedelta(seconds=schedule[job.attempt_count - 1])
+    if outcome.response is not None:
+        wait = retry_after_seconds(outcome.response.header("Retry-After"), now=now)
+        if wait is not None:
+            planned = max(planned, now + timedelta(seconds=wait))
+    return planned
+
+
+def response_report(response: outbound.OutboundResponse | None) -> dict:
+    """The callback body: what the target answered (nulls when it did not)."""
+    if response is None:
+        return dict.fromkeys(
+            (
+                "response_http_version",
+                "response_code",
+                "response_code_type",
+                "response_content_length",
+                "response_content_type",
+                "response_body",
+            )
+        )
+    declared = response.header("Content-Length")
+    length = int(declared) if declared and declared.isdigit() else None
+    if length is None and not response.truncated:
+        length = len(response.body)
+    return {
+        "response_http_version": response.http_version.removeprefix("HTTP/"),
+        "response_code": response.status_code,
+        "response_code_type": CODE_TYPES.get(response.status_code // 100, "unknown"),
+        "response_content_length": length,
+        "response_content_type": response.header("Content-Type"),
+        "response_body": _text(response.body),
+    }
+
+
+def _callback(job: Job, kind: str, uri: str, payload: dict, now: datetime) -> Job:
+    return Job(
+        user_id=job.user_id,
+        kind=kind,
+        parent_id=job.pk,
+        method="POST",
+        uri=uri,
+        at=now,
+        headers={"Content-Type": "application/json"},
+        body=json.dumps(payload),
+        timeout=settings.JOBS_DEFAULT_TIMEOUT,
+        state=JobState.SCHEDULED,
+        next_attempt_at=now,
+    )
+
+
+def _attempt(job: Job, outcome: Outcome, started: datetime) -> Attempt:
+    response = outcome.response
+    attempt = Attempt(
+        job=job,
+        number=job.attempt_count,
+        started_at=started,
+        duration_ms=round(outcome.elapsed * 1000, 3),
+        error=outcome.error,
+    )
+    if outcome.refused:
+        attempt.outcome = AttemptOutcome.REFUSED
+    else:
+        attempt.outcome = AttemptOutcome.SUCCEEDED if outcome.succeeded else AttemptOutcome.FAILED
+    if response is not None:
+        attempt.status_code = response.status_code
+        attempt.http_version = response.http_version
+        attempt.response_headers = [[_text(k.encode()), _text(v.encode())] for k, v in response.headers]
+        attempt.body_excerpt = _text(response.body, settings.JOBS_ATTEMPT_EXCERPT_BYTES)
+    return attempt
+
+
+def _decide(job: Job, outcome: Outcome, now: datetime) -> tuple[dict, list[Job]]:
+    """The job's new state after `outcome`, and the callbacks it calls for."""
+    if outcome.succeeded:
+        changes = {"state": JobState.SUCCEEDED, "next_attempt_at": None, "finished_at": now}
+        if job.kind == JobKind.REQUEST and job.callback_uri:
+            report = response_report(outcome.response)
+            return changes, [_callback(job, JobKind.CALLBACK, job.callback_uri, report, now)]
+        return changes, []
+    retry_at = None if outcome.refused else next_attempt_time(job, outcome, now=outcome.finished or now)
+    if retry_at is not None:
+        return {"state": JobState.SCHEDULED, "next_attempt_at": retry_at}, []
+    changes = {"state": JobState.FAILED, "next_attempt_at": None, "finished_at": now}
+    if job.kind == JobKind.REQUEST and job.failure_callback_uri:
+        made = job.attempt_count if outcome.attempted else job.attempt_count - 1
+        report = response_report(outcome.response) | {"error": outcome.error, "attempts": made}
+        return changes, [_callback(job, JobKind.FAILURE_CALLBACK, job.failure_callback_uri, report, now)]
+    return changes, []
+
+
+def _record(results: list[tuple[Job, Outcome]], lease: str, started: datetime, now: datetime) -> None:
+    """Record each attempt, and each job's new state if it still holds `lease` (it may have changed meanwhile)."""
+    lease_id = uuid.UUID(lease)
+    with transaction.atomic():
+        present = dict(
+            Job.objects.select_for_update()
+            .filter(pk__in=[job.pk for job, _ in results])
+            .order_by("pk")
+            .values_list("pk", "lease")
+        )
+        Attempt.objects.bulk_create(
+            _attempt(job, outcome, started) for job, outcome in results if outcome.attempted and job.pk in present
+        )
+        same_changes: dict[tuple, list] = defaultdict(list)
+        callbacks: list[Job] = []
+        for job, outcome in results:
+            if present.get(job.pk) != lease_id:
+                continue
+            changes, more = _decide(job, outcome, now)
+            same_changes[tuple(sorted(changes.items()))].append(job.pk)
+            callbacks += more
+        for changes, ids in same_changes.items():
+            Job.objects.filter(pk__in=ids).update(
+                lease=None, attempt_started_at=None, updated_at=timezone.now(), **dict(changes)
+            )
+        Job.objects.bulk_create(callbacks)
+
+
+def jobs_deliver(*, job_ids: list[str], lease: str) -> int:
+    """Send the jobs claimed under `lease` that still hold it, and record what came of it; how many were sent.
+
+    What is read here is what is sent: a change committed after this read is too late for this attempt.
+    """
+    jobs = list(Job.objects.filter(id__in=job_ids, lease=lease, state=JobState.RUNNING))
+    if not jobs:
+        return 0
+    started = clock.now()
+    to_send = [job for job in jobs if job.attempt_count <= job.max_attempts]
+    outcomes = list(_executor().map(_send, to_send))
+    results = list(zip(to_send, outcomes, strict=True))
+    # Claimed once more than it may be tried: every attempt was used, the last ones lost with their workers.
+    results += [(job, Outcome(error=LOST_ATTEMPT_ERROR, attempted=False)) for job in jobs if job not in to_send]
+    _record(results, lease, started, clock.now())
+    return len(to_send)

@@ -1,0 +1,94 @@
+"""Claiming due jobs and handing them to workers.
+
+The database is the source of truth. A job is due when it is scheduled and its
+next_attempt_at has come, or when it is running and its lease (next_attempt_at)
+has expired because the worker that held it was lost. A dispatcher claims due
+jobs with `SELECT ... FOR UPDATE SKIP LOCKED` and, in the same transaction, marks
+them running under a new lease and counts their attempt, so two dispatchers never
+claim one job. After
+the commit it queues them for the workers in chunks. A worker sends only a job
+that still holds that lease, so a job changed or deleted since the claim is not
+sent in its old form, and a stale task (redelivered by the broker) does nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
+
+from ..models import ACTIVE_STATES, LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobState
+
+
+def jobs_claim_due(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """Claim up to `limit` due jobs, oldest first, under a new lease, counting their attempt; (lease, ids).
+
+    A job claimed again because its lease expired had its attempt lost: it is recorded so.
+    Call it inside a transaction to hold the claimed rows until that commits.
+    """
+    lease = uuid.uuid4()
+    with transaction.atomic():
+        rows = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("id", "attempt_count", "attempt_started_at")[:limit]
+        )
+        ids = [job_id for job_id, _, _ in rows]
+        if ids:
+            Attempt.objects.bulk_create(
+                Attempt(
+                    job_id=job_id,
+                    number=number,
+                    started_at=started,
+                    outcome=AttemptOutcome.LOST,
+                    error=LOST_ATTEMPT_ERROR,
+                )
+                for job_id, number, started in rows
+                if started is not None
+            )
+            Job.objects.filter(id__in=ids).update(
+                state=JobState.RUNNING,
+                lease=lease,
+                next_attempt_at=now + timedelta(seconds=settings.JOBS_LEASE_SECONDS),
+                attempt_count=F("attempt_count") + 1,
+                attempt_started_at=now,
+                first_attempt_at=Coalesce("first_attempt_at", Value(now)),
+            )
+    return lease, ids
+
+
+def _enqueue(lease: uuid.UUID, ids: list[uuid.UUID]) -> None:
+    from ..tasks import deliver_jobs
+
+    size = settings.JOBS_DELIVERY_CHUNK
+    for start in range(0, len(ids), size):
+        deliver_jobs.delay([str(job_id) for job_id in ids[start : start + size]], str(lease))
+
+
+def jobs_in_flight() -> int:
+    """Jobs claimed and not yet recorded: queued for a worker or being sent."""
+    return Job.objects.filter(state=JobState.RUNNING).count()
+
+
+def jobs_dispatch_due(*, now: datetime, limit: int | None = None) -> int:
+    """Claim due jobs and queue them for the workers once the claim is committed; how many.
+
+    No more than JOBS_MAX_IN_FLIGHT jobs are claimed and unrecorded at a time: when the
+    workers fall behind, due jobs wait in the database, not in the broker's queue
+    (where their leases would run out).
+    """
+    room = settings.JOBS_MAX_IN_FLIGHT - jobs_in_flight()
+    limit = min(limit or settings.JOBS_DISPATCH_BATCH, room)
+    if limit <= 0:
+        return 0
+    with transaction.atomic():
+        lease, ids = jobs_claim_due(now=now, limit=limit)
+        if ids:
+            transaction.on_commit(partial(_enqueue, lease, ids))
+    return len(ids)

@@ -1,0 +1,165 @@
+"""Scheduling, changing, cancelling and retrying jobs: the rules the API and admin share."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import User
+from core import outbound
+
+from .. import clock
+from ..errors import JobConflict, JobParameterError
+from ..models import HttpMethod, Job, JobKind, JobState
+
+# Parameters a job may be given, in the order the docs list them.
+JOB_FIELDS = (
+    "uri",
+    "at",
+    "method",
+    "callback_uri",
+    "failure_callback_uri",
+    "headers",
+    "body",
+    "timeout",
+    "retry_schedule",
+)
+
+
+def destination_refusal(uri: str) -> str | None:
+    """Why `uri` is refused before anything is sent (a literal address that may not be reached)."""
+    reason = outbound.refusal_for_url(uri)
+    if reason is None:
+        return None
+    return (
+        f"Refused: {reason}, which jobs may not reach. Use a public address "
+        "(the operator can exempt networks with OUTBOUND_ALLOWED_NETWORKS)."
+    )
+
+
+def _check_destinations(fields: dict) -> None:
+    for name in ("uri", "callback_uri", "failure_callback_uri"):
+        if fields.get(name):
+            reason = destination_refusal(fields[name])
+            if reason:
+                raise JobParameterError(name, reason)
+
+
+def job_create(
+    *,
+    user: User,
+    uri: str,
+    at: datetime | None = None,
+    method: str = HttpMethod.GET,
+    callback_uri: str = "",
+    failure_callback_uri: str = "",
+    headers: dict[str, str] | None = None,
+    body: str = "",
+    timeout: int | None = None,
+    retry_schedule: list[int] | None = None,
+) -> Job:
+    """Schedule a request to `uri` at `at` (now when not given)."""
+    fields = {"uri": uri, "callback_uri": callback_uri, "failure_callback_uri": failure_callback_uri}
+    _check_destinations(fields)
+    at = at or clock.now()
+    return Job.objects.create(
+        user=user,
+        kind=JobKind.REQUEST,
+        uri=uri,
+        at=at,
+        method=method,
+        callback_uri=callback_uri,
+        failure_callback_uri=failure_callback_uri,
+        headers=headers or {},
+        body=body,
+        timeout=timeout or settings.JOBS_DEFAULT_TIMEOUT,
+        retry_schedule=retry_schedule or None,
+        state=JobState.SCHEDULED,
+        next_attempt_at=at,
+    )
+
+
+def _reschedule_fields(next_attempt_at: datetime) -> dict:
+    """A fresh start: no attempts, no claim (a worker holding the old one may not record), a new delivery id."""
+    return {
+        "state": JobState.SCHEDULED,
+        "next_attempt_at": next_attempt_at,
+        "first_attempt_at": None,
+        "attempt_count": 0,
+        "attempt_started_at": None,
+        "lease": None,
+        "finished_at": None,
+        "delivery_id": uuid.uuid4(),
+    }
+
+
+@transaction.atomic
+def job_update(*, job: Job, **changes) -> Job:
+    """Change a job's parameters (those given) and schedule it afresh at its `at`.
+
+    A job that is waiting or failed is never sent in its old form: the claim a
+    worker may hold is dropped. A request already on the wire is not recalled.
+    """
+    unknown = set(changes) - set(JOB_FIELDS)
+    if unknown:
+        raise TypeError(f"job_update() got unknown fields {sorted(unknown)}")
+    _check_destinations(changes)
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if changes.get("at") is None:
+        changes.pop("at", None)
+    if "timeout" in changes and changes["timeout"] is None:
+        changes["timeout"] = settings.JOBS_DEFAULT_TIMEOUT
+    if "retry_schedule" in changes:
+        changes["retry_schedule"] = changes["retry_schedule"] or None
+    for name, value in changes.items():
+        setattr(job, name, value)
+    for name, value in _reschedule_fields(job.at).items():
+        setattr(job, name, value)
+    job.save()
+    return job
+
+
+def job_delete(*, job: Job) -> None:
+    """Delete a job, its attempts and its callbacks; a worker holding it finds nothing to send."""
+    Job.objects.filter(pk=job.pk).delete()
+
+
+@transaction.atomic
+def job_retry(*, job: Job) -> Job:
+    """Take a failed or cancelled job off the dead-letter list: try it again now, with a fresh retry schedule."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.state not in (JobState.FAILED, JobState.CANCELLED):
+        raise JobConflict("state", f"Only a failed or cancelled job can be retried; this one is {job.state}.")
+    return _reschedule(job, clock.now())
+
+
+@transaction.atomic
+def job_run_now(*, job: Job) -> Job:
+    """Send a job now, whatever its state, with a fresh retry schedule (the admin's "retry now")."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    return _reschedule(job, clock.now())
+
+
+def _reschedule(job: Job, moment: datetime) -> Job:
+    for name, value in _reschedule_fields(moment).items():
+        setattr(job, name, value)
+    job.save()
+    return job
+
+
+@transaction.atomic
+def job_cancel(*, job: Job) -> Job:
+    """Stop a job: it is not sent again (a request already on the wire is not recalled)."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.state in (JobState.SUCCEEDED, JobState.CANCELLED):
+        return job
+    job.state = JobState.CANCELLED
+    job.next_attempt_at = None
+    job.lease = None
+    job.attempt_started_at = None
+    job.finished_at = clock.now()
+    job.save()
+    return job

@@ -1,0 +1,142 @@
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import QuerySet
+from django.shortcuts import redirect
+from django.urls import path
+
+from . import services, tasks
+from .models import BehindSubscription, EstimatedSend, SendBatch, SendRun, Subscription, SubscriptionSendFailure
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "identity",
+        "messageset",
+        "next_sequence_number",
+        "lang",
+        "schedule",
+        "active",
+        "completed",
+        "process_status",
+        "created_at",
+    ]
+    list_filter = ["messageset", "schedule", "process_status", "active", "completed", "lang"]
+    list_select_related = ["messageset", "schedule"]
+    search_fields = ["=id", "identity"]
+    raw_id_fields = ["created_by", "updated_by"]
+    readonly_fields = ["id", "created_at", "updated_at", "created_by", "updated_by"]
+    actions = ["send_next_now", "resend", "deactivate"]
+    show_full_result_count = False
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.created_by = request.user
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Send the next message now")
+    def send_next_now(self, request, queryset: QuerySet) -> None:
+        queued, refused = 0, []
+        for subscription in queryset.select_related("messageset"):
+            refusal = services.subscription_send_queue(subscription=subscription)
+            if refusal is None:
+                queued += 1
+            else:
+                refused.append(f"{subscription.pk}: {refusal}")
+        if queued:
+            self.message_user(request, f"Queued the next message of {queued} subscription(s).")
+        for line in refused:
+            self.message_user(request, f"Not sent: {line}", level=messages.WARNING)
+
+    @admin.action(description="Resend the current message")
+    def resend(self, request, queryset: QuerySet) -> None:
+        count = 0
+        for subscription in queryset:
+            services.resend_request_create(subscription=subscription)
+            count += 1
+        self.message_user(request, f"Queued the resend of {count} subscription(s)' current message.")
+
+    @admin.action(description="Deactivate")
+    def deactivate(self, request, queryset: QuerySet) -> None:
+        count = 0
+        with transaction.atomic():
+            for subscription in queryset.filter(active=True):
+                services.subscription_deactivate(subscription=subscription, updated_by=request.user)
+                count += 1
+        self.message_user(request, f"Deactivated {count} subscription(s).")
+
+
+@admin.register(SubscriptionSendFailure)
+class SubscriptionSendFailureAdmin(admin.ModelAdmin):
+    list_display = ["id", "subscription", "sequence_number", "initiated_at", "reason"]
+    list_select_related = ["subscription"]
+    search_fields = ["=subscription__id", "subscription__identity", "reason"]
+    readonly_fields = ["subscription", "task_id", "initiated_at", "reason", "sequence_number"]
+    actions = ["requeue"]
+    change_list_template = "admin/subscriptions/subscriptionsendfailure/change_list.html"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Requeue (send again)")
+    def requeue(self, request, queryset: QuerySet) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        transaction.on_commit(lambda: tasks.requeue_failures.delay(ids))
+        self.message_user(request, f"Queued {len(ids)} failure(s) to be sent again.")
+
+    def get_urls(self):
+        return [
+            path(
+                "requeue-all/",
+                self.admin_site.admin_view(self.requeue_all),
+                name="subscriptions_subscriptionsendfailure_requeue_all",
+            ),
+            *super().get_urls(),
+        ]
+
+    def requeue_all(self, request):
+        if request.method == "POST" and self.has_change_permission(request):
+            transaction.on_commit(tasks.requeue_failed_tasks.delay)
+            self.message_user(request, "Queued every failure to be sent again.")
+        return redirect("admin:subscriptions_subscriptionsendfailure_changelist")
+
+
+@admin.register(BehindSubscription)
+class BehindSubscriptionAdmin(admin.ModelAdmin):
+    list_display = ["subscription", "messages_behind", "current_messageset", "expected_messageset", "created_at"]
+    list_filter = ["messages_behind", "current_messageset"]
+    list_select_related = ["subscription", "current_messageset", "expected_messageset"]
+    raw_id_fields = ["subscription"]
+    readonly_fields = ["created_at"]
+
+
+@admin.register(EstimatedSend)
+class EstimatedSendAdmin(admin.ModelAdmin):
+    list_display = ["send_date", "messageset", "estimate_subscriptions", "estimate_identities"]
+    list_filter = ["send_date", "messageset"]
+    list_select_related = ["messageset"]
+
+
+class SendBatchInline(admin.TabularInline):
+    model = SendBatch
+    extra = 0
+    can_delete = False
+    fields = ["id", "size", "queued_at", "done_at", "sent", "failed", "skipped"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SendRun)
+class SendRunAdmin(admin.ModelAdmin):
+    list_display = ["schedule", "period_start", "started_at", "finished_at", "abandoned"]
+    list_filter = ["schedule", "abandoned"]
+    list_select_related = ["schedule"]
+    readonly_fields = ["id", "schedule", "period_start", "started_at", "walked_at", "finished_at", "abandoned"]
+    inlines = [SendBatchInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False

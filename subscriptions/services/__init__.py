@@ -1,0 +1,55 @@
+"""Writes and business rules of subscriptions and the send pipeline (keyword-only, `<entity>_<action>`)."""
+
+from .lifecycle import (
+    behind_subscriptions_find,
+    behind_subscriptions_find_all,
+    estimated_sends_calculate,
+    schedule_run_times,
+    subscription_expected_next,
+    subscription_expected_place,
+)
+from .records import (
+    subscription_create,
+    subscription_deactivate,
+    subscription_delete,
+    subscription_request_defaults,
+    subscription_update,
+)
+from .schedule_sends import schedule_send, send_batch_process, send_run_finish_if_done
+from .sending import (
+    SendCounts,
+    subscription_failures_requeue,
+    subscription_resend,
+    subscriptions_send_next,
+)
+from .triggers import (
+    resend_request_create,
+    subscription_failures_requeue_all,
+    subscription_send_queue,
+    subscription_send_refusal,
+)
+
+__all__ = [
+    "SendCounts",
+    "behind_subscriptions_find",
+    "behind_subscriptions_find_all",
+    "estimated_sends_calculate",
+    "resend_request_create",
+    "schedule_run_times",
+    "schedule_send",
+    "send_batch_process",
+    "send_run_finish_if_done",
+    "subscription_create",
+    "subscription_deactivate",
+    "subscription_delete",
+    "subscription_expected_next",
+    "subscription_expected_place",
+    "subscription_failures_requeue",
+    "subscription_failures_requeue_all",
+    "subscription_request_defaults",
+    "subscription_resend",
+    "subscription_send_queue",
+    "subscription_send_refusal",
+    "subscription_update",
+    "subscriptions_send_next",
+]

@@ -1,0 +1,67 @@
+import re
+
+import pytest
+
+from accounts.models import ApiToken, User
+from accounts.services import token_authenticate
+
+pytestmark = pytest.mark.django_db
+
+ADD_URL = "/admin/accounts/apitoken/add/"
+LIST_URL = "/admin/accounts/apitoken/"
+
+
+@pytest.fixture
+def staff_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def test_the_admin_creates_a_token_and_shows_the_secret_once(staff_client):
+    member = User.objects.create_user(username="member@example.org")
+    response = staff_client.post(
+        ADD_URL,
+        {
+            "user": member.pk,
+            "name": "reporting",
+            "scope_lines": "messaging:read\ncache:readonly:news",
+            "expires_at_0": "",
+            "expires_at_1": "",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    raw = re.search(r"Token created: ([0-9a-f]{40})", page).group(1)
+    token = token_authenticate(raw)
+    assert token.user == member and token.name == "reporting"
+    assert str(token.scope_set) == "messaging:read, cache:readonly:news"
+    assert raw not in staff_client.get(LIST_URL).content.decode()
+    assert raw not in staff_client.get(f"{LIST_URL}{token.pk}/change/").content.decode()
+
+
+def test_the_admin_refuses_a_bad_scope_line(staff_client):
+    member = User.objects.create_user(username="member@example.org")
+    response = staff_client.post(ADD_URL, {"user": member.pk, "scope_lines": "messaging:admin"})
+    assert response.status_code == 200
+    assert "This user may not hold messaging:admin." in response.content.decode()
+    response = staff_client.post(ADD_URL, {"user": member.pk, "scope_lines": "cache:sometimes"})
+    assert "Unknown cache role" in response.content.decode()
+    assert not ApiToken.objects.exists()
+
+
+def test_the_admin_lists_and_revokes_tokens(staff_client, make_token):
+    token, _ = make_token("messaging:read", name="to-revoke")
+    listing = staff_client.get(LIST_URL).content.decode()
+    assert "to-revoke" in listing and token.prefix in listing
+    response = staff_client.post(LIST_URL, {"action": "revoke", "_selected_action": [token.pk]}, follow=True)
+    assert "Revoked 1 token(s)" in response.content.decode()
+    token.refresh_from_db()
+    assert token.status == "revoked"
+
+
+def test_outsiders_cannot_reach_the_token_admin(client, make_token):
+    assert client.get(LIST_URL).status_code == 302
+    plain = User.objects.create_user(username="plain@example.org", password="pw")
+    client.force_login(plain)
+    assert client.get(LIST_URL).status_code == 302

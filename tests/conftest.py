@@ -1,0 +1,129 @@
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from accounts import services
+from accounts.authentication import forget_recent_tokens
+from accounts.models import User
+from accounts.scopes import ScopeSet
+from cache_api.selectors import forget_known_caches
+from core.redis import get_redis
+from tests.worker import running_worker
+
+BROKER_PREFIX = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"].encode()
+
+
+def _unreachable(what: str, where: str, how: str) -> None:
+    pytest.exit(f"{what} at {where} is not reachable. {how}", returncode=3)
+
+
+def pytest_sessionstart(session) -> None:
+    """Say clearly what to start when PostgreSQL or Redis is not there."""
+    database = settings.DATABASES["default"]
+    try:
+        import psycopg
+
+        psycopg.connect(
+            host=database["HOST"] or None,
+            port=database["PORT"] or None,
+            user=database["USER"] or None,
+            password=database["PASSWORD"] or None,
+            dbname="postgres",
+            connect_timeout=3,
+        ).close()
+    except Exception as error:
+        _unreachable(
+            "PostgreSQL",
+            f"{database['HOST']}:{database['PORT']}",
+            f"Start it (e.g. pg_ctlcluster <version> main start) or set DATABASE_URL. ({error})",
+        )
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        _unreachable(
+            "Redis",
+            settings.REDIS_URL,
+            f'Start it (e.g. redis-server --daemonize yes --save "") or set REDIS_URL. ({error})',
+        )
+
+
+def _forget_trusted_lookups() -> None:
+    forget_recent_tokens()
+    forget_known_caches()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state():
+    """Each test starts with no data in the test Redis database (the Celery broker's
+    keys excepted) and no trusted token or cache lookups."""
+    client = get_redis()
+    stale = [key for key in client.scan_iter(count=1000) if not key.startswith(BROKER_PREFIX)]
+    if stale:
+        client.delete(*stale)
+    _forget_trusted_lookups()
+    yield
+    _forget_trusted_lookups()
+
+
+@pytest.fixture
+def celery_worker():
+    """A real Celery worker (in a thread of this process) on the test broker, for one test."""
+    with running_worker():
+        yield
+
+
+@pytest.fixture
+def make_token(db):
+    """make_token(*scopes, user=None, **kwargs) -> (token, raw secret)."""
+
+    def make(*scopes: str, user: User | None = None, **kwargs):
+        if user is None:
+            user = User.objects.create_user(username=f"user{User.objects.count() + 1}@example.org")
+        scope_set = ScopeSet.parse(scopes) if scopes else None
+        return services.token_create(user=user, scopes=scope_set, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return User.objects.create_superuser(username="root@example.org", email="root@example.org", password="x")
+
+
+@pytest.fixture
+def api():
+    """api(raw_token=None) -> a DRF client sending `Authorization: Token <raw>`."""
+
+    def client(raw: str | None = None) -> APIClient:
+        api_client = APIClient()
+        if raw is not None:
+            api_client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
+        return api_client
+
+    return client
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run in the calling process (for tests about something other than the workers)."""
+    from config.celery import app as celery_app
+
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def writer(make_token, api):
+    """A client whose token may read and change through the messaging API."""
+    _, raw = make_token("messaging:write")
+    return api(raw)
+
+
+@pytest.fixture
+def reader(make_token, api):
+    """A client whose token may only read through the messaging API."""
+    _, raw = make_token("messaging:read")
+    return api(raw)

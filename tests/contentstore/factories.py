@@ -1,0 +1,49 @@
+"""Plain factory functions for content store records, built through the services."""
+
+import time
+from collections.abc import Callable
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django_celery_beat.models import PeriodicTask
+
+from contentstore import services
+from contentstore.models import BinaryContent, Message, MessageSet, Schedule
+
+# An ID3 header: enough for a file named .mp3.
+AUDIO_BYTES = b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00" * 32
+
+
+def make_schedule(**fields) -> Schedule:
+    return services.schedule_create(**{"minute": "0", "hour": "8", "day_of_week": "1", **fields})
+
+
+def make_messageset(short_name: str = "baby", *, schedule: Schedule | None = None, **fields) -> MessageSet:
+    return services.messageset_create(short_name=short_name, default_schedule=schedule or make_schedule(), **fields)
+
+
+def make_message(messageset: MessageSet, sequence_number: int = 1, lang: str = "eng", **fields) -> Message:
+    fields.setdefault("text_content", f"Message {sequence_number} in {lang}")
+    return services.message_create(messageset=messageset, sequence_number=sequence_number, lang=lang, **fields)
+
+
+def upload(name: str = "hello.mp3", data: bytes = AUDIO_BYTES, content_type: str = "audio/mpeg"):
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def make_binary_content(name: str = "hello.mp3", data: bytes = AUDIO_BYTES) -> BinaryContent:
+    return services.binary_content_create(content=upload(name, data))
+
+
+def wait_until(condition: Callable[[], bool], *, seconds: float = 10) -> bool:
+    """Whether `condition` holds within `seconds` (for work done by a worker thread)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def fire_tasks():
+    """The scheduler's periodic tasks that fire schedules (other apps have periodic tasks too)."""
+    return PeriodicTask.objects.filter(task="contentstore.tasks.schedule_fire")

@@ -1,0 +1,109 @@
+import json
+
+import pytest
+import redis
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
+
+from accounts.errors import AuthenticationError, ScopeDenied
+from core.exceptions import api_exception_handler
+from core.views import server_error
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("path", ["/api/nothing-here/", "/api/v1/nope", "/api/v1/tokens/1/extra/"])
+def test_unknown_api_paths_are_json_404s(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": f"No API endpoint at {path}."}
+
+
+def test_the_schema_is_openapi_3_and_lists_the_endpoints(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert {"/api/v1/user/token/", "/api/v1/tokens/", "/api/v1/tokens/{id}/"} <= set(schema["paths"])
+    assert schema["components"]["securitySchemes"]["tokenAuth"]["name"] == "Authorization"
+
+
+def test_the_schema_is_served_even_with_a_bad_token(client):
+    response = client.get("/api/schema/", HTTP_AUTHORIZATION="Token nonsense")
+    assert response.status_code == 200
+
+
+def test_the_interactive_docs_load_from_this_service(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in page
+    assert "cdn" not in page.lower()
+
+
+def test_the_admin_login_page_is_served(client):
+    response = client.get("/admin/login/")
+    assert response.status_code == 200
+    assert b"Django administration" in response.content or b"Log in" in response.content
+
+
+def test_a_malformed_json_body_is_a_400_saying_so(make_token, api):
+    _, raw = make_token("tokens:mint")
+    response = api(raw).post("/api/v1/tokens/", data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("JSON parse error")
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "body"),
+    [
+        (OperationalError("connection refused"), 503, {"detail": "The database is unavailable; try again shortly."}),
+        (redis.ConnectionError("refused"), 503, {"detail": "Redis is unavailable; try again shortly."}),
+        (DjangoValidationError({"name": ["Too long."]}), 400, {"name": ["Too long."]}),
+        (DjangoValidationError("Nope."), 400, {"non_field_errors": ["Nope."]}),
+        (
+            DjangoValidationError({"__all__": ["Clash."], "name": ["Bad."]}),
+            400,
+            {"non_field_errors": ["Clash."], "name": ["Bad."]},
+        ),
+        (ScopeDenied("Not yours."), 403, {"detail": "Not yours."}),
+        (AuthenticationError("Invalid token."), 401, {"detail": "Invalid token."}),
+    ],
+)
+def test_the_exception_handler_gives_each_domain_error_its_status(error, status, body):
+    response = api_exception_handler(error, {"request": None, "view": None})
+    assert response.status_code == status
+    assert response.data == body
+
+
+def test_an_unexpected_api_error_is_a_json_500_without_internals(rf):
+    response = server_error(rf.get("/api/v1/anything/"))
+    assert response.status_code == 500
+    assert json.loads(response.content) == {"detail": "Internal server error."}
+
+
+def test_an_unexpected_admin_error_is_djangos_plain_500_page(rf):
+    response = server_error(rf.get("/admin/"))
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_value_the_database_cannot_hold_is_a_400_not_a_500(reader):
+    # Django reads this offset, PostgreSQL refuses it (offsets stop at 15:59).
+    response = reader.get("/api/v1/subscriptions/", {"created_after": "0992-09-19T13:03:49-23:57"})
+    assert response.status_code == 400
+    assert response.json() == {
+        "non_field_errors": [
+            "The database refused a value of this request: time zone displacement out of range: "
+            '"0992-09-19 13:03:49-23:57".'
+        ]
+    }
+
+
+def test_every_api_operation_documents_the_common_errors(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path, operations in schema["paths"].items():
+        if path.startswith("/api/v1/"):
+            for method, operation in operations.items():
+                assert {"400", "401", "403", "404", "503"} <= set(operation["responses"]), (method, path)

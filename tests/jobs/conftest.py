@@ -1,0 +1,110 @@
+"""Jobs are sent to real local HTTP servers; time is a manual clock the dispatcher and workers read."""
+
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from pytest_httpserver import HTTPServer
+from rest_framework.test import APIClient
+
+from core import outbound
+from jobs import clock as job_clock
+from jobs.dispatcher import dispatch_once
+
+from .helpers import celery_worker
+
+START = datetime(2030, 1, 31, 18, 36, 21, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def _target_server():
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def target(_target_server) -> HTTPServer:
+    """A real HTTP server on 127.0.0.1 (handles requests concurrently), fresh for each test."""
+    _target_server.clear()
+    _target_server.clear_all_handlers()
+    yield _target_server
+    _target_server.clear_all_handlers()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_allowed(settings):
+    """Tests reach their local servers as development would: loopback is allowed (SSRF tests undo it)."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    settings.JOBS_SIGNING_KEY = "current-signing-key-for-tests"
+    settings.JOBS_SIGNING_NEXT_KEY = None
+    yield
+    outbound.close_clients()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def clock():
+    """A manual clock, in use by the dispatcher and the deliveries for the test."""
+    manual = job_clock.ManualClock(START)
+    with job_clock.using(manual):
+        yield manual
+
+
+@pytest.fixture
+def owner(make_token):
+    """(user, raw key) of a user whose key may read and write jobs."""
+    token, raw = make_token("jobs:readwrite")
+    return token.user, raw
+
+
+@pytest.fixture
+def jobs_api():
+    """A client that sends nothing but what the test gives it (the key is a parameter)."""
+    return APIClient()
+
+
+@pytest.fixture
+def run_due(django_capture_on_commit_callbacks, eager_celery) -> Callable[..., int]:
+    """run_due() dispatches the jobs due on the test's clock and delivers them at once (eager)."""
+
+    def run(limit: int | None = None) -> int:
+        with django_capture_on_commit_callbacks(execute=True):
+            return dispatch_once(limit=limit)
+
+    return run
+
+
+@pytest.fixture
+def worker(transactional_db):
+    with celery_worker():
+        yield
+
+
+@pytest.fixture
+def child_environment(transactional_db, settings) -> dict[str, str]:
+    """Environment for a process of the service (a worker, the dispatcher) that shares the test's database."""
+    database = connection.settings_dict
+    credentials = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    environment.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        REDIS_URL=settings.REDIS_URL,
+        OUTBOUND_ALLOWED_NETWORKS=",".join(settings.OUTBOUND_ALLOWED_NETWORKS),
+        JOBS_SIGNING_KEY=settings.JOBS_SIGNING_KEY,
+        JOBS_DISPATCH_INTERVAL_MS="20",
+    )
+    return environment

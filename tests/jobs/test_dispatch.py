@@ -1,0 +1,257 @@
+"""The database decides: dispatchers claim due jobs without overlap, workers send only what they hold.
+
+These tests use real Celery workers (a thread of this process, or a process of
+its own that is killed) and several dispatchers at once.
+"""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from django.db import connection, transaction
+from django.utils import timezone
+from werkzeug import Response
+
+from jobs import services
+from jobs.dispatcher import dispatch_once, start_dispatcher_thread
+from jobs.models import AttemptOutcome, Job, JobState
+
+from .helpers import celery_worker, make_job, requests_to, state_of, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_due_job_is_sent_by_a_worker_and_not_before_it_is_due(owner, target, worker, clock):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    job = make_job(user, target.url_for("/hook"), at=clock.now() + timedelta(minutes=5))
+    assert dispatch_once() == 0
+    clock.advance(minutes=5)
+    assert dispatch_once() == 1
+    wait_until(lambda: state_of(job) == JobState.SUCCEEDED, what="the job to be sent")
+    assert len(requests_to(target, "/hook")) == 1
+
+
+def test_two_dispatchers_never_claim_the_same_job(owner, transactional_db, clock):
+    user, _ = owner
+    jobs = {make_job(user, f"https://example.org/{n}").pk for n in range(10)}
+    held, release, first = threading.Event(), threading.Event(), {}
+
+    def hold_a_claim_open():
+        try:
+            with transaction.atomic():
+                first["lease"], first["ids"] = services.jobs_claim_due(now=clock.now(), limit=4)
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_a_claim_open)
+    holder.start()
+    held.wait(30)
+    _, second = services.jobs_claim_due(now=clock.now(), limit=100)
+    release.set()
+    holder.join()
+
+    assert len(first["ids"]) == 4
+    assert set(first["ids"]).isdisjoint(second)
+    assert set(first["ids"]) | set(second) == jobs
+    assert services.jobs_claim_due(now=clock.now(), limit=100)[1] == []
+
+
+def test_several_dispatchers_and_a_worker_send_each_job_exactly_once(owner, target, worker, clock, settings):
+    settings.JOBS_DISPATCH_BATCH = 7  # many small claims, so the dispatchers contend
+    settings.JOBS_DELIVERY_CHUNK = 5
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    jobs = [make_job(user, target.url_for("/hook"), at=clock.now() + timedelta(seconds=1)) for _ in range(120)]
+    dispatchers = [start_dispatcher_thread(clock=clock) for _ in range(3)]
+    clock.advance(seconds=1)
+    try:
+        wait_until(
+            lambda: Job.objects.filter(state=JobState.SUCCEEDED).count() == len(jobs),
+            what="every job to be sent",
+            limit=60,
+        )
+    finally:
+        for thread, stop in dispatchers:
+            stop.set()
+            thread.join()
+    deliveries = Counter(request.headers["Job-Delivery-Id"] for request in requests_to(target, "/hook"))
+    assert sorted(deliveries) == sorted(str(job.delivery_id) for job in Job.objects.all())
+    assert set(deliveries.values()) == {1}
+    assert all(job.attempts.count() == 1 for job in Job.objects.all())
+
+
+def test_a_job_updated_after_it_was_claimed_is_sent_only_in_its_new_form(transactional_db, owner, target, clock):
+    user, _ = owner
+    target.expect_request("/old").respond_with_data("ok")
+    target.expect_request("/new").respond_with_data("ok")
+    job = make_job(user, target.url_for("/old"))
+    assert dispatch_once() == 1  # claimed and queued; no worker has taken it yet
+    services.job_update(job=job, uri=target.url_for("/new"), at=clock.now())
+    with celery_worker():
+        wait_until(lambda: dispatch_once() == 1, what="the changed job to be claimed again")
+        wait_until(lambda: state_of(job) == JobState.SUCCEEDED, what="the changed job to be sent")
+    assert requests_to(target, "/old") == []
+    assert len(requests_to(target, "/new")) == 1
+
+
+def test_a_job_deleted_after_it_was_claimed_is_not_sent(transactional_db, owner, target, clock):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    job = make_job(user, target.url_for("/hook"))
+    other = make_job(user, target.url_for("/other"))
+    assert dispatch_once() == 2
+    services.job_delete(job=job)
+    with celery_worker():
+        wait_until(lambda: other.attempts.exists() and state_of(other) != JobState.RUNNING, what="the other job")
+    assert requests_to(target, "/hook") == []
+
+
+def test_a_job_changed_before_it_is_due_is_sent_in_its_new_form(owner, target, run_due, clock):
+    user, _ = owner
+    target.expect_request("/new", method="POST").respond_with_data("ok")
+    job = make_job(user, target.url_for("/old"), at=clock.now() + timedelta(hours=1))
+    services.job_update(job=job, uri=target.url_for("/new"), method="POST", body="v2")
+    clock.advance(hours=1)
+    run_due()
+    [request] = requests_to(target, "/new")
+    assert request.get_data() == b"v2"
+    assert requests_to(target, "/old") == []
+
+
+def test_a_cancelled_job_is_not_sent(owner, target, run_due, clock):
+    user, _ = owner
+    job = make_job(user, target.url_for("/hook"))
+    services.job_cancel(job=job)
+    assert run_due() == 0
+    assert state_of(job) == JobState.CANCELLED
+
+
+def test_a_stale_task_for_an_old_claim_sends_nothing(owner, target, run_due, clock):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    job = make_job(user, target.url_for("/hook"))
+    old_lease, _ = services.jobs_claim_due(now=clock.now(), limit=10)
+    clock.advance(seconds=700)  # the lease expired: the job is claimed anew
+    new_lease, ids = services.jobs_claim_due(now=clock.now(), limit=10)
+    assert ids == [job.pk]
+    assert services.jobs_deliver(job_ids=[str(job.pk)], lease=str(old_lease)) == 0
+    assert requests_to(target, "/hook") == []
+    assert services.jobs_deliver(job_ids=[str(job.pk)], lease=str(new_lease)) == 1
+
+
+def test_a_job_whose_worker_was_killed_is_sent_again_when_its_lease_expires(
+    owner, target, clock, child_environment, settings
+):
+    user, _ = owner
+    arrived, release = threading.Event(), threading.Event()
+
+    def hang(request):
+        arrived.set()
+        release.wait(30)
+        return Response("too late")
+
+    target.expect_oneshot_request("/hook").respond_with_handler(hang)
+    target.expect_request("/hook").respond_with_data("ok")
+    job = make_job(user, target.url_for("/hook"))
+    doomed = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=child_environment,
+    )
+    try:
+        assert dispatch_once() == 1
+        assert arrived.wait(60), "the worker never sent the job"
+        doomed.send_signal(signal.SIGKILL)  # mid-request
+        doomed.wait(30)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+        release.set()
+
+    job.refresh_from_db()
+    assert (job.state, job.attempt_count) == (JobState.RUNNING, 1)
+    assert job.attempt_started_at is not None
+    assert not job.attempts.exists()
+    lease_end = clock.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    clock.set(lease_end - timedelta(microseconds=1))
+    assert dispatch_once() == 0  # the lease still holds
+    clock.set(lease_end)
+    with celery_worker():
+        assert dispatch_once() == 1
+        wait_until(lambda: state_of(job) == JobState.SUCCEEDED, what="the job to be sent again")
+
+    job.refresh_from_db()
+    assert [attempt.outcome for attempt in job.attempts.all()] == [AttemptOutcome.LOST, AttemptOutcome.SUCCEEDED]
+    first, second = requests_to(target, "/hook")
+    assert first.headers["Job-Delivery-Id"] == second.headers["Job-Delivery-Id"] == str(job.delivery_id)
+    assert (first.headers["Job-Attempt"], second.headers["Job-Attempt"]) == ("1", "2")
+
+
+def test_the_dispatch_command_claims_due_jobs_until_it_is_stopped(owner, child_environment):
+    user, _ = owner
+    job = make_job(user, "https://example.org/hook", at=timezone.now())
+    command = subprocess.Popen(
+        [sys.executable, "manage.py", "dispatchjobs"],
+        cwd=ROOT,
+        env=child_environment,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: state_of(job) == JobState.RUNNING, what="the command to claim the job")
+    finally:
+        command.send_signal(signal.SIGTERM)
+        output, _ = command.communicate(timeout=30)
+    assert command.returncode == 0
+    assert "Dispatching due jobs" in output
+
+
+def test_a_job_whose_every_attempt_was_lost_fails_without_another_send(owner, target, clock, settings):
+    settings.JOBS_RETRY_SCHEDULE = []  # one attempt in all
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    target.expect_request("/failed").respond_with_data("noted")
+    job = make_job(user, target.url_for("/hook"), failure_callback_uri=target.url_for("/failed"))
+    services.jobs_claim_due(now=clock.now(), limit=10)  # its worker is lost
+    clock.advance(seconds=settings.JOBS_LEASE_SECONDS)
+    lease, _ = services.jobs_claim_due(now=clock.now(), limit=10)
+    assert services.jobs_deliver(job_ids=[str(job.pk)], lease=str(lease)) == 0
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert [attempt.outcome for attempt in job.attempts.all()] == [AttemptOutcome.LOST]
+    assert requests_to(target, "/hook") == []
+    failure_callback = Job.objects.get(parent=job)
+    assert json.loads(failure_callback.body)["attempts"] == 1
+
+
+def test_no_more_than_the_in_flight_limit_is_claimed_until_workers_catch_up(owner, target, clock, settings):
+    settings.JOBS_MAX_IN_FLIGHT = 3
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    for _ in range(5):
+        make_job(user, target.url_for("/hook"))
+    assert dispatch_once() == 3
+    assert dispatch_once() == 0  # the rest wait, due, in the database
+    for job in Job.objects.filter(state=JobState.RUNNING):
+        services.jobs_deliver(job_ids=[str(job.pk)], lease=str(job.lease))
+    assert dispatch_once() == 2

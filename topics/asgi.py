@@ -1,0 +1,247 @@
+"""Topics over HTTP, `/topics/{cacheName}/{topicName}`, as a lean ASGI app.
+
+POST publishes; GET subscribes by long poll, or as Server-Sent Events when the
+request accepts `text/event-stream`. Waiting subscribers hold no thread and no
+database connection: they wait on their topic's feed (see feed.py).
+"""
+
+import asyncio
+import json
+import logging
+import re
+import time
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from accounts.authentication import atoken_authenticate
+from accounts.errors import AuthenticationError
+from accounts.models import ApiToken
+from accounts.scopes import describe_missing
+from cache_api.selectors import acache_info
+from core.asgi import HTTPError, Receive, Request, Response, Send, authenticate, cors_headers, lean_app, preflight
+from core.redis import REDIS_ERRORS
+
+from .feed import feed_join, feed_leave
+from .store import TopicRef, topic_publish
+from .subscribe import Cursor, collect, cursor_start, wait_for
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/topics/"
+METHODS = "GET, POST, OPTIONS"
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TOPIC_RULE = "A topic name is 1 to 128 characters: letters, digits, '-', '_' and '.', starting with a letter or digit."
+TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded")
+EVENT_ID = re.compile(r"^(\d+):(\d+)$")
+END_CHECK_SECONDS = 1  # a busy stream checks its token and cache at most this often
+
+
+def parse_path(request: Request) -> tuple[str, str]:
+    segments = request.path_segments(PREFIX)
+    if len(segments) != 2 or not all(segments):
+        raise HTTPError(404, "Not Found: topics are at /topics/{cacheName}/{topicName}.")
+    cache_name, topic_name = segments
+    if not TOPIC_NAME.match(topic_name):
+        raise HTTPError(400, TOPIC_RULE)
+    return cache_name, topic_name
+
+
+async def resolve(request: Request, token: ApiToken, action: str) -> TopicRef:
+    cache_name, topic_name = parse_path(request)
+    if not token.scope_set.allows("topics", action, cache=cache_name, topic=topic_name):
+        raise HTTPError(403, describe_missing("topics", action, cache=cache_name, topic=topic_name))
+    cache = await acache_info(cache_name)
+    if cache is None:
+        raise HTTPError(404, "Cache Not Found")
+    return TopicRef(cache_id=cache.id, cache_name=cache_name, name=topic_name)
+
+
+def message_kind(request: Request) -> bool:
+    """Whether the body is binary, from its Content-Type; HTTPError 400 when it cannot be told."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not content_type:
+        raise HTTPError(400, "Missing Content-Type: use text/plain for text or application/octet-stream for binary.")
+    if content_type == "application/octet-stream":
+        return True
+    if content_type.startswith(TEXT_TYPES):
+        return False
+    raise HTTPError(
+        400,
+        f"Unsupported Content-Type {content_type!r}: use text/plain for text or application/octet-stream for binary.",
+    )
+
+
+async def publish(request: Request, token: ApiToken) -> Response:
+    topic = await resolve(request, token, "publish")
+    binary = message_kind(request)
+    limit = settings.TOPICS_MAX_MESSAGE_BYTES
+    value = await request.body(
+        limit, f"The message is larger than the limit of {limit} bytes (TOPICS_MAX_MESSAGE_BYTES)."
+    )
+    if not value:
+        raise HTTPError(400, "The message is empty.")
+    if not binary:
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPError(400, "A text message must be UTF-8; send binary as application/octet-stream.") from None
+    await topic_publish(topic=topic, token_id=token.pk, value=value, binary=binary)
+    return Response(204)
+
+
+def whole_number(request: Request, name: str) -> int:
+    raw = request.query.get(name, "0") or "0"
+    if not raw.isdigit():
+        raise HTTPError(400, f"{name} must be a whole number of 0 or more, not {raw!r}.")
+    return int(raw)
+
+
+async def starting_cursor(request: Request, topic: TopicRef) -> Cursor:
+    last_event_id = request.headers.get("last-event-id") or request.query.get("last_event_id")
+    if last_event_id:
+        match = EVENT_ID.match(last_event_id.strip())
+        if not match:
+            raise HTTPError(
+                400, f"Last-Event-ID must be '<sequence_page>:<topic_sequence_number>', not {last_event_id!r}."
+            )
+        return Cursor(page=int(match[1]), seq=int(match[2]) + 1)
+    return await cursor_start(
+        topic,
+        sequence_number=whole_number(request, "sequence_number"),
+        sequence_page=whole_number(request, "sequence_page"),
+    )
+
+
+class Subscriber:
+    """A waiting subscriber: woken by its topic's feed or by its client leaving."""
+
+    def __init__(self, receive: Receive):
+        self.waiter = asyncio.Event()
+        self.disconnected = False
+        self._watcher = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected = True
+        self.waiter.set()
+
+    def close(self) -> None:
+        self._watcher.cancel()
+
+
+async def long_poll(topic: TopicRef, cursor: Cursor, subscriber: Subscriber) -> Response:
+    """Wait until there is something for the subscriber, or TOPICS_LONG_POLL_SECONDS pass."""
+    feed = await feed_join(topic, subscriber.waiter)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.TOPICS_LONG_POLL_SECONDS
+        while True:
+            subscriber.waiter.clear()
+            items, cursor = await collect(topic, feed, cursor, settings.TOPICS_BATCH_SIZE)
+            if items or loop.time() >= deadline or subscriber.disconnected:
+                break
+            await wait_for(subscriber.waiter, deadline - loop.time())
+    finally:
+        feed_leave(feed, subscriber.waiter)
+    return Response(200, json.dumps({"items": items}).encode(), "application/json", [("cache-control", "no-store")])
+
+
+def sse_event(entry: dict) -> bytes:
+    if "item" in entry:
+        message = entry["item"]
+        event_id = f"{message['sequence_page']}:{message['topic_sequence_number']}"
+        return f"id: {event_id}\ndata: {json.dumps(message)}\n\n".encode()
+    return f"event: discontinuity\ndata: {json.dumps(entry['discontinuity'])}\n\n".encode()
+
+
+async def end_reason(raw_token: str, cache_name: str) -> str | None:
+    """Why a stream must end now, if it must: the token or the cache is gone."""
+    try:
+        await atoken_authenticate(raw_token)
+    except AuthenticationError as error:
+        return str(error)
+    if await acache_info(cache_name) is None:
+        return "Cache Not Found"
+    return None
+
+
+async def stream(
+    send: Send, request: Request, topic: TopicRef, token: ApiToken, cursor: Cursor, subscriber: Subscriber
+) -> None:
+    """Server-Sent Events until the client leaves, the token expires or the cache is deleted."""
+    feed = await feed_join(topic, subscriber.waiter)
+    headers = [
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-store"),
+        ("x-accel-buffering", "no"),
+        *cors_headers(request),
+    ]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(name.encode(), value.encode()) for name, value in headers],
+        }
+    )
+    ending = b""
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
+    try:
+        await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+        while not subscriber.disconnected:
+            subscriber.waiter.clear()
+            items, cursor = await collect(topic, feed, cursor, settings.TOPICS_BATCH_SIZE)
+            if items:
+                await send({"type": "http.response.body", "body": b"".join(map(sse_event, items)), "more_body": True})
+            if loop.time() - checked >= END_CHECK_SECONDS or not items:
+                checked = loop.time()
+                reason = await end_reason(request.raw_token, topic.cache_name)
+                if reason:
+                    ending = f"event: end\ndata: {json.dumps({'reason': reason})}\n\n".encode()
+                    break
+            if items:
+                continue
+            wait = settings.TOPICS_SSE_HEARTBEAT_SECONDS
+            if token.expires_at is not None:  # wake when it expires, to end the stream then
+                wait = min(wait, max(token.expires_at.timestamp() - time.time(), 0.05))
+            if not await wait_for(subscriber.waiter, wait):
+                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+    except (*REDIS_ERRORS, DatabaseError) as error:
+        logger.warning("Topic stream %s ended: %s", topic.key, error)
+        ending = b'event: end\ndata: {"reason": "The service cannot reach its storage; reconnect to resume."}\n\n'
+    finally:
+        feed_leave(feed, subscriber.waiter)
+    if not subscriber.disconnected:
+        await send({"type": "http.response.body", "body": ending, "more_body": False})
+
+
+def wants_event_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+async def handle(request: Request, send: Send) -> Response | None:
+    """A response to send, or None when the request was answered as a stream."""
+    if request.method == "OPTIONS":
+        parse_path(request)
+        return preflight(request, METHODS)
+    if request.method not in ("GET", "POST"):
+        raise HTTPError(405, f"Method {request.method} is not allowed here.", [("allow", METHODS)])
+    token = await authenticate(request)
+    if request.method == "POST":
+        return await publish(request, token)
+
+    topic = await resolve(request, token, "subscribe")
+    cursor = await starting_cursor(request, topic)
+    subscriber = Subscriber(request.receive)
+    try:
+        if wants_event_stream(request):
+            await stream(send, request, topic, token, cursor, subscriber)
+            return None
+        return await long_poll(topic, cursor, subscriber)
+    finally:
+        subscriber.close()
+
+
+topics_app = lean_app(handle, unavailable="Topics are unavailable")

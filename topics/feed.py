@@ -1,0 +1,141 @@
+"""Fan-out inside a web process: one blocking read of a topic's stream serves
+every subscriber of that topic here, however many there are.
+
+A feed keeps the messages it has read in a ring; subscribers take what they need
+from it and otherwise wait on an event of their own, which the feed sets when it
+reads something (one `Event.set()` per subscriber: no task, no Redis call).
+"""
+
+import asyncio
+import itertools
+import logging
+import weakref
+from collections import deque
+
+from django.conf import settings
+
+from core.redis import REDIS_ERRORS, get_async_redis
+
+from .store import Message, TopicRef, messages_from, topic_state
+
+logger = logging.getLogger(__name__)
+
+BLOCK_MS = 2000  # one blocking read's wait; a quiet feed checks its page this often
+LINGER_SECONDS = 10  # a feed with no subscriber stops after this
+# After a read that found messages, wait this long before the next: what is published
+# meanwhile reaches each subscriber in one write instead of one write per message.
+COALESCE_SECONDS = 0.005
+
+
+class TopicFeed:
+    def __init__(self, topic: TopicRef):
+        self.topic = topic
+        self.page: int | None = None
+        self.next_seq = 1  # the sequence number after the last one read
+        self.ring: deque[Message] = deque(maxlen=settings.TOPICS_FEED_BUFFER)
+        self.waiters: set[asyncio.Event] = set()
+        self.ready = asyncio.Event()
+        self.error: Exception | None = None
+        self.idle_since = asyncio.get_running_loop().time()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self.waiters)
+
+    def _wake(self) -> None:
+        for waiter in self.waiters:
+            waiter.set()
+
+    def covers(self, page: int, seq: int) -> bool:
+        """Whether this feed alone can say what follows `seq` in `page`."""
+        if self.page is None:  # nothing published: only a subscriber waiting for the first message
+            return page == 0 and seq == self.next_seq == 1
+        if page not in (0, self.page):
+            return False
+        return seq == self.next_seq or (bool(self.ring) and self.ring[0].seq <= seq < self.next_seq)
+
+    def messages_from(self, seq: int, limit: int) -> list[Message]:
+        if seq >= self.next_seq:
+            return []
+        start = seq - self.ring[0].seq
+        return list(itertools.islice(self.ring, start, start + limit))
+
+    async def _restart(self) -> None:
+        state = await topic_state(self.topic)
+        self.page, self.next_seq = state.page, state.last_seq + 1
+        self.ring.clear()
+
+    def _should_stop(self) -> bool:
+        loop = asyncio.get_running_loop()
+        return self.subscribers == 0 and loop.time() - self.idle_since > LINGER_SECONDS
+
+    async def run(self, registry: dict) -> None:
+        try:
+            try:
+                await self._restart()
+            except REDIS_ERRORS as error:
+                self.error = error
+                return
+            finally:
+                self.ready.set()
+            await self._follow()
+        finally:
+            if registry.get(self.topic.key) is self:
+                del registry[self.topic.key]
+            self._wake()
+
+    async def _follow(self) -> None:
+        client = get_async_redis()
+        while not self._should_stop():
+            try:
+                response = await client.xread({self.topic.key: f"{self.next_seq - 1}-0"}, count=500, block=BLOCK_MS)
+                if not response:  # quiet: has the topic's numbering restarted (expiry, flush)?
+                    state = await topic_state(self.topic)
+                    if state.page != self.page:
+                        await self._restart()
+                        self._wake()
+                    continue
+                if self.page is None:
+                    self.page = (await topic_state(self.topic)).page
+            except REDIS_ERRORS as error:
+                logger.warning("Topic feed %s: Redis unreachable: %s", self.topic.key, error)
+                self._wake()
+                await asyncio.sleep(1)
+                continue
+            messages = messages_from(response[0][1], self.page)
+            if messages[0].seq != self.next_seq:  # some were trimmed before this read: not contiguous
+                self.ring.clear()
+            self.ring.extend(messages)
+            self.next_seq = messages[-1].seq + 1
+            self._wake()
+            await asyncio.sleep(COALESCE_SECONDS)
+
+
+_registries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def feed_join(topic: TopicRef, waiter: asyncio.Event) -> TopicFeed:
+    """The running feed of `topic` in this process (started if need be); it sets `waiter` when it reads."""
+    loop = asyncio.get_running_loop()
+    registry = _registries.setdefault(loop, {})
+    feed = registry.get(topic.key)
+    if feed is None:
+        feed = registry[topic.key] = TopicFeed(topic)
+        feed.task = loop.create_task(feed.run(registry))
+    feed.waiters.add(waiter)
+    await feed.ready.wait()
+    if feed.error is not None:
+        feed.waiters.discard(waiter)
+        raise feed.error
+    return feed
+
+
+def feed_leave(feed: TopicFeed, waiter: asyncio.Event) -> None:
+    feed.waiters.discard(waiter)
+    if not feed.waiters:
+        feed.idle_since = asyncio.get_running_loop().time()
+
+
+def running_feeds() -> int:
+    """How many feeds run in this event loop (for tests and metrics)."""
+    return len(_registries.get(asyncio.get_running_loop(), {}))

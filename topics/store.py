@@ -1,0 +1,134 @@
+"""A topic in Redis: a stream whose entry ids are the topic's sequence numbers.
+
+Entry `<seq>-0` holds the kind (`t` text, `b` binary), the value and the publish
+time in ms. A hash beside it holds the page and the last sequence number. Both
+expire TOPICS_REPLAY_SECONDS after the last publish; the next publish then starts
+a new page at sequence 1, which subscribers learn of as a discontinuity.
+"""
+
+import base64
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from cache_api.keys import topic_key, topic_meta_key
+from core.ratelimit import LUA_FUNCTIONS, counter_keys, limits, rate_limited
+from core.redis import get_async_redis
+from core.scripts import RedisScript
+
+# KEYS: stream, meta, request counter, byte counter.
+# ARGV: kind, value, now ms, max length, max age ms, request limit, byte limit.
+PUBLISH_SCRIPT = RedisScript(
+    LUA_FUNCTIONS
+    + """
+if over_requests(KEYS[3], ARGV[6]) then return {'requests'} end
+if over_bytes(KEYS[4], ARGV[7], string.len(ARGV[2])) then return {'bytes'} end
+local now = tonumber(ARGV[3])
+local page = redis.call('HGET', KEYS[2], 'page')
+if not page then
+  page = tostring(math.floor(now / 1000))
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'page', page, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'k', ARGV[1], 'v', ARGV[2], 't', ARGV[3])
+local cutoff = now - tonumber(ARGV[5])
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if tonumber(oldest[1][2][6]) < cutoff then
+  local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 200)
+  local keep = entries[#entries][1]
+  for _, entry in ipairs(entries) do
+    if tonumber(entry[2][6]) >= cutoff then keep = entry[1] break end
+  end
+  redis.call('XTRIM', KEYS[1], 'MINID', keep)
+end
+local ttl = math.ceil(tonumber(ARGV[5]) / 1000)
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return {'ok', page, seq}
+"""
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    page: int
+    seq: int
+    binary: bool
+    value: bytes
+
+    def as_json(self) -> dict:
+        value = {"binary": base64.b64encode(self.value).decode()} if self.binary else {"text": self.value.decode()}
+        return {"topic_sequence_number": self.seq, "sequence_page": self.page, "value": value}
+
+
+@dataclass(frozen=True)
+class TopicState:
+    page: int | None  # None: nothing published (or all of it expired)
+    last_seq: int  # 0 when empty
+    first_seq: int  # the oldest still in the window; last_seq + 1 when none is
+
+
+@dataclass(frozen=True)
+class TopicRef:
+    cache_id: int
+    cache_name: str
+    name: str
+
+    @property
+    def key(self) -> bytes:
+        return topic_key(self.cache_id, self.name)
+
+    @property
+    def meta_key(self) -> bytes:
+        return topic_meta_key(self.cache_id, self.name)
+
+
+def entry_seq(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def messages_from(entries: list, page: int) -> list[Message]:
+    return [
+        Message(page=page, seq=entry_seq(entry_id), binary=fields[b"k"] == b"b", value=fields[b"v"])
+        for entry_id, fields in entries
+    ]
+
+
+async def topic_publish(*, topic: TopicRef, token_id: int, value: bytes, binary: bool) -> tuple[int, int]:
+    """Append a message; its (page, sequence number). HTTPError 429 past a rate limit."""
+    requests, moved = limits()
+    result = await PUBLISH_SCRIPT.run(
+        get_async_redis(),
+        [topic.key, topic.meta_key, *counter_keys(token_id)],
+        [
+            "b" if binary else "t",
+            value,
+            int(time.time() * 1000),
+            settings.TOPICS_REPLAY_LENGTH,
+            settings.TOPICS_REPLAY_SECONDS * 1000,
+            requests,
+            moved,
+        ],
+    )
+    if result[0] != b"ok":
+        raise rate_limited(result[0].decode())
+    return int(result[1]), int(result[2])
+
+
+async def topic_state(topic: TopicRef) -> TopicState:
+    async with get_async_redis().pipeline(transaction=False) as pipe:
+        pipe.hmget(topic.meta_key, "page", "seq")
+        pipe.xrange(topic.key, "-", "+", count=1)
+        (page, last), first = await pipe.execute()
+    if page is None:
+        return TopicState(page=None, last_seq=0, first_seq=1)
+    last_seq = int(last)
+    return TopicState(page=int(page), last_seq=last_seq, first_seq=entry_seq(first[0][0]) if first else last_seq + 1)
+
+
+async def topic_read(topic: TopicRef, *, page: int, from_seq: int, count: int) -> list[Message]:
+    """Up to `count` messages from sequence number `from_seq` on."""
+    entries = await get_async_redis().xrange(topic.key, f"{from_seq}-0", "+", count=count)
+    return messages_from(entries, page)
