@@ -19,7 +19,7 @@ def test_the_scheduler_process_runs_beat_and_dispatches_due_jobs(owner, target, 
     user, _ = owner
     target.expect_request("/hook").respond_with_data("ok")
     scheduler = subprocess.Popen(
-        [sys.executable, "manage.py", "runscheduler", "--loglevel=INFO"],
+        [sys.executable, "manage.py", "runscheduler", "--loglevel=DEBUG"],
         cwd=ROOT,
         env=child_environment,
         stdout=subprocess.PIPE,
@@ -44,4 +44,5 @@ def test_the_scheduler_process_runs_beat_and_dispatches_due_jobs(owner, target, 
     assert len(requests_to(target, "/hook")) == 1
     log = "".join(output)
     assert "beat: Starting..." in log
+    assert "DatabaseScheduler: Fetching database schedule" in log  # the schedules live in the database
     assert "Jobs dispatcher stopped." in log

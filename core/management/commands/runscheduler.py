@@ -1,12 +1,17 @@
 import logging
+import signal
+import threading
 
+from celery.beat import EmbeddedService
 from django.apps import apps
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from config.celery import app as celery_app
 from config.startup import refuse_without_secrets
 
 logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class Command(BaseCommand):
@@ -20,17 +25,37 @@ class Command(BaseCommand):
 
     def handle(self, *args, loglevel: str, **options) -> None:
         refuse_without_secrets()
-        dispatcher = None
+        for name in ("celery", "django_celery_beat"):
+            logging.getLogger(name).setLevel(loglevel.upper())
+        # Beat and the dispatcher run in threads; the main thread only waits for a stop signal.
+        # Blocking the signals first means no handler ever interrupts a thread in the middle of a
+        # database call (beat's own handler syncs the schedule from inside the handler, which can
+        # deadlock on the connection the interrupted code holds).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        beat = EmbeddedService(celery_app, thread=True, scheduler_cls=celery_app.conf.beat_scheduler)
+        beat.start()
+        threads: list[threading.Thread] = [beat]
+        dispatcher_stop = None
         if apps.is_installed("jobs"):
             from jobs.dispatcher import start_dispatcher_thread
 
-            dispatcher = start_dispatcher_thread()
+            dispatcher, dispatcher_stop = start_dispatcher_thread()
+            threads.append(dispatcher)
             logger.info("Jobs dispatcher started.")
-        try:
-            celery_app.Beat(loglevel=loglevel).run()  # returns when beat is told to stop (SIGTERM, SIGINT)
-        finally:
-            if dispatcher is not None:
-                thread, stop = dispatcher
-                stop.set()
-                thread.join(timeout=10)
-                logger.info("Jobs dispatcher stopped.")
+
+        received = None
+        while received is None and all(thread.is_alive() for thread in threads):
+            received = signal.sigtimedwait(STOP_SIGNALS, 1.0)
+        if received is not None:
+            logger.info("Received %s, stopping.", signal.Signals(received.si_signo).name)
+
+        beat.service.stop()  # beat leaves its loop within its max interval and saves the schedule
+        if dispatcher_stop is not None:
+            dispatcher_stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        if dispatcher_stop is not None:
+            logger.info("Jobs dispatcher stopped.")
+        if received is None:
+            died = next(thread.name for thread in threads if not thread.is_alive())
+            raise CommandError(f"The {died} thread stopped unexpectedly; see the log above.")
