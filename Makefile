@@ -2,7 +2,7 @@
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install
+.PHONY: run test lint install fuzz
 
 $(STAMP): requirements.txt
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
@@ -21,3 +21,6 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+fuzz: $(STAMP)
+	bin/fuzz-schema

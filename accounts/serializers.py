@@ -49,7 +49,7 @@ class TokenSerializer(serializers.ModelSerializer):
     """A token as listed: never its secret."""
 
     status = serializers.CharField(read_only=True)
-    parent = serializers.PrimaryKeyRelatedField(read_only=True)
+    parent = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = ApiToken

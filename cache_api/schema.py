@@ -1,13 +1,14 @@
 """The cache data API in the OpenAPI schema: it is served outside DRF, so it is described here."""
 
+CACHE_NAME = {
+    "name": "cacheName",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    "description": "The cache to operate on.",
+}
 KEY_PARAMETERS = [
-    {
-        "name": "cacheName",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
-        "description": "The cache to operate on.",
-    },
+    CACHE_NAME,
     {
         "name": "key",
         "in": "query",
@@ -21,13 +22,6 @@ KEY_PARAMETERS = [
         "required": False,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+={0,2}$"},
         "description": "The item's key, base64url-encoded (padding optional), for binary keys.",
-    },
-    {
-        "name": "token",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "The token, when not given in the Authorization header (not both).",
     },
 ]
 
@@ -52,7 +46,7 @@ ERRORS = {
     "503": _error("Redis or the database cannot be reached."),
 }
 
-SECURITY = [{"tokenAuth": []}, {}]
+SECURITY = [{"tokenAuth": []}, {"tokenQuery": []}]  # the header or ?token=, not both
 
 CACHE_PATH = {
     "get": {

@@ -75,6 +75,7 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+CSRF_FAILURE_VIEW = "core.views.csrf_failure"
 # Set when a proxy terminates TLS and sends X-Forwarded-Proto.
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -306,6 +307,7 @@ SPECTACULAR_SETTINGS = {
         "cache_api.schema.add_cache_data_api",
         "topics.schema.add_topics_api",
         "core.schema.add_common_error_responses",
+        "core.schema.add_token_query_scheme",
     ],
 }
 

@@ -1,16 +1,16 @@
-import django_filters
+from core.filters import FilterSet, IntegerFilter
 
 from .models import Message, MessageSet
 
 
-class MessageSetFilter(django_filters.FilterSet):
+class MessageSetFilter(FilterSet):
     class Meta:
         model = MessageSet
         fields = ["short_name", "content_type"]
 
 
-class MessageFilter(django_filters.FilterSet):
-    messageset = django_filters.NumberFilter(field_name="messageset_id", help_text="The message set's id.")
+class MessageFilter(FilterSet):
+    messageset = IntegerFilter(field_name="messageset_id", help_text="The message set's id.")
 
     class Meta:
         model = Message

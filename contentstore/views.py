@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import MessagingPermission
 from core.pagination import CursorPagination
+from core.schema import FIELD_ERRORS, VALIDATION_ERRORS
 
 from . import selectors, services
 from .filters import MessageFilter, MessageSetFilter
@@ -25,17 +26,8 @@ from .serializers import (
 # Bytes of a multipart body that are not the file (boundaries, headers, other fields).
 MULTIPART_OVERHEAD = 65_536
 
-ERRORS_SCHEMA = {
-    "type": "object",
-    "additionalProperties": {"type": "array", "items": {"type": "string"}},
-    "example": {"text_content": ["Messages must have text or file attached"]},
-}
-FIELD_ERRORS = OpenApiResponse(
-    response=ERRORS_SCHEMA,
-    description="What is wrong, by field (`non_field_errors` for what concerns several fields).",
-)
 IN_USE = OpenApiResponse(
-    response=ERRORS_SCHEMA, description="Refused while other records use it: `non_field_errors` names them."
+    response=VALIDATION_ERRORS, description="Refused while other records use it: `non_field_errors` names them."
 )
 
 

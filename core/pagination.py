@@ -28,6 +28,13 @@ class CursorPagination(pagination.CursorPagination):
             raise ValidationError({self.page_size_query_param: [f"Must be a whole number from 1 to {limit}."]})
         return size
 
+    def get_schema_operation_parameters(self, view) -> list[dict]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=settings.API_MAX_PAGE_SIZE)
+        return parameters
+
     def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
         """The ordering filter's choice, else the view's `ordering`, the queryset's, or `id`.
 

@@ -1,29 +1,49 @@
 """The error answers every REST operation may give, in the OpenAPI schema."""
 
+from drf_spectacular.utils import OpenApiResponse
+
 DETAIL = {
     "type": "object",
     "properties": {"detail": {"type": "string"}},
     "required": ["detail"],
 }
-FIELD_ERRORS = {
+# A serializer's errors by field (a list of messages, or the errors of a nested value), or
+# `{"detail": "..."}` when the body cannot be read at all.
+VALIDATION_ERRORS = {
     "type": "object",
-    "description": 'What is wrong, by field (`{"field": ["message"]}`), or `{"detail": "..."}`.',
-    "additionalProperties": True,
+    "properties": {"detail": {"type": "string"}},
+    "additionalProperties": {"anyOf": [{"type": "array", "items": {}}, {"type": "object"}]},
+    "example": {"text_content": ["Messages must have text or file attached"]},
 }
+FIELD_ERRORS = OpenApiResponse(
+    response=VALIDATION_ERRORS,
+    description=(
+        'What is wrong, by field (`{"field": ["message"]}`; `non_field_errors` for what concerns several '
+        'fields), or `{"detail": "..."}` when the body cannot be read.'
+    ),
+)
 
 COMMON_ERRORS = {
-    "400": ("The request is malformed; the body says what is wrong.", FIELD_ERRORS),
+    "400": ("The request is malformed; the body says what is wrong.", VALIDATION_ERRORS),
     "401": ("No token, or an unknown, expired or revoked one.", DETAIL),
     "403": ("The token does not hold the scope this needs; the body names it.", DETAIL),
     "404": ("No such record, or not one this token may see.", DETAIL),
     "503": ("The database or Redis cannot be reached.", DETAIL),
 }
 
+# Every face also reads the token from the query string (`?token=`; the jobs API's `?apikey=`).
+TOKEN_QUERY_SCHEME = {
+    "type": "apiKey",
+    "in": "query",
+    "name": "token",
+    "description": "The token as a query parameter, for clients that cannot set headers (not with the header).",
+}
+
 
 def add_common_error_responses(result: dict, generator, request, public) -> dict:
     """Document the common errors on every /api/ operation that does not describe them itself."""
     for path, operations in result.get("paths", {}).items():
-        if not path.startswith("/api/v1/"):
+        if not path.startswith("/api/"):
             continue
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
@@ -31,4 +51,9 @@ def add_common_error_responses(result: dict, generator, request, public) -> dict
                 responses.setdefault(
                     status, {"description": description, "content": {"application/json": {"schema": schema}}}
                 )
+    return result
+
+
+def add_token_query_scheme(result: dict, generator, request, public) -> dict:
+    result.setdefault("components", {}).setdefault("securitySchemes", {})["tokenQuery"] = TOKEN_QUERY_SCHEME
     return result

@@ -1,9 +1,11 @@
 import django_filters
 
+from core.filters import FilterSet
+
 from .models import Job, JobState
 
 
-class JobFilter(django_filters.FilterSet):
+class JobFilter(FilterSet):
     state = django_filters.MultipleChoiceFilter(
         choices=JobState.choices,
         help_text="Only jobs in this state (repeat for several); `failed` is the dead-letter list.",

@@ -7,9 +7,17 @@ method. Bodies are `{"success": {...}}` or `{"error": {"<parameter>": "<message>
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -64,7 +72,11 @@ LIST_PARAMETERS = [
     ),
     OpenApiParameter("at_after", OpenApiTypes.DATETIME, description="Only jobs due at or after this time."),
     OpenApiParameter("at_before", OpenApiTypes.DATETIME, description="Only jobs due before this time."),
-    OpenApiParameter("page_size", OpenApiTypes.INT, description="Jobs per page."),
+    OpenApiParameter(
+        "page_size",
+        {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE},
+        description="Jobs per page.",
+    ),
     OpenApiParameter("cursor", OpenApiTypes.STR, description="The page, from a `next` or `previous` link."),
 ]
 # A job's parameters come as JSON, or as form fields (`job[uri]`, ...).
@@ -185,8 +197,32 @@ class JobView(JobsView):
         services.job_delete(job=job)
         return Response({"success": {"message": "Job deleted"}})
 
-    @extend_schema(exclude=True)
+    @extend_schema(
+        operation_id="jobs_method_override",
+        parameters=[
+            APIKEY,
+            OpenApiParameter(
+                "_method",
+                OpenApiTypes.STR,
+                enum=["PUT", "DELETE"],
+                required=True,
+                description="The method to take this POST as (also accepted as a form or JSON field).",
+            ),
+        ],
+        request=JOB_REQUEST,
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="JobOverrideSuccess",
+                serializers=[JobSuccessSerializer, JobsMessageSuccessSerializer],
+                resource_type_field_name=None,
+            ),
+            405: OpenApiResponse(JobsErrorSerializer, description="A POST without `_method`."),
+            **ERRORS,
+        },
+        description="For clients that can only POST: `_method=PUT` changes the job, `_method=DELETE` deletes it.",
+    )
     def post(self, request, job_id: str):
+        # Reached only without `_method`: with it, `initial` has already turned the POST into a PUT or DELETE.
         raise MethodNotAllowed(
             "POST", detail="POST to a job needs _method=PUT (change it) or _method=DELETE (delete it)."
         )
@@ -208,6 +244,7 @@ class JobRetryView(JobsView):
         return Response({"success": {"job": JobSerializer(job).data}})
 
 
+@csrf_exempt  # it answers 404 to every method; a CSRF check would answer an HTML 403 first
 def unknown_path(request: HttpRequest, *args, **kwargs) -> JsonResponse:
     return JsonResponse(
         {"error": {"path": f"No jobs endpoint at {request.path}: use /jobs.json or /jobs/<id>.json."}}, status=404

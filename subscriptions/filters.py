@@ -4,6 +4,8 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 
+from core.filters import FilterSet, IntegerFilter
+
 from .models import ProcessStatus, Subscription
 
 TRUE_WORDS = {"true", "1"}
@@ -56,25 +58,25 @@ class JSONExactFilter(django_filters.Filter):
         return queryset.filter(**{self.field_name: value["value"]})
 
 
-class SubscriptionFilter(django_filters.FilterSet):
+class SubscriptionFilter(FilterSet):
     """Exact match on every field; booleans as true/false or 1/0 in any case."""
 
     id = django_filters.UUIDFilter()
     identity = django_filters.CharFilter()
-    version = django_filters.NumberFilter()
-    messageset = django_filters.NumberFilter(field_name="messageset_id", help_text="The message set's id.")
-    initial_sequence_number = django_filters.NumberFilter()
-    next_sequence_number = django_filters.NumberFilter()
+    version = IntegerFilter()
+    messageset = IntegerFilter(field_name="messageset_id", help_text="The message set's id.")
+    initial_sequence_number = IntegerFilter()
+    next_sequence_number = IntegerFilter()
     lang = django_filters.CharFilter()
     active = LooseBooleanFilter()
     completed = LooseBooleanFilter()
-    schedule = django_filters.NumberFilter(field_name="schedule_id", help_text="The schedule's id.")
+    schedule = IntegerFilter(field_name="schedule_id", help_text="The schedule's id.")
     process_status = django_filters.TypedChoiceFilter(choices=ProcessStatus.choices, coerce=int)
     metadata = JSONExactFilter(help_text="The whole metadata, as JSON.")
     created_at = django_filters.IsoDateTimeFilter()
     updated_at = django_filters.IsoDateTimeFilter()
-    created_by = django_filters.NumberFilter(field_name="created_by_id", help_text="The creating user's id.")
-    updated_by = django_filters.NumberFilter(field_name="updated_by_id", help_text="The last updating user's id.")
+    created_by = IntegerFilter(field_name="created_by_id", help_text="The creating user's id.")
+    updated_by = IntegerFilter(field_name="updated_by_id", help_text="The last updating user's id.")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
     metadata_has_key = django_filters.CharFilter(field_name="metadata", lookup_expr="has_key")

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -19,6 +19,7 @@ from accounts.scopes import describe_missing
 from accounts.services import token_authenticate
 from core.outbound import parse_networks
 from core.pagination import CursorPagination
+from core.schema import FIELD_ERRORS
 
 from . import metrics, services, tasks
 from .filters import SubscriptionFilter
@@ -37,10 +38,6 @@ from .serializers import (
     SubscriptionSerializer,
 )
 
-FIELD_ERRORS = OpenApiResponse(
-    response={"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
-    description="What is wrong, by field.",
-)
 DATA_REQUIRED = {"data": ["This field is required."]}
 
 

@@ -1,16 +1,15 @@
 """Topics in the OpenAPI schema: served outside DRF, so described here."""
 
-from cache_api.schema import ERRORS, MESSAGE, SECURITY, _error
+from cache_api.schema import CACHE_NAME, ERRORS, MESSAGE, SECURITY, _error
 
 PATH_PARAMETERS = [
-    {"name": "cacheName", "in": "path", "required": True, "schema": {"type": "string"}},
+    CACHE_NAME,
     {
         "name": "topicName",
         "in": "path",
         "required": True,
         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
     },
-    {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
 ]
 
 VALUE = {

@@ -101,7 +101,15 @@ class TestCacheControl:
         schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
         operations = schema["paths"]["/cache/{cacheName}"]
         assert set(operations) == {"get", "put", "delete"}
-        assert {p["name"] for p in operations["put"]["parameters"]} >= {"key", "key_base64", "ttl_seconds", "token"}
+        assert {p["name"] for p in operations["put"]["parameters"]} >= {"key", "key_base64", "ttl_seconds"}
+        # the token comes in the header or the query string: alternatives, not two parameters
+        assert operations["put"]["security"] == [{"tokenAuth": []}, {"tokenQuery": []}]
+        assert schema["components"]["securitySchemes"]["tokenQuery"] == {
+            "type": "apiKey",
+            "in": "query",
+            "name": "token",
+            "description": "The token as a query parameter, for clients that cannot set headers (not with the header).",
+        }
         assert "/api/v1/caches/{name}/" in schema["paths"]
 
 

@@ -144,10 +144,11 @@ def test_it_filters_messages_by_set_sequence_number_and_lang(reader):
     assert [item["id"] for item in response.json()["results"]] == [wanted.pk]
 
 
-def test_it_refuses_a_filter_value_of_the_wrong_kind(reader):
-    response = reader.get(URL, {"sequence_number": "first"})
+@pytest.mark.parametrize("value", ["first", "0.5"])
+def test_it_refuses_a_filter_value_of_the_wrong_kind(reader, value):
+    response = reader.get(URL, {"sequence_number": value})
     assert response.status_code == 400
-    assert response.json() == {"sequence_number": ["Enter a number."]}
+    assert response.json() == {"sequence_number": ["Enter a whole number."]}
 
 
 def test_it_shows_a_messages_content_without_metadata(reader):

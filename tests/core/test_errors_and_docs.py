@@ -4,6 +4,7 @@ import pytest
 import redis
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
+from django.test import Client
 
 from accounts.errors import AuthenticationError, ScopeDenied
 from core.exceptions import api_exception_handler
@@ -12,9 +13,11 @@ from core.views import server_error
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
 @pytest.mark.parametrize("path", ["/api/nothing-here/", "/api/v1/nope", "/api/v1/tokens/1/extra/"])
-def test_unknown_api_paths_are_json_404s(client, path):
-    response = client.get(path)
+def test_unknown_api_paths_are_json_404s(method, path):
+    client = Client(enforce_csrf_checks=True)  # as a client without a CSRF cookie is
+    response = getattr(client, method)(path)
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"detail": f"No API endpoint at {path}."}
@@ -103,7 +106,28 @@ def test_a_value_the_database_cannot_hold_is_a_400_not_a_500(reader):
 
 def test_every_api_operation_documents_the_common_errors(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert "/api/metrics/" in schema["paths"]
     for path, operations in schema["paths"].items():
-        if path.startswith("/api/v1/"):
+        if path.startswith("/api/"):
             for method, operation in operations.items():
                 assert {"400", "401", "403", "404", "503"} <= set(operation["responses"]), (method, path)
+
+
+def test_a_refused_csrf_check_is_json_outside_the_admin(rf):
+    from core.views import csrf_failure
+
+    response = csrf_failure(rf.post("/api/v1/schedule/"), reason="CSRF cookie not set.")
+    assert response.status_code == 403
+    assert json.loads(response.content) == {"detail": "CSRF verification failed: CSRF cookie not set."}
+    assert "text/html" in csrf_failure(rf.post("/admin/login/"), reason="CSRF cookie not set.")["Content-Type"]
+
+
+def test_validation_errors_are_described_with_the_unreadable_body_case(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    errors = schema["paths"]["/api/v1/schedule/"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
+    assert errors["properties"]["detail"] == {"type": "string"}  # {"detail": "JSON parse error - ..."}
+
+
+def test_a_token_without_a_parent_is_described_as_such(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert schema["components"]["schemas"]["Token"]["properties"]["parent"]["nullable"] is True

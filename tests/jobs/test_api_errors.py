@@ -4,6 +4,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from accounts import services as accounts_services
@@ -191,8 +192,9 @@ def test_a_malformed_job_id_is_not_found(owner, jobs_api):
     assert error_of(response, 404) == {"id": "No job with id 'not-an-id'."}
 
 
-def test_a_path_without_json_gets_a_404_saying_which_paths_exist(jobs_api):
-    response = jobs_api.get("/jobs/abc")
+@pytest.mark.parametrize("method", ["get", "post", "delete"])
+def test_a_path_without_json_gets_a_404_saying_which_paths_exist(method):
+    response = getattr(Client(enforce_csrf_checks=True), method)("/jobs/abc")
     assert error_of(response, 404) == {"path": "No jobs endpoint at /jobs/abc: use /jobs.json or /jobs/<id>.json."}
 
 
@@ -214,3 +216,12 @@ def test_retrying_a_job_that_has_not_failed_gets_a_409(owner, jobs_api):
     response = jobs_api.post(f"/jobs/{job.pk}/retry.json?apikey={key}")
     assert error_of(response, 409) == {"state": "Only a failed or cancelled job can be retried; this one is scheduled."}
     assert Job.objects.get(pk=job.pk).state == JobState.SCHEDULED
+
+
+def test_the_method_override_of_a_post_is_in_the_schema(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    post = schema["paths"]["/jobs/{job_id}.json"]["post"]
+    override = next(parameter for parameter in post["parameters"] if parameter["name"] == "_method")
+    assert override["required"] is True
+    assert set(override["schema"]["enum"]) == {"PUT", "DELETE"}
+    assert "405" in post["responses"]
