@@ -4,6 +4,7 @@ import mimetypes
 import re
 from pathlib import PurePath
 
+import filetype
 from celery.schedules import ParseException, crontab
 from croniter import croniter
 from django.conf import settings
@@ -145,15 +146,34 @@ def validate_upload_size(file) -> None:
         raise ValidationError("The file is empty.", code="empty")
 
 
+def sniff_media_type(file) -> str | None:
+    """A file's media type, told from its first bytes (None when they match no known format)."""
+    position = file.tell()
+    try:
+        head = file.read(8192)
+    finally:
+        file.seek(position)
+    kind = filetype.guess(head)
+    return kind.mime if kind else None
+
+
 def validate_upload_type(file) -> None:
+    """The name must say an allowed type, and the bytes must be a file of that kind (an image
+    named .png, audio named .mp3), so a page or a script cannot be served as media."""
     if _stored(file):
         return
     allowed = settings.BINARY_CONTENT_TYPES
-    media_type = guess_media_type(file.name or "")
-    if not media_type_allowed(media_type, allowed):
-        told = f"of type {media_type}" if media_type else "of unknown type (from its extension)"
+    name = PurePath(file.name or "").name
+    named = guess_media_type(name)
+    if not media_type_allowed(named, allowed):
+        told = f"of type {named}" if named else "of unknown type (from its extension)"
         raise ValidationError(
-            f"{PurePath(file.name or '').name!r} is {told}; allowed types: {', '.join(allowed)} "
-            "(BINARY_CONTENT_TYPES).",
-            code="file_type",
+            f"{name!r} is {told}; allowed types: {', '.join(allowed)} (BINARY_CONTENT_TYPES).", code="file_type"
+        )
+    sniffed = sniff_media_type(file)
+    if sniffed is None or sniffed.split("/")[0] != named.split("/")[0] or not media_type_allowed(sniffed, allowed):
+        found = f"{sniffed} data" if sniffed else "no audio or image format this service recognises"
+        raise ValidationError(
+            f"{name!r} is named as {named} but its content is {found}; upload the file itself.",
+            code="file_content",
         )

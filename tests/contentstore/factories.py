@@ -9,8 +9,10 @@ from django_celery_beat.models import PeriodicTask
 from contentstore import services
 from contentstore.models import BinaryContent, Message, MessageSet, Schedule
 
-# An ID3 header: enough for a file named .mp3.
-AUDIO_BYTES = b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00" * 32
+# The first bytes of each format: enough for the content check of an upload.
+AUDIO_BYTES = b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00" * 32  # MP3 with an ID3 tag
+OGG_BYTES = b"OggS\x00\x02" + b"\x00" * 32
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
 def make_schedule(**fields) -> Schedule:

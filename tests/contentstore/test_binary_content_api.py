@@ -5,7 +5,7 @@ import pytest
 
 from contentstore.models import BinaryContent
 
-from .factories import AUDIO_BYTES, make_binary_content, make_message, make_messageset, upload
+from .factories import AUDIO_BYTES, OGG_BYTES, PNG_BYTES, make_binary_content, make_message, make_messageset, upload
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def test_it_needs_a_file(writer):
 
 def test_it_refuses_a_file_over_the_size_limit_naming_it(writer, settings):
     settings.BINARY_CONTENT_MAX_BYTES = 1000
-    response = writer.post(URL, {"content": upload(data=b"x" * 1001)}, format="multipart")
+    response = writer.post(URL, {"content": upload(data=AUDIO_BYTES.ljust(1001, b"x"))}, format="multipart")
     assert response.status_code == 400
     assert response.json() == {
         "content": ["The file is 1001 bytes; uploads may be at most 1000 bytes (1000 bytes, BINARY_CONTENT_MAX_BYTES)."]
@@ -70,9 +70,27 @@ def test_it_refuses_a_file_whose_type_cannot_be_told(writer):
     assert "of unknown type" in response.json()["content"][0]
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "found"),
+    [
+        ("page.mp3", b"<html><script>alert(1)</script></html>", "no audio or image format this service recognises"),
+        ("song.mp3", PNG_BYTES, "image/png data"),
+        ("poster.png", AUDIO_BYTES, "audio/mpeg data"),
+    ],
+)
+def test_it_refuses_a_file_whose_content_is_not_what_its_name_says(writer, name, data, found):
+    response = writer.post(URL, {"content": upload(name, data)}, format="multipart")
+    assert response.status_code == 400
+    named = "image/png" if name.endswith(".png") else "audio/mpeg"
+    assert response.json() == {
+        "content": [f"'{name}' is named as {named} but its content is {found}; upload the file itself."]
+    }
+    assert not BinaryContent.objects.exists()
+
+
 def test_the_allowed_types_are_a_setting(writer, settings):
     settings.BINARY_CONTENT_TYPES = ["audio/ogg"]
-    assert writer.post(URL, {"content": upload("a.ogg")}, format="multipart").status_code == 201
+    assert writer.post(URL, {"content": upload("a.ogg", OGG_BYTES)}, format="multipart").status_code == 201
     assert writer.post(URL, {"content": upload("a.mp3")}, format="multipart").status_code == 400
 
 
