@@ -2,6 +2,8 @@
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
 from rest_framework import exceptions, status
@@ -15,6 +17,12 @@ from .redis import REDIS_ERRORS
 logger = logging.getLogger(__name__)
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "A service this request needs is unavailable; try again shortly."
@@ -22,6 +30,12 @@ class ServiceUnavailable(exceptions.APIException):
 
 
 def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, RequestDataTooBig):  # Django's answer would be an HTML 400 without a word
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return RequestTooLarge(f"The request body is larger than the limit of {limit} bytes (MAX_REQUEST_BODY_BYTES).")
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return exceptions.ParseError(f"The request has more than {limit} fields (MAX_REQUEST_FIELDS).")
     if isinstance(exc, AuthenticationError):
         return exceptions.AuthenticationFailed(str(exc))
     if isinstance(exc, ScopeDenied):

@@ -40,6 +40,13 @@ TOKEN_QUERY_SCHEME = {
 }
 
 
+TOO_LARGE = ("The body is larger than MAX_REQUEST_BODY_BYTES; the body says the limit.", DETAIL)
+
+
+def _response(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def add_common_error_responses(result: dict, generator, request, public) -> dict:
     """Document the common errors on every /api/ operation that does not describe them itself."""
     for path, operations in result.get("paths", {}).items():
@@ -48,9 +55,9 @@ def add_common_error_responses(result: dict, generator, request, public) -> dict
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             for status, (description, schema) in COMMON_ERRORS.items():
-                responses.setdefault(
-                    status, {"description": description, "content": {"application/json": {"schema": schema}}}
-                )
+                responses.setdefault(status, _response(description, schema))
+            if "requestBody" in operation:
+                responses.setdefault("413", _response(*TOO_LARGE))
     return result
 
 

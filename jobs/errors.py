@@ -45,6 +45,7 @@ PARAMETER_BY_STATUS = {
     status.HTTP_403_FORBIDDEN: "apikey",
     status.HTTP_404_NOT_FOUND: "id",
     status.HTTP_405_METHOD_NOT_ALLOWED: "_method",
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: "body",
     status.HTTP_406_NOT_ACCEPTABLE: "format",
     status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "body",
 }

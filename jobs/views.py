@@ -61,6 +61,11 @@ ERRORS = {
         (404, "No such job (or not yours)."),
     )
 }
+# What a request with a body may also be told.
+BODY_ERRORS = {
+    **ERRORS,
+    413: OpenApiResponse(JobsErrorSerializer, description="The body is over MAX_REQUEST_BODY_BYTES."),
+}
 APIKEY = OpenApiParameter("apikey", OpenApiTypes.STR, description="The API key (any token form works).")
 LIST_PARAMETERS = [
     OpenApiParameter(
@@ -139,7 +144,7 @@ class JobCollectionView(JobsView):
         operation_id="jobs_create",
         parameters=[APIKEY],
         request=JOB_REQUEST,
-        responses={200: JobSuccessSerializer, **ERRORS},
+        responses={200: JobSuccessSerializer, **BODY_ERRORS},
         description=(
             "Schedule a request. Parameters as `job[uri]`, `job[at]`, `job[method]`, ... (query or form) "
             'or a JSON body `{"job": {...}, "apikey": "..."}`.'
@@ -169,7 +174,7 @@ class JobView(JobsView):
         operation_id="jobs_update",
         parameters=[APIKEY],
         request=JOB_REQUEST,
-        responses={200: JobSuccessSerializer, **ERRORS},
+        responses={200: JobSuccessSerializer, **BODY_ERRORS},
         description=(
             "Change the parameters given and schedule the job afresh at its `at` (POST with `_method=PUT` "
             "does the same). A job not yet sent is never sent in its old form."
@@ -217,7 +222,7 @@ class JobView(JobsView):
                 resource_type_field_name=None,
             ),
             405: OpenApiResponse(JobsErrorSerializer, description="A POST without `_method`."),
-            **ERRORS,
+            **BODY_ERRORS,
         },
         description="For clients that can only POST: `_method=PUT` changes the job, `_method=DELETE` deletes it.",
     )

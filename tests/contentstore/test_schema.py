@@ -55,6 +55,6 @@ def test_uploads_are_described_as_multipart_files(schema):
 def test_writes_describe_their_field_errors(schema):
     responses = schema["paths"]["/api/v1/message/"]["post"]["responses"]
     common = {"401", "403", "404", "503"}
-    assert set(responses) == {"201", "400", *common}
+    assert set(responses) == {"201", "400", "413", *common}  # 413: a body over MAX_REQUEST_BODY_BYTES
     assert responses["400"]["description"].startswith("What is wrong, by field")  # its own, not the common one
     assert set(schema["paths"]["/api/v1/schedule/{id}/"]["delete"]["responses"]) == {"204", "400", *common}

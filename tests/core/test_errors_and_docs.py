@@ -131,3 +131,20 @@ def test_validation_errors_are_described_with_the_unreadable_body_case(client):
 def test_a_token_without_a_parent_is_described_as_such(client):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     assert schema["components"]["schemas"]["Token"]["properties"]["parent"]["nullable"] is True
+
+
+@pytest.mark.parametrize("path", ["/api/v1/schedule/", "/api/v1/subscriptions/request/", "/api/v1/message/"])
+def test_a_body_over_the_limit_is_a_413_naming_it(writer, settings, path):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    response = writer.post(path, {"minute": "0", "padding": "x" * 4096}, format="json")
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The request body is larger than the limit of 2048 bytes (MAX_REQUEST_BODY_BYTES)."
+    }
+
+
+def test_too_many_form_fields_is_a_400_naming_the_limit(writer, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    response = writer.post("/api/v1/schedule/", {f"field{n}": "1" for n in range(11)})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The request has more than 10 fields (MAX_REQUEST_FIELDS)."}

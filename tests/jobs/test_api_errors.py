@@ -225,3 +225,14 @@ def test_the_method_override_of_a_post_is_in_the_schema(client):
     assert override["required"] is True
     assert set(override["schema"]["enum"]) == {"PUT", "DELETE"}
     assert "405" in post["responses"]
+
+
+def test_a_body_over_the_limit_is_a_413_in_the_jobs_shape(owner, jobs_api, settings):
+    _, key = owner
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    body = {"job": {"uri": URI, "body": "x" * 4096}}
+    response = jobs_api.post(f"/jobs.json?apikey={key}", body, format="json")
+    assert error_of(response, 413) == {
+        "body": "The request body is larger than the limit of 2048 bytes (MAX_REQUEST_BODY_BYTES)."
+    }
+    assert not Job.objects.exists()
