@@ -2,7 +2,7 @@
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install fuzz
+.PHONY: run test lint install fuzz topology chromium
 
 $(STAMP): requirements.txt
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
@@ -15,8 +15,13 @@ install: $(STAMP)
 run: $(STAMP)
 	bin/run
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(VENV)/bin/pytest
+
+# The browser tests (tests/browser/) drive Debian's Chromium.
+chromium:
+	@command -v chromium >/dev/null || { echo "Installing Chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -24,3 +29,6 @@ lint: $(STAMP)
 
 fuzz: $(STAMP)
 	bin/fuzz-schema
+
+topology: $(STAMP)
+	$(VENV)/bin/python deploy/topology.py

@@ -76,9 +76,32 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 CSRF_FAILURE_VIEW = "core.views.csrf_failure"
-# Set when a proxy terminates TLS and sends X-Forwarded-Proto.
+
+# --- Security (HTTPS and headers) ------------------------------------------
+# Every HTTPS switch is off by default, so that local development on plain HTTP
+# works; production turns them on (docs/deploy.md; `manage.py check --deploy`).
+
+# Set when a proxy terminates TLS and sends X-Forwarded-Proto (then only that proxy may reach the web processes).
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Redirect plain-HTTP requests to HTTPS (Django's paths; the proxy redirects everything else).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Paths answered over plain HTTP even so: health checks and metrics scrapes that reach a web process directly.
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$", r"^metrics$"]
+# Seconds browsers must use HTTPS only for this host (Strict-Transport-Security); 0: no header.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+# Whether Strict-Transport-Security covers every subdomain too.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+# Whether Strict-Transport-Security asks to be put in browsers' preload lists (hard to undo).
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Send the admin's session and CSRF cookies over HTTPS only.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# Headers on every response (the lean cache and topics paths send the same: core/asgi.py).
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = env_str("SECURE_REFERRER_POLICY", "same-origin")
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -3,7 +3,9 @@
 These paths do not go through Django's request handler: no sessions, CSRF,
 middleware or DRF negotiation. They parse the little they need, authenticate
 with the shared token routine (trusting a check for TOKEN_CACHE_SECONDS) and
-answer `{"message": "..."}` on error, as the Momento HTTP API does.
+answer `{"message": "..."}` on error, as the Momento HTTP API does. Every answer
+carries the security headers Django's middleware gives the rest of the service
+(`security_headers`).
 """
 
 import json
@@ -14,7 +16,9 @@ from functools import cached_property
 from urllib.parse import unquote, unquote_to_bytes
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import DatabaseError
+from django.dispatch import receiver
 
 from accounts.authentication import atoken_authenticate, read_token
 from accounts.errors import AuthenticationError
@@ -171,6 +175,98 @@ def preflight(request: Request, methods: str) -> Response:
     return Response(204, headers=[("allow", methods), *headers])
 
 
+# --- Security headers ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecurityHeaders:
+    """What the settings say every lean answer carries, worked out once (the hot paths
+    would otherwise pay for a dozen settings lookups per request)."""
+
+    always: tuple[tuple[bytes, bytes], ...]  # on every answer
+    hsts: tuple[bytes, bytes] | None  # on answers to HTTPS requests
+    proxy_header: str | None  # the request header that says HTTPS, when a proxy is trusted to send it
+    proxy_secure_value: str | None
+
+    @classmethod
+    def from_settings(cls) -> "SecurityHeaders":
+        always = []
+        if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+            always.append((b"x-content-type-options", b"nosniff"))
+        policy = settings.SECURE_REFERRER_POLICY
+        if policy:
+            value = policy if isinstance(policy, str) else ",".join(policy)
+            always.append((b"referrer-policy", value.encode()))
+        if settings.X_FRAME_OPTIONS:
+            always.append((b"x-frame-options", settings.X_FRAME_OPTIONS.upper().encode()))
+        if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+            always.append((b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
+        hsts = None
+        if settings.SECURE_HSTS_SECONDS:
+            value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+            if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+                value += "; includeSubDomains"
+            if settings.SECURE_HSTS_PRELOAD:
+                value += "; preload"
+            hsts = (b"strict-transport-security", value.encode())
+        proxy_header = proxy_secure_value = None
+        if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+            header, proxy_secure_value = settings.SECURE_PROXY_SSL_HEADER
+            proxy_header = header.removeprefix("HTTP_").replace("_", "-").lower()
+        return cls(tuple(always), hsts, proxy_header, proxy_secure_value)
+
+    def is_secure(self, request: Request) -> bool:
+        """Whether the request came over HTTPS, judged as Django judges it: from the
+        SECURE_PROXY_SSL_HEADER header when that is set and present, else the scheme."""
+        if self.proxy_header:
+            value = request.headers.get(self.proxy_header)
+            if value is not None:
+                return value.split(",", 1)[0].strip() == self.proxy_secure_value
+        return request.scope.get("scheme") == "https"
+
+    def for_request(self, request: Request) -> list[tuple[bytes, bytes]]:
+        headers = list(self.always)
+        if self.hsts is not None and self.is_secure(request):
+            headers.append(self.hsts)
+        if request.method != "OPTIONS":  # a preflight's lifetime is Access-Control-Max-Age
+            headers.append((b"cache-control", b"no-store"))
+        return headers
+
+
+_security_headers: SecurityHeaders | None = None
+
+
+@receiver(setting_changed)
+def _forget_security_headers(**kwargs) -> None:
+    global _security_headers
+    _security_headers = None
+
+
+def security_headers(request: Request) -> list[tuple[bytes, bytes]]:
+    """The headers Django's SecurityMiddleware and XFrameOptionsMiddleware add to its
+    responses, from the same settings, plus `Cache-Control: no-store` (an answer may
+    hold a cached value or a topic's messages, and its URL a token). A response that
+    sets one of them itself keeps its own."""
+    global _security_headers
+    if _security_headers is None:
+        _security_headers = SecurityHeaders.from_settings()
+    return _security_headers.for_request(request)
+
+
+def with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """`send`, adding `extra` to the response's headers where the response has not set
+    them (header names are lower case, as ASGI has them)."""
+
+    async def send_with_headers(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers") or []
+            own = {name for name, _ in headers}
+            message["headers"] = [*headers, *(item for item in extra if item[0] not in own)]
+        await send(message)
+
+    return send_with_headers
+
+
 Handler = Callable[["Request", Send], Awaitable["Response | None"]]
 
 
@@ -178,10 +274,12 @@ def lean_app(handle: Handler, *, unavailable: str) -> ASGIApp:
     """An ASGI app from `handle(request, send)`, which answers with a Response (or
     streams the answer itself and returns None). Errors are answered alike on every
     lean face: HTTPError as its `{"message"}`, storage out of reach as a 503 that
-    starts with `unavailable`, anything else as a 500 without internals."""
+    starts with `unavailable`, anything else as a 500 without internals. Every
+    answer, streamed or not, carries the security headers."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        send = with_headers(send, security_headers(request))
         try:
             response = await handle(request, send)
         except HTTPError as error:

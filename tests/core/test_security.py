@@ -1,0 +1,242 @@
+"""HTTPS settings and security headers, on Django's paths and on the lean cache and topics paths."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from asgiref.sync import async_to_sync
+
+from cache_api import services as cache_services
+from config.asgi import application
+from tests.topics.conftest import LiveServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PRODUCTION = {
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": "sbm.example.org",
+    "CSRF_TRUSTED_ORIGINS": "https://sbm.example.org",
+    "SECURE_PROXY_SSL_HEADER": "true",
+    "SECURE_SSL_REDIRECT": "true",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+    "SECURE_HSTS_PRELOAD": "true",
+    "SESSION_COOKIE_SECURE": "true",
+    "CSRF_COOKIE_SECURE": "true",
+}
+HTTPS_SETTINGS = [name for name in PRODUCTION if name.startswith(("SECURE_", "SESSION_", "CSRF_COOKIE"))]
+LEAN_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "cross-origin-opener-policy": "same-origin",
+}
+HSTS = "max-age=31536000; includeSubDomains; preload"
+
+
+def run_in_a_process(args: list[str], **environment: str) -> subprocess.CompletedProcess:
+    """Run `args` with the real settings: this process's environment without the HTTPS
+    settings, fresh secrets, and `environment`."""
+    env = {key: value for key, value in os.environ.items() if key not in HTTPS_SETTINGS and key != "DEBUG"}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        JOBS_SIGNING_KEY=secrets.token_urlsafe(32),
+        **environment,
+    )
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def check_deploy(**environment: str) -> subprocess.CompletedProcess:
+    return run_in_a_process(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], **environment
+    )
+
+
+def test_check_deploy_passes_with_the_production_settings():
+    done = check_deploy(**PRODUCTION)
+    assert done.returncode == 0, done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+def test_check_deploy_names_each_https_setting_left_at_its_default():
+    done = check_deploy(DEBUG="false", ALLOWED_HOSTS="sbm.example.org")
+    assert done.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in done.stderr
+
+
+def test_the_defaults_keep_plain_http_working():
+    script = (
+        "import django; django.setup(); from django.conf import settings as s;"
+        "print(s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE,"
+        " hasattr(s, 'SECURE_PROXY_SSL_HEADER') and s.SECURE_PROXY_SSL_HEADER is not None)"
+    )
+    done = run_in_a_process([sys.executable, "-c", script], DEBUG="true")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "0", "False", "False", "False"]
+
+
+def test_a_bad_https_setting_stops_start_up_naming_it():
+    done = run_in_a_process([sys.executable, "-c", "import django; django.setup()"], SECURE_SSL_REDIRECT="sometimes")
+    assert done.returncode != 0
+    assert "SECURE_SSL_REDIRECT must be true or false" in done.stderr
+
+
+# --- Django's paths --------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_api_responses_carry_the_security_headers(writer):
+    response = writer.get("/api/v1/schedule/")
+    assert response.status_code == 200
+    for name, value in LEAN_HEADERS.items():
+        assert response.headers[name] == value
+    assert "strict-transport-security" not in response.headers
+
+
+@pytest.mark.django_db
+def test_api_errors_carry_the_security_headers(client):
+    response = client.get("/api/v1/schedule/")
+    assert response.status_code == 401
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.fixture
+def https_on(settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 31_536_000
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    settings.SECURE_HSTS_PRELOAD = True
+    return settings
+
+
+@pytest.mark.django_db
+def test_https_answers_carry_hsts_and_plain_http_is_redirected(https_on, writer):
+    redirected = writer.get("/api/v1/schedule/")
+    assert redirected.status_code == 301
+    assert redirected.headers["location"] == "https://testserver/api/v1/schedule/"
+
+    through_the_proxy = writer.get("/api/v1/schedule/", HTTP_X_FORWARDED_PROTO="https")
+    assert through_the_proxy.status_code == 200
+    assert through_the_proxy.headers["strict-transport-security"] == HSTS
+
+
+@pytest.mark.django_db
+def test_health_and_metrics_answer_plain_http_probes_without_a_redirect(https_on, client):
+    assert client.get("/api/health/").status_code == 200
+    assert client.get("/metrics").status_code == 401  # answered (a token is needed), not redirected
+
+
+# --- The lean cache and topics paths ------------------------------------------------
+
+
+def lean_request(method: str, path: str, *, base_url: str = "http://testserver", **kwargs) -> httpx.Response:
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            return await http.request(method, path, **kwargs)
+
+    return async_to_sync(send)()
+
+
+@pytest.fixture
+def cache_token(db, make_token):
+    cache_services.cache_create(name="news")
+    return make_token("cache:readwrite")[1]
+
+
+def assert_security_headers(response: httpx.Response) -> None:
+    for name, value in LEAN_HEADERS.items():
+        assert response.headers[name] == value, name
+
+
+def test_cache_answers_carry_the_security_headers(cache_token):
+    stored = lean_request(
+        "PUT", "/cache/news?key=k&ttl_seconds=60", content=b"v", headers={"Authorization": cache_token}
+    )
+    hit = lean_request("GET", "/cache/news?key=k", headers={"Authorization": cache_token})
+    missing = lean_request("GET", "/cache/news?key=nothing", headers={"Authorization": cache_token})
+    refused = lean_request("GET", "/cache/news?key=k")
+    assert [stored.status_code, hit.status_code, missing.status_code, refused.status_code] == [204, 200, 404, 401]
+    for response in (stored, hit, missing, refused):
+        assert_security_headers(response)
+        assert response.headers["cache-control"] == "no-store"
+        assert "strict-transport-security" not in response.headers
+    assert hit.headers["content-type"] == "application/octet-stream"
+
+
+def test_cache_answers_carry_hsts_over_https_only(cache_token, https_on):
+    auth = {"Authorization": cache_token}
+    assert (
+        lean_request("GET", "/cache/news?key=k", base_url="https://testserver", headers=auth).headers[
+            "strict-transport-security"
+        ]
+        == HSTS
+    )
+    proxied = lean_request("GET", "/cache/news?key=k", headers={**auth, "X-Forwarded-Proto": "https"})
+    assert proxied.headers["strict-transport-security"] == HSTS
+    plain = lean_request("GET", "/cache/news?key=k", headers={**auth, "X-Forwarded-Proto": "http"})
+    assert "strict-transport-security" not in plain.headers
+
+
+def test_a_forwarded_proto_is_ignored_unless_the_proxy_is_trusted(cache_token, settings):
+    settings.SECURE_HSTS_SECONDS = 60
+    response = lean_request(
+        "GET", "/cache/news?key=k", headers={"Authorization": cache_token, "X-Forwarded-Proto": "https"}
+    )
+    assert "strict-transport-security" not in response.headers
+
+
+def test_a_preflight_carries_the_headers_but_no_cache_control(db):
+    response = lean_request(
+        "OPTIONS", "/cache/news", headers={"Origin": "https://app.example.org", "Access-Control-Request-Method": "PUT"}
+    )
+    assert response.status_code == 204
+    assert_security_headers(response)
+    assert "cache-control" not in response.headers
+
+
+@pytest.fixture(scope="module")
+def live():
+    with LiveServer() as server:
+        yield server
+
+
+@pytest.fixture
+def topics_token(transactional_db, make_token):
+    cache_services.cache_create(name="chat")
+    return make_token("topics:publishsubscribe")[1]
+
+
+def test_topic_long_polls_and_publishes_carry_the_security_headers(live, topics_token, settings):
+    settings.TOPICS_LONG_POLL_SECONDS = 1
+    with httpx.Client(base_url=live.url, headers={"Authorization": topics_token}, timeout=30) as http:
+        published = http.post("/topics/chat/room", content=b"hello", headers={"Content-Type": "text/plain"})
+        polled = http.get("/topics/chat/room", params={"sequence_number": "1"})
+        empty = http.get("/topics/chat/room")
+    assert [published.status_code, polled.status_code, empty.status_code] == [204, 200, 200]
+    assert polled.json()["items"][0]["item"]["value"] == {"text": "hello"}
+    assert empty.json() == {"items": []}
+    for response in (published, polled, empty):
+        assert_security_headers(response)
+        assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_topic_event_stream_carries_the_security_headers(live, topics_token):
+    headers = {"Authorization": topics_token, "Accept": "text/event-stream"}
+    with (
+        httpx.Client(base_url=live.url, timeout=30) as http,
+        http.stream("GET", "/topics/chat/room", headers=headers) as stream,
+    ):
+        assert stream.status_code == 200
+        assert stream.headers["content-type"] == "text/event-stream"
+        assert stream.headers["x-accel-buffering"] == "no"
+        assert stream.headers.get_list("cache-control") == ["no-store"]
+        assert_security_headers(stream)
