@@ -2,7 +2,7 @@
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install fuzz topology chromium
+.PHONY: run test lint install fuzz faults topology chromium
 
 $(STAMP): requirements.txt
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 
 fuzz: $(STAMP)
 	bin/fuzz-schema
+
+# Faults end to end: the real processes on a PostgreSQL and a Redis of the suite's own (docs/reliability.md).
+faults: $(STAMP)
+	$(VENV)/bin/pytest faults
 
 topology: $(STAMP)
 	$(VENV)/bin/python deploy/topology.py

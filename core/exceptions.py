@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, DataError, InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -58,6 +59,9 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, REDIS_ERRORS):
         logger.warning("Redis unavailable: %s", exc)
         return ServiceUnavailable("Redis is unavailable; try again shortly.")
+    if isinstance(exc, BrokerUnreachable):  # queueing a task (Celery's broker, Redis) failed
+        logger.warning("Task queue unavailable: %s", exc)
+        return ServiceUnavailable("The task queue is unavailable; try again shortly.")
     return exc
 
 

@@ -11,6 +11,7 @@ import threading
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from . import clock as job_clock
 from .clock import Clock
@@ -18,7 +19,7 @@ from .services import jobs_dispatch_due
 
 logger = logging.getLogger(__name__)
 
-# Seconds to wait after the database failed before trying again.
+# Seconds to wait after the database or the task queue failed before trying again.
 ERROR_PAUSE = 1.0
 
 
@@ -41,8 +42,9 @@ def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None
         while not stop.is_set():
             try:
                 claimed = dispatch_once(clock=clock, limit=batch)
-            except DatabaseError as error:
-                logger.warning("Job dispatcher: database error, retrying in %g s: %s", ERROR_PAUSE, error)
+            except (DatabaseError, BrokerUnreachable) as error:
+                what = "database error" if isinstance(error, DatabaseError) else "the task queue cannot be reached"
+                logger.warning("Job dispatcher: %s, retrying in %g s: %s", what, ERROR_PAUSE, error)
                 close_old_connections()
                 connection.close()
                 stop.wait(ERROR_PAUSE)

@@ -1,3 +1,4 @@
+import socket
 from contextlib import contextmanager
 
 from celery.contrib.testing.worker import start_worker
@@ -17,3 +18,23 @@ def running_worker():
     connection.close()
     with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30):
         yield
+
+
+@contextmanager
+def unreachable_broker():
+    """Celery's broker is a port nothing listens on (Redis down, for queueing tasks) until leaving."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    saved = celery_app.conf.broker_url
+
+    def use(url: str) -> None:
+        celery_app.conf.broker_url = url
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    use(f"redis://127.0.0.1:{port}/0")
+    try:
+        yield
+    finally:
+        use(saved)

@@ -20,7 +20,7 @@ from .store import Message, TopicRef, messages_from, topic_state
 
 logger = logging.getLogger(__name__)
 
-BLOCK_MS = 2000  # one blocking read's wait; a quiet feed checks its page this often
+BLOCK_MS = 2000  # one blocking read's wait (at most); a quiet feed checks its page this often
 LINGER_SECONDS = 10  # a feed with no subscriber stops after this
 # After a read that found messages, wait this long before the next: what is published
 # meanwhile reaches each subscriber in one write instead of one write per message.
@@ -86,9 +86,16 @@ class TopicFeed:
 
     async def _follow(self) -> None:
         client = get_async_redis()
+        # A blocking read must end before the socket timeout, or a quiet topic looks like an unreachable Redis.
+        block_ms = max(100, min(BLOCK_MS, settings.REDIS_SOCKET_TIMEOUT * 1000 // 2))
+        resync = False  # after Redis could not be reached: it may have restarted empty, the topic on a new page
         while not self._should_stop():
             try:
-                response = await client.xread({self.topic.key: f"{self.next_seq - 1}-0"}, count=500, block=BLOCK_MS)
+                if resync:
+                    await self._restart()
+                    resync = False
+                    self._wake()
+                response = await client.xread({self.topic.key: f"{self.next_seq - 1}-0"}, count=500, block=block_ms)
                 if not response:  # quiet: has the topic's numbering restarted (expiry, flush)?
                     state = await topic_state(self.topic)
                     if state.page != self.page:
@@ -99,6 +106,7 @@ class TopicFeed:
                     self.page = (await topic_state(self.topic)).page
             except REDIS_ERRORS as error:
                 logger.warning("Topic feed %s: Redis unreachable: %s", self.topic.key, error)
+                resync = True
                 self._wake()
                 await asyncio.sleep(1)
                 continue

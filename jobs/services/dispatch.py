@@ -19,8 +19,10 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from ..models import ACTIVE_STATES, LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobState
 
@@ -63,12 +65,32 @@ def jobs_claim_due(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[uuid.U
     return lease, ids
 
 
+def jobs_release(*, lease: uuid.UUID, ids: list[uuid.UUID]) -> int:
+    """Give back jobs claimed under `lease` that were never queued: due again at once, as if the
+    claim had not been made (its attempt is not counted); how many."""
+    return Job.objects.filter(id__in=ids, lease=lease, state=JobState.RUNNING).update(
+        state=JobState.SCHEDULED,
+        lease=None,
+        next_attempt_at=F("attempt_started_at"),
+        attempt_count=F("attempt_count") - 1,
+        attempt_started_at=None,
+        first_attempt_at=Case(When(attempt_count=1, then=Value(None)), default=F("first_attempt_at")),
+        updated_at=timezone.now(),
+    )
+
+
 def _enqueue(lease: uuid.UUID, ids: list[uuid.UUID]) -> None:
+    """Queue the claimed jobs for the workers; when the broker cannot be reached, the jobs not queued
+    are released (not left to wait for their lease) and the error goes to the dispatcher."""
     from ..tasks import deliver_jobs
 
     size = settings.JOBS_DELIVERY_CHUNK
     for start in range(0, len(ids), size):
-        deliver_jobs.delay([str(job_id) for job_id in ids[start : start + size]], str(lease))
+        try:
+            deliver_jobs.delay([str(job_id) for job_id in ids[start : start + size]], str(lease))
+        except BrokerUnreachable:
+            jobs_release(lease=lease, ids=ids[start:])
+            raise
 
 
 def jobs_in_flight() -> int:

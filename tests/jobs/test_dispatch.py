@@ -13,13 +13,16 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from django.db import connection, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from werkzeug import Response
 
 from jobs import services
-from jobs.dispatcher import dispatch_once, start_dispatcher_thread
+from jobs.dispatcher import dispatch_once, run_dispatcher, start_dispatcher_thread
 from jobs.models import AttemptOutcome, Job, JobState
+from tests.worker import unreachable_broker
 
 from .helpers import celery_worker, make_job, requests_to, state_of, wait_until
 
@@ -255,3 +258,38 @@ def test_no_more_than_the_in_flight_limit_is_claimed_until_workers_catch_up(owne
     for job in Job.objects.filter(state=JobState.RUNNING):
         services.jobs_deliver(job_ids=[str(job.pk)], lease=str(job.lease))
     assert dispatch_once() == 2
+
+
+def test_jobs_claimed_while_the_task_queue_is_unreachable_are_given_back_and_sent_once_it_is_back(
+    owner, target, transactional_db, clock
+):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    job = make_job(user, target.url_for("/hook"))
+    with unreachable_broker(), pytest.raises(BrokerUnreachable):
+        dispatch_once()
+
+    job.refresh_from_db()
+    assert (job.state, job.attempt_count, job.lease, job.attempt_started_at) == (JobState.SCHEDULED, 0, None, None)
+    assert job.first_attempt_at is None
+    assert job.next_attempt_at <= clock.now()  # due again at once, not when a lease would have ended
+    with celery_worker():
+        assert dispatch_once() == 1
+        wait_until(lambda: state_of(job) == JobState.SUCCEEDED, what="the job to be sent")
+    assert [attempt.outcome for attempt in job.attempts.all()] == [AttemptOutcome.SUCCEEDED]
+    assert len(requests_to(target, "/hook")) == 1
+
+
+def test_the_dispatcher_keeps_going_while_the_task_queue_is_unreachable(owner, transactional_db, clock):
+    user, _ = owner
+    job = make_job(user, "https://example.org/hook")
+    stop = threading.Event()
+    stopper = threading.Timer(2.0, stop.set)
+    stopper.start()
+    try:
+        with unreachable_broker():
+            run_dispatcher(stop)  # returns only once stopped
+    finally:
+        stopper.cancel()
+    job.refresh_from_db()
+    assert (job.state, job.attempt_count) == (JobState.SCHEDULED, 0)

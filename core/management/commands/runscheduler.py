@@ -48,6 +48,7 @@ class Command(BaseCommand):
             received = signal.sigtimedwait(STOP_SIGNALS, 1.0)
         if received is not None:
             logger.info("Received %s, stopping.", signal.Signals(received.si_signo).name)
+        died = next((thread.name for thread in threads if not thread.is_alive()), None)  # before stopping the rest
 
         beat.service.stop()  # beat leaves its loop within its max interval and saves the schedule
         if dispatcher_stop is not None:
@@ -57,5 +58,4 @@ class Command(BaseCommand):
         if dispatcher_stop is not None:
             logger.info("Jobs dispatcher stopped.")
         if received is None:
-            died = next(thread.name for thread in threads if not thread.is_alive())
             raise CommandError(f"The {died} thread stopped unexpectedly; see the log above.")

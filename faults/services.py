@@ -1,0 +1,346 @@
+"""The suite's own PostgreSQL and Redis, and the service's processes, all on 127.0.0.1.
+
+Nothing here touches the shared PostgreSQL (5432) or Redis (6379): each run starts
+a PostgreSQL cluster in a temporary directory and a Redis without persistence, on
+free ports, and stops them at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], *, what: str, limit: float, every: float = 0.1):
+    """The first truthy value of `condition()`; RuntimeError naming `what` after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Gave up waiting for {what} after {limit:g} s.")
+        time.sleep(every)
+
+
+def _postgres_bin() -> Path:
+    """The PostgreSQL server binaries: $PG_BIN, or the newest under /usr/lib/postgresql."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda path: int(path.split("/")[4]))
+    if not found:
+        raise RuntimeError("No PostgreSQL server binaries (initdb) found; set PG_BIN to their directory.")
+    return Path(found[-1]).parent
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster: initdb into a temporary directory, trust auth, loopback only.
+
+    initdb refuses to run as root, so as root the cluster belongs to the `postgres` user.
+    """
+
+    def __init__(self, log_dir: Path):
+        self.bin = _postgres_bin()
+        self.port = free_port()
+        self.home = Path(tempfile.mkdtemp(prefix="faults-pg-"))
+        self.data = self.home / "data"
+        self.log = log_dir / "postgres.log"
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.home, "postgres", "postgres")
+            self.log.touch()
+            shutil.chown(self.log, "postgres", "postgres")
+
+    def _run(self, *args: str, timeout: float = 60) -> None:
+        subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=timeout)
+
+    def _pg_ctl(self, *args: str) -> None:
+        options = (
+            f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", *args)
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres") -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True, connect_timeout=5
+        )
+
+    def init(self) -> None:
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+
+    def start(self) -> None:
+        self._pg_ctl("start")
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "fast", "stop")
+
+    def create_database(self, name: str) -> None:
+        with self.connect() as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):  # not running
+            self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class PrivateRedis:
+    """A Redis without persistence: stopping it loses everything in it, as a crash would."""
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.home = Path(tempfile.mkdtemp(prefix="faults-redis-"))
+        self.log = log_dir / "redis.log"
+        self.process: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        command += ["--dir", str(self.home)]
+        with open(self.log, "a") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self.answers, what="Redis to start", limit=20)
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                connection.sendall(b"PING\r\n")
+                return connection.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+        self.process = None
+
+    def llen(self, key: str) -> int:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as connection:
+            connection.sendall(f"LLEN {key}\r\n".encode())
+            return int(connection.recv(64).strip()[1:])
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class Process:
+    """One process of the Procfile, started in a session of its own so that it can be killed with its children."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path):
+        self.name = name
+        self.command = command
+        self.env = env
+        self.log = log
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> Process:
+        with open(self.log, "a") as log:
+            log.write(f"\n=== start {' '.join(self.command)} ({time.strftime('%H:%M:%S')})\n")
+            log.flush()
+            self.popen = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL to the process and every child of it (a machine losing power, for them)."""
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(20)
+
+    def stop(self, grace: float = 20) -> None:
+        if not self.alive:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        except ProcessLookupError:
+            pass
+
+
+def service_environment(*, postgres: PrivatePostgres, redis: PrivateRedis, **settings: str) -> dict[str, str]:
+    """The environment of a production-like service process (DEBUG off, fresh secrets) on the private stores."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "DJANGO_"))}
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "IDENTITY_STORE_URL", "DRY_RUN_MESSAGESETS"):
+        env.pop(name, None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        JOBS_SIGNING_KEY=secrets.token_urlsafe(32),
+        DATABASE_URL=postgres.url("faults"),
+        REDIS_URL=redis.url(0),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        LOG_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+        **settings,
+    )
+    return env
+
+
+class Service:
+    """The web, worker and scheduler processes of the Procfile, with a token holding every scope."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.env = env
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.token = ""
+        self.workers_started = 0
+        self.web = Process(
+            "web",
+            [
+                str(BIN / "uvicorn"),
+                "config.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--lifespan",
+                "off",
+                "--no-server-header",
+                "--no-access-log",
+            ],
+            env,
+            log_dir / "web.log",
+        )
+        self.scheduler = Process(
+            "scheduler", [PYTHON, "manage.py", "runscheduler", "--loglevel=INFO"], env, log_dir / "scheduler.log"
+        )
+        self.worker: Process | None = None
+
+    def manage(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def django(self, code: str) -> str:
+        """Run `code` in a Django shell of the service (for bulk set-up); its output."""
+        return self.manage("shell", "--no-imports", "-c", code)
+
+    def prepare(self) -> None:
+        self.manage("migrate", "--noinput", "-v", "0")
+        self.manage("createcache", "faults")
+        self.token = self.manage("createtoken", "faults@example.org", "--superuser").strip().splitlines()[-1]
+
+    def start_worker(self) -> Process:
+        """A worker as the Procfile runs it (prefork, WORKER_CONCURRENCY children), under a new node name."""
+        self.workers_started += 1
+        self.worker = Process(
+            "worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "config",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={self.env.get('WORKER_CONCURRENCY', '2')}",
+                "-n",
+                f"faults{self.workers_started}@%h",
+            ],
+            self.env,
+            self.log_dir / "worker.log",
+        ).start()
+        wait_until(self.worker_ready, what="the worker to be ready", limit=60, every=0.3)
+        return self.worker
+
+    def worker_ready(self) -> bool:
+        """Whether the current worker has started consuming (it says `ready.` in its log)."""
+        if self.worker is None or not self.worker.alive:
+            raise RuntimeError(f"The worker is not running; see {self.worker and self.worker.log}")
+        text = self.worker.log.read_text(errors="replace")
+        return text.rfind("ready.") > text.rfind("=== start")
+
+    def start(self) -> None:
+        self.web.start()
+        self.scheduler.start()
+        self.start_worker()
+        wait_until(self.healthy, what="the web process to answer /api/health/", limit=60, every=0.3)
+        wait_until(
+            lambda: "Jobs dispatcher started." in self.scheduler.log.read_text(errors="replace"),
+            what="the scheduler to start",
+            limit=60,
+            every=0.3,
+        )
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/api/health/", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def ensure_running(self) -> None:
+        """Start again whatever a test left stopped (never needed when the service held up)."""
+        if not self.web.alive:
+            self.web.start()
+        if not self.scheduler.alive:
+            self.scheduler.start()
+        if self.worker is None or not self.worker.alive:
+            self.start_worker()
+        wait_until(self.healthy, what="the service to be healthy", limit=60, every=0.3)
+
+    def stop(self) -> None:
+        for process in (self.web, self.scheduler, self.worker):
+            if process is not None:
+                process.stop()
+
+    def client(self, timeout: float = 15) -> httpx.Client:
+        """An HTTP client for the service with the all-scopes token, every wait bounded."""
+        return httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Token {self.token}"},
+            timeout=httpx.Timeout(timeout, connect=5),
+        )
