@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -108,3 +109,12 @@ def first_attempts(postgres: PrivatePostgres, job_ids: list[str]) -> dict[str, d
             "SELECT id::text, first_attempt_at FROM jobs_job WHERE id = ANY(%s::uuid[])", [job_ids]
         ).fetchall()
     return dict(rows)
+
+
+def json_error(body: bytes, *keys: str) -> bool:
+    """Whether `body` is a JSON object saying something under one of `keys` (an error body)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and any(parsed.get(key) for key in keys)

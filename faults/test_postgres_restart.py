@@ -17,7 +17,7 @@ import json
 import time
 from collections import Counter
 
-from .helpers import create_jobs, jobs_of
+from .helpers import create_jobs, jobs_of, json_error
 from .services import wait_until
 from .traffic import CHANGING, CONNECTION_ERROR, TIMEOUT, Traffic, describe
 
@@ -95,8 +95,8 @@ def test_postgres_restarted_under_messaging_api_traffic(service, postgres, targe
     after = traffic.statuses(phase="after")
     created = traffic.statuses(kind="POST /api/v1/schedule/")[201]
     errors = [outcome for outcome in traffic.of() if isinstance(outcome.status, int) and outcome.status >= 400]
-    not_json = [outcome for outcome in errors if not _json_detail(outcome.body)]
-    details = Counter(json.loads(outcome.body)["detail"] for outcome in errors if _json_detail(outcome.body))
+    not_json = [outcome for outcome in errors if not json_error(outcome.body, "detail")]
+    details = Counter(json.loads(outcome.body)["detail"] for outcome in errors if json_error(outcome.body, "detail"))
 
     scenario.add("PostgreSQL down for", f"{DOWN_SECONDS} s (fast shutdown, then started again)")
     scenario.add("requests made", sum(everything.values()))
@@ -126,11 +126,3 @@ def test_postgres_restarted_under_messaging_api_traffic(service, postgres, targe
     assert stored == created
     assert alive
     scenario.outcome = "passed: clean JSON 503s while down, recovered by itself"
-
-
-def _json_detail(body: bytes) -> bool:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and bool(parsed.get("detail"))

@@ -23,7 +23,7 @@ from collections import Counter
 
 import httpx
 
-from .helpers import create_jobs, jobs_of
+from .helpers import create_jobs, jobs_of, json_error
 from .services import wait_until
 from .traffic import CHANGING, CONNECTION_ERROR, TIMEOUT, Traffic, describe
 
@@ -218,7 +218,7 @@ def test_redis_stopped_under_cache_and_topics_traffic(service, postgres, redis, 
     for kind in lean:
         after += traffic.statuses(kind=kind, phase="after")
     bodies_503 = [outcome.body for outcome in traffic.of() if outcome.status == 503]
-    not_json = [body for body in bodies_503 if not _json_message(body)]
+    not_json = [body for body in bodies_503 if not json_error(body, "message", "detail")]
 
     scenario.add("Redis down for", f"{DOWN_SECONDS} s (stopped, started again empty)")
     scenario.add("requests made", sum(everything.values()))
@@ -275,11 +275,3 @@ def test_redis_stopped_under_cache_and_topics_traffic(service, postgres, redis, 
     assert not lost_after["SSE"]
     assert service.web.alive and service.scheduler.alive and service.worker.alive
     scenario.outcome = "passed: clean 503s while down, recovered without a restart"
-
-
-def _json_message(body: bytes) -> bool:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and bool(parsed.get("message") or parsed.get("detail"))
