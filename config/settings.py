@@ -331,6 +331,7 @@ SPECTACULAR_SETTINGS = {
         "topics.schema.add_topics_api",
         "core.schema.add_common_error_responses",
         "core.schema.add_token_query_scheme",
+        "core.schema.allow_empty_list_filters",
     ],
 }
 

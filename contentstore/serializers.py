@@ -1,13 +1,30 @@
 from rest_framework import serializers
+from rest_framework.fields import empty
+from rest_framework.utils import html
 
 from .models import BinaryContent, Message, MessageSet, Schedule
-from .validators import message_text_errors
+from .validators import CRON_FIELDS, message_text_errors
+
+
+class CronField(serializers.CharField):
+    """A cron field. In a form, DRF takes an empty optional field as left out, which here
+    would mean the default `*`: a blank minute would fire every minute. It is an error."""
+
+    def get_value(self, dictionary):
+        value = super().get_value(dictionary)
+        if value is empty and html.is_html_input(dictionary) and dictionary.get(self.field_name) == "":
+            return ""
+        return value
 
 
 class ScheduleSerializer(serializers.ModelSerializer):
     class Meta:
         model = Schedule
         fields = ["id", "minute", "hour", "day_of_week", "day_of_month", "month_of_year"]
+
+    def build_standard_field(self, field_name, model_field):
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        return (CronField if field_name in CRON_FIELDS else field_class), kwargs
 
 
 class MessageSetSerializer(serializers.ModelSerializer):

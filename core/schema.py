@@ -64,3 +64,15 @@ def add_common_error_responses(result: dict, generator, request, public) -> dict
 def add_token_query_scheme(result: dict, generator, request, public) -> dict:
     result.setdefault("components", {}).setdefault("securitySchemes", {})["tokenQuery"] = TOKEN_QUERY_SCHEME
     return result
+
+
+def allow_empty_list_filters(result: dict, generator, request, public) -> dict:
+    """A list's filters take an empty value as no filter (`?lang=`), as django-filter does: say so."""
+    for operations in result.get("paths", {}).values():
+        operation = operations.get("get", {})
+        if not operation.get("operationId", "").endswith("_list"):
+            continue
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "query" and parameter["name"] != "page_size":
+                parameter["allowEmptyValue"] = True
+    return result

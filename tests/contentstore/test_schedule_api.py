@@ -1,4 +1,5 @@
 import logging
+from urllib.parse import urlencode
 
 import pytest
 from django_celery_beat.models import PeriodicTask
@@ -49,6 +50,25 @@ def test_it_names_an_invalid_cron_field(writer, field, value):
     assert f"{value!r} is not a valid {field.replace('_', ' ')}" in body[field][0]
     assert not Schedule.objects.exists()
     assert not fire_tasks().exists()
+
+
+@pytest.mark.parametrize("encoding", ["json", "multipart", "form"])
+def test_a_blank_cron_field_is_an_error_not_every_minute(writer, encoding):
+    body = {**CRON, "minute": ""}
+    if encoding == "form":
+        response = writer.post(URL, urlencode(body), content_type="application/x-www-form-urlencoded")
+    else:
+        response = writer.post(URL, body, format=encoding)
+    assert response.status_code == 400
+    assert response.json() == {"minute": ["This field may not be blank."]}
+    assert not Schedule.objects.exists()
+
+
+def test_a_form_may_still_leave_a_cron_field_out(writer):
+    body = {key: value for key, value in CRON.items() if key != "day_of_month"}
+    response = writer.post(URL, urlencode(body), content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 201, response.content
+    assert Schedule.objects.get().day_of_month == "*"
 
 
 def test_it_names_every_invalid_field_at_once(writer):

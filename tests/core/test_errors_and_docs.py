@@ -148,3 +148,12 @@ def test_too_many_form_fields_is_a_400_naming_the_limit(writer, settings):
     response = writer.post("/api/v1/schedule/", {f"field{n}": "1" for n in range(11)})
     assert response.status_code == 400
     assert response.json() == {"detail": "The request has more than 10 fields (MAX_REQUEST_FIELDS)."}
+
+
+def test_list_filters_are_described_as_taking_an_empty_value_as_no_filter(client, reader):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    parameters = {p["name"]: p for p in schema["paths"]["/api/v1/message/"]["get"]["parameters"]}
+    assert parameters["lang"]["allowEmptyValue"] is True
+    assert "allowEmptyValue" not in parameters["page_size"]  # an empty page size is a 400
+    assert reader.get("/api/v1/message/", {"lang": ""}).status_code == 200
+    assert reader.get("/api/v1/message/", {"page_size": ""}).status_code == 400
