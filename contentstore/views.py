@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import MessagingPermission
 from core.pagination import CursorPagination
+from core.parsers import MultiPartParser
 from core.schema import FIELD_ERRORS, VALIDATION_ERRORS
 
 from . import selectors, services
@@ -183,7 +184,7 @@ class BinaryContentViewSet(ContentViewSet):
 
     queryset = BinaryContent.objects.all()
     serializer_class = BinaryContentSerializer
-    parser_classes = [parsers.MultiPartParser, parsers.FormParser]
+    parser_classes = [MultiPartParser, parsers.FormParser]
 
     def initial(self, request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)

@@ -157,3 +157,20 @@ def test_list_filters_are_described_as_taking_an_empty_value_as_no_filter(client
     assert "allowEmptyValue" not in parameters["page_size"]  # an empty page size is a 400
     assert reader.get("/api/v1/message/", {"lang": ""}).status_code == 200
     assert reader.get("/api/v1/message/", {"page_size": ""}).status_code == 400
+
+
+MALFORMED_MULTIPART = b"--edge\r\n[]--edge--\r\n"  # one part, without headers: no field name
+
+
+@pytest.mark.parametrize("path", ["/api/v1/schedule/", "/api/v1/binarycontent/"])
+def test_a_multipart_body_without_a_named_part_is_a_400(writer, path):
+    response = writer.generic("POST", path, MALFORMED_MULTIPART, content_type="multipart/form-data; boundary=edge")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("The multipart body has no part with a field name")
+
+
+def test_an_empty_multipart_form_is_still_an_empty_form(writer):
+    response = writer.generic(
+        "POST", "/api/v1/schedule/", b"--edge--\r\n", content_type="multipart/form-data; boundary=edge"
+    )
+    assert response.status_code == 201  # every cron field defaults to *
