@@ -77,6 +77,8 @@ def test_hanging_sender_and_job_target(service, postgres, sender, target, report
             return all(state in ("failed", "succeeded") for state, _, _ in states.values())
 
         wait_until(jobs_settled, what="the hanging and flaky jobs to settle", limit=90, every=0.5)
+        # A failure callback is a request of its own, made after the job is recorded as failed.
+        wait_until(lambda: target.count("/failed") >= HANGING_JOBS, what="the failure callbacks", limit=30, every=0.2)
         failure_callbacks = target.count("/failed")
 
         # The sender answers again: requeueing the recorded failures sends the held messages.
