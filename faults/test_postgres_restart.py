@@ -19,7 +19,7 @@ from collections import Counter
 
 from .helpers import create_jobs, jobs_of, json_error
 from .services import wait_until
-from .traffic import CHANGING, CONNECTION_ERROR, TIMEOUT, Traffic, describe
+from .traffic import CHANGING, CONNECTION_ERROR, TIMEOUT, Traffic
 
 COMMAND = ".venv/bin/pytest faults/test_postgres_restart.py"
 DOWN_SECONDS = 5
@@ -99,15 +99,7 @@ def test_postgres_restarted_under_messaging_api_traffic(service, postgres, targe
     details = Counter(json.loads(outcome.body)["detail"] for outcome in errors if json_error(outcome.body, "detail"))
 
     scenario.add("PostgreSQL down for", f"{DOWN_SECONDS} s (fast shutdown, then started again)")
-    scenario.add("requests made", sum(everything.values()))
-    for kind in traffic.kinds():
-        for phase in PHASES:
-            statuses = traffic.statuses(kind=kind, phase=phase)
-            if statuses:
-                scenario.add(f"{kind}, {phase}", describe(statuses))
-    scenario.add("500s", everything.get(500, 0))
-    scenario.add("hangs (bounded client timeout passed)", everything.get(TIMEOUT, 0))
-    scenario.add("connection errors", everything.get(CONNECTION_ERROR, 0))
+    traffic.report(scenario, PHASES)
     scenario.add("error answers without a JSON detail", len(not_json))
     for detail, count in details.items():
         scenario.add(f"detail of the errors: {detail!r}", count)

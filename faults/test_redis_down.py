@@ -25,7 +25,7 @@ import httpx
 
 from .helpers import create_jobs, jobs_of, json_error
 from .services import wait_until
-from .traffic import CHANGING, CONNECTION_ERROR, TIMEOUT, Traffic, describe
+from .traffic import CHANGING, CONNECTION_ERROR, TIMEOUT, Traffic
 
 COMMAND = ".venv/bin/pytest faults/test_redis_down.py"
 TOPIC = "/topics/faults/events"
@@ -221,16 +221,8 @@ def test_redis_stopped_under_cache_and_topics_traffic(service, postgres, redis, 
     not_json = [body for body in bodies_503 if not json_error(body, "message", "detail")]
 
     scenario.add("Redis down for", f"{DOWN_SECONDS} s (stopped, started again empty)")
-    scenario.add("requests made", sum(everything.values()))
-    for kind in traffic.kinds():
-        for phase in PHASES:
-            statuses = traffic.statuses(kind=kind, phase=phase)
-            if statuses:
-                scenario.add(f"{kind}, {phase}", describe(statuses))
+    traffic.report(scenario, PHASES)
     scenario.add("cache and publish 503s after the recovery (first use of a stale pooled connection)", after[503])
-    scenario.add("500s", everything.get(500, 0))
-    scenario.add("hangs (bounded client timeout passed)", everything.get(TIMEOUT, 0))
-    scenario.add("connection errors", everything.get(CONNECTION_ERROR, 0))
     scenario.add("503s without a JSON message", len(not_json))
     for subscriber in ("long poll", "SSE"):
         for what in ("item", "discontinuity", "end"):

@@ -95,6 +95,20 @@ class Traffic:
         with self.lock:
             return list(dict.fromkeys(outcome.kind for outcome in self.outcomes))
 
+    def report(self, scenario, phases: tuple[str, ...]) -> None:
+        """Add to `scenario` what every fault reports: requests made, statuses by kind and
+        phase, and the 500s, hangs and connection errors among them."""
+        everything = self.statuses()
+        scenario.add("requests made", sum(everything.values()))
+        for kind in self.kinds():
+            for phase in phases:
+                statuses = self.statuses(kind=kind, phase=phase)
+                if statuses:
+                    scenario.add(f"{kind}, {phase}", describe(statuses))
+        scenario.add("500s", everything.get(500, 0))
+        scenario.add("hangs (bounded client timeout passed)", everything.get(TIMEOUT, 0))
+        scenario.add("connection errors", everything.get(CONNECTION_ERROR, 0))
+
 
 def describe(statuses: Counter) -> str:
     """`200 x 31, 503 x 4` (statuses in order, outcomes without one after)."""
