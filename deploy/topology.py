@@ -177,6 +177,15 @@ def procfile() -> dict[str, str]:
     return commands
 
 
+def documented_https_settings() -> dict[str, str]:
+    """The HTTPS settings of the documented production environment (deploy/production.env.example)."""
+    lines = (ROOT / "deploy" / "production.env.example").read_text().splitlines()
+    pairs = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {
+        name: value for name, value in pairs.items() if name.startswith(("SECURE_", "SESSION_COOKIE_", "CSRF_COOKIE_"))
+    }
+
+
 def render_nginx_site(values: dict[str, str]) -> str:
     text = (DEPLOY / "nginx.conf.template").read_text()
     for name, value in values.items():
@@ -228,13 +237,7 @@ class Topology:
             "JOBS_SIGNING_KEY": secrets.token_urlsafe(32),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "CSRF_TRUSTED_ORIGINS": self.base,
-            "SECURE_PROXY_SSL_HEADER": "true",
-            "SECURE_SSL_REDIRECT": "true",
-            "SECURE_HSTS_SECONDS": "31536000",
-            "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
-            "SECURE_HSTS_PRELOAD": "true",
-            "SESSION_COOKIE_SECURE": "true",
-            "CSRF_COOKIE_SECURE": "true",
+            **documented_https_settings(),
             "DATABASE_URL": f"{POSTGRES.replace('postgresql', 'postgres')}/{DATABASE}",
             "REDIS_URL": REDIS_URL,
             "MEDIA_ROOT": str(tmp / "media"),
