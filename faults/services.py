@@ -322,6 +322,11 @@ class Service:
         except httpx.HTTPError:
             return False
 
+    @property
+    def all_alive(self) -> bool:
+        """Whether web, scheduler and worker are all still the processes the test started."""
+        return all(process is not None and process.alive for process in (self.web, self.scheduler, self.worker))
+
     def ensure_running(self) -> None:
         """Start again whatever a test left stopped (never needed when the service held up)."""
         if not self.web.alive:

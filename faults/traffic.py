@@ -18,6 +18,8 @@ import httpx
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection error"
 CHANGING = "changing"
+# Outcomes no fault may cause: a server error, a hang, a refused connection.
+UNCLEAN = (500, TIMEOUT, CONNECTION_ERROR)
 
 
 @dataclass
@@ -108,6 +110,11 @@ class Traffic:
         scenario.add("500s", everything.get(500, 0))
         scenario.add("hangs (bounded client timeout passed)", everything.get(TIMEOUT, 0))
         scenario.add("connection errors", everything.get(CONNECTION_ERROR, 0))
+
+    def unclean(self) -> dict[int | str, int]:
+        """The outcomes no fault may cause (UNCLEAN) that happened, with their counts."""
+        everything = self.statuses()
+        return {outcome: everything[outcome] for outcome in UNCLEAN if everything[outcome]}
 
 
 def describe(statuses: Counter) -> str:
