@@ -10,6 +10,11 @@ from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 
 
+def page_size_schema() -> dict:
+    """The OpenAPI schema of `page_size`: what get_page_size accepts."""
+    return {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE}
+
+
 class CursorPagination(pagination.CursorPagination):
     ordering = "id"
     page_size_query_param = "page_size"
@@ -32,7 +37,7 @@ class CursorPagination(pagination.CursorPagination):
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:
             if parameter["name"] == self.page_size_query_param:
-                parameter["schema"].update(minimum=1, maximum=settings.API_MAX_PAGE_SIZE)
+                parameter["schema"] = page_size_schema()
         return parameters
 
     def get_ordering(self, request, queryset, view) -> tuple[str, ...]:

@@ -7,7 +7,6 @@ method. Bodies are `{"success": {...}}` or `{"error": {"<parameter>": "<message>
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -25,7 +24,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.pagination import CursorPagination
+from core.pagination import CursorPagination, page_size_schema
 from core.parsers import MultiPartParser
 
 from . import selectors, services
@@ -78,11 +77,7 @@ LIST_PARAMETERS = [
     ),
     OpenApiParameter("at_after", OpenApiTypes.DATETIME, description="Only jobs due at or after this time."),
     OpenApiParameter("at_before", OpenApiTypes.DATETIME, description="Only jobs due before this time."),
-    OpenApiParameter(
-        "page_size",
-        {"type": "integer", "minimum": 1, "maximum": settings.API_MAX_PAGE_SIZE},
-        description="Jobs per page.",
-    ),
+    OpenApiParameter("page_size", page_size_schema(), description="Jobs per page."),
     OpenApiParameter("cursor", OpenApiTypes.STR, description="The page, from a `next` or `previous` link."),
 ]
 # A job's parameters come as JSON, or as form fields (`job[uri]`, ...).
