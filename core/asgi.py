@@ -224,13 +224,20 @@ class SecurityHeaders:
                 return value.split(",", 1)[0].strip() == self.proxy_secure_value
         return request.scope.get("scheme") == "https"
 
-    def for_request(self, request: Request) -> list[tuple[bytes, bytes]]:
-        headers = list(self.always)
-        if self.hsts is not None and self.is_secure(request):
-            headers.append(self.hsts)
-        if request.method != "OPTIONS":  # a preflight's lifetime is Access-Control-Max-Age
-            headers.append((b"cache-control", b"no-store"))
-        return headers
+    @cached_property
+    def _by_kind(self) -> dict[tuple[bool, bool], tuple[tuple[bytes, bytes], ...]]:
+        """The headers for each (over HTTPS, a preflight) pair, built once."""
+        no_store = ((b"cache-control", b"no-store"),)  # not on a preflight: its lifetime is Access-Control-Max-Age
+        hsts = (self.hsts,) if self.hsts is not None else ()
+        return {
+            (secure, preflight): self.always + (hsts if secure else ()) + (() if preflight else no_store)
+            for secure in (False, True)
+            for preflight in (False, True)
+        }
+
+    def for_request(self, request: Request) -> tuple[tuple[bytes, bytes], ...]:
+        secure = self.hsts is not None and self.is_secure(request)
+        return self._by_kind[secure, request.method == "OPTIONS"]
 
 
 _security_headers: SecurityHeaders | None = None
@@ -242,7 +249,7 @@ def _forget_security_headers(**kwargs) -> None:
     _security_headers = None
 
 
-def security_headers(request: Request) -> list[tuple[bytes, bytes]]:
+def security_headers(request: Request) -> tuple[tuple[bytes, bytes], ...]:
     """The headers Django's SecurityMiddleware and XFrameOptionsMiddleware add to its
     responses, from the same settings, plus `Cache-Control: no-store` (an answer may
     hold a cached value or a topic's messages, and its URL a token). A response that
@@ -253,7 +260,7 @@ def security_headers(request: Request) -> list[tuple[bytes, bytes]]:
     return _security_headers.for_request(request)
 
 
-def with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+def with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
     """`send`, adding `extra` to the response's headers where the response has not set
     them (header names are lower case, as ASGI has them)."""
 
