@@ -1,5 +1,5 @@
-from .celery import app as celery_app
+from core import __version__
 
-__version__ = "0.1.0"
+from .celery import app as celery_app
 
 __all__ = ("__version__", "celery_app")

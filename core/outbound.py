@@ -41,7 +41,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from config import __version__
+from core import __version__
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

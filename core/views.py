@@ -6,7 +6,7 @@ from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from config import __version__
+from core import __version__
 
 from .redis import get_redis
 
