@@ -3,8 +3,9 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 from django.utils import timezone
 
+from core.errors import ScopeDenied
+
 from . import services
-from .errors import ScopeDenied
 from .models import ApiToken, User
 from .scopes import ScopeError, ScopeSet
 

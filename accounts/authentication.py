@@ -1,9 +1,10 @@
 """The one authentication routine every face shares.
 
 A token may come as `Authorization: Token <t>`, `Authorization: Bearer <t>`,
-`Authorization: <t>`, `?token=<t>` or `?apikey=<t>`. DRF views use
-`TokenAuthentication`; plain async views (the cache and topics hot paths) use
-`atoken_authenticate`, which trusts a token check for TOKEN_CACHE_SECONDS.
+`Authorization: <t>`, `?token=<t>` or `?apikey=<t>`: `read_token` is the one
+reader of those forms (`request_token` for a Django or DRF request). DRF views use
+`TokenAuthentication`; the lean cache and topics paths use `lean_authenticate`,
+which trusts a token check for TOKEN_CACHE_SECONDS.
 """
 
 from collections.abc import Mapping
@@ -12,10 +13,11 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
+from core.asgi import HTTPError, Request
 from core.db import close_stale_connections
+from core.errors import AuthenticationError
 from core.lookups import TrustedLookups
 
-from .errors import AuthenticationError
 from .models import ApiToken, token_digest
 from .services import token_authenticate, token_check, token_load, token_touch
 
@@ -39,15 +41,21 @@ def read_token(*, authorization: str | None, query: Mapping[str, str]) -> str | 
     return None
 
 
+def request_token(request) -> str | None:
+    """The raw token a Django or DRF request carries (header, `?token=` or `?apikey=`), or None."""
+    return read_token(authorization=request.META.get("HTTP_AUTHORIZATION"), query=request.GET)
+
+
 class TokenAuthentication(authentication.BaseAuthentication):
     """DRF authentication: `request.user` is the token's user, `request.auth` the token."""
 
+    def raw_token(self, request) -> str | None:
+        """Where this authentication finds the token; a face with more forms extends it."""
+        return request_token(request)
+
     def authenticate(self, request) -> tuple | None:
         try:
-            raw = read_token(
-                authorization=request.META.get("HTTP_AUTHORIZATION"),
-                query=request.query_params,
-            )
+            raw = self.raw_token(request)
             if raw is None:
                 return None
             token = token_authenticate(raw)
@@ -82,3 +90,23 @@ async def atoken_authenticate(raw: str) -> ApiToken:
 def forget_recent_tokens() -> None:
     """Drop every trusted token check (for tests and after bulk revocation)."""
     _recent.forget()
+
+
+async def lean_authenticate(request: Request) -> ApiToken:
+    """The lean request's token (header or `?token=`, not both); HTTPError 400/401 otherwise."""
+    header = request.headers.get("authorization")
+    if header and request.query.get("token"):
+        raise HTTPError(
+            400, "Pass the token either as the token query parameter or as the Authorization header, not both."
+        )
+    try:
+        raw = read_token(authorization=header, query=request.query)
+        if raw is None:
+            raise AuthenticationError(
+                "Missing token: pass it as the token query parameter or as the Authorization header."
+            )
+        token = await atoken_authenticate(raw)
+    except AuthenticationError as error:
+        raise HTTPError(401, str(error)) from None
+    request.raw_token = raw
+    return token

@@ -5,7 +5,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .errors import AuthenticationError, ScopeDenied
+from core.errors import AuthenticationError, ScopeDenied
+
 from .models import ApiToken, User, token_digest
 from .scopes import Grant, ScopeSet, all_scopes
 

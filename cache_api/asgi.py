@@ -10,8 +10,9 @@ import binascii
 import logging
 import re
 
+from accounts.authentication import lean_authenticate
 from accounts.scopes import describe_missing
-from core.asgi import HTTPError, Request, Response, Send, authenticate, lean_app, preflight
+from core.asgi import HTTPError, Request, Response, Send, lean_app, preflight
 from core.ratelimit import LUA_FUNCTIONS, counter_keys, limits, rate_limited
 from core.redis import get_async_redis
 from core.scripts import RedisScript
@@ -105,7 +106,7 @@ async def respond(request: Request, send: Send) -> Response:
     if request.method not in ("GET", "PUT", "DELETE"):
         raise HTTPError(405, f"Method {request.method} is not allowed here.", [("allow", METHODS)])
 
-    token = await authenticate(request)
+    token = await lean_authenticate(request)
     query = request.raw_query
     key = parse_key(query)
     action = "read" if request.method == "GET" else "write"

@@ -14,7 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()  # sets Django up: import the lean apps after it
 
-from config.startup import refuse_without_secrets  # noqa: E402
+from core.startup import refuse_without_secrets  # noqa: E402
 
 refuse_without_secrets()
 

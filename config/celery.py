@@ -15,7 +15,7 @@ app.autodiscover_tasks()
 def refuse_without_secrets(**kwargs) -> None:
     """A worker or scheduler without its secrets stops at once (SystemExit passes the
     signal's error handling, which would only log an exception)."""
-    from config.startup import secrets_problem
+    from core.startup import secrets_problem
 
     problem = secrets_problem()
     if problem:

@@ -6,6 +6,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 application = get_wsgi_application()
 
-from config.startup import refuse_without_secrets  # noqa: E402
+from core.startup import refuse_without_secrets  # noqa: E402
 
 refuse_without_secrets()

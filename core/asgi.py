@@ -2,10 +2,10 @@
 
 These paths do not go through Django's request handler: no sessions, CSRF,
 middleware or DRF negotiation. They parse the little they need, authenticate
-with the shared token routine (trusting a check for TOKEN_CACHE_SECONDS) and
-answer `{"message": "..."}` on error, as the Momento HTTP API does. Every answer
-carries the security headers Django's middleware gives the rest of the service
-(`security_headers`).
+with the token routine of `accounts` (`accounts.authentication.lean_authenticate`,
+trusting a check for TOKEN_CACHE_SECONDS) and answer `{"message": "..."}` on
+error, as the Momento HTTP API does. Every answer carries the security headers
+Django's middleware gives the rest of the service (`security_headers`).
 """
 
 import json
@@ -19,10 +19,6 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import DatabaseError
 from django.dispatch import receiver
-
-from accounts.authentication import atoken_authenticate, read_token
-from accounts.errors import AuthenticationError
-from accounts.models import ApiToken
 
 from .redis import REDIS_ERRORS
 
@@ -76,7 +72,7 @@ class Request:
         self.headers: dict[str, str] = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
-        self.raw_token: str | None = None  # set by authenticate()
+        self.raw_token: str | None = None  # set by accounts.authentication.lean_authenticate()
 
     @cached_property
     def raw_query(self) -> dict[bytes, bytes]:
@@ -121,26 +117,6 @@ class Request:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
-
-
-async def authenticate(request: Request) -> ApiToken:
-    """The request's token (header or `?token=`, not both); HTTPError 400/401 otherwise."""
-    header = request.headers.get("authorization")
-    if header and request.query.get("token"):
-        raise HTTPError(
-            400, "Pass the token either as the token query parameter or as the Authorization header, not both."
-        )
-    try:
-        raw = read_token(authorization=header, query=request.query)
-        if raw is None:
-            raise AuthenticationError(
-                "Missing token: pass it as the token query parameter or as the Authorization header."
-            )
-        token = await atoken_authenticate(raw)
-    except AuthenticationError as error:
-        raise HTTPError(401, str(error)) from None
-    request.raw_token = raw
-    return token
 
 
 # --- CORS --------------------------------------------------------------------

@@ -11,8 +11,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from accounts.errors import AuthenticationError, ScopeDenied
-
+from .errors import AuthenticationError, ScopeDenied
 from .redis import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,8 @@
+"""The jobs face's token forms: the shared ones, plus `apikey` in the body (the Moment contract)."""
+
 from collections.abc import Mapping
 
-from rest_framework import exceptions
-
-from accounts.authentication import TokenAuthentication, read_token
-from accounts.errors import AuthenticationError
-from accounts.services import token_authenticate
+from accounts.authentication import TokenAuthentication
 
 
 def _body_apikey(request) -> str | None:
@@ -17,16 +15,7 @@ def _body_apikey(request) -> str | None:
 
 
 class JobsTokenAuthentication(TokenAuthentication):
-    """The shared token forms, plus `apikey` as a form field or JSON body field (the jobs contract)."""
+    """The shared token forms, plus `apikey` as a form field or JSON body field."""
 
-    def authenticate(self, request) -> tuple | None:
-        try:
-            raw = read_token(authorization=request.META.get("HTTP_AUTHORIZATION"), query=request.query_params)
-            if raw is None:
-                raw = _body_apikey(request)
-            if raw is None:
-                return None
-            token = token_authenticate(raw)
-        except AuthenticationError as error:
-            raise exceptions.AuthenticationFailed(str(error)) from None
-        return token.user, token
+    def raw_token(self, request) -> str | None:
+        return super().raw_token(request) or _body_apikey(request)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from config.startup import HOW_TO_SET
+from core.startup import HOW_TO_SET
 
 SIGNATURE_HEADER = "Job-Signature"
 DELIVERY_HEADER = "Job-Delivery-Id"

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from functools import lru_cache
 
+from celery import current_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
@@ -152,8 +153,7 @@ def _histograms(stored: dict) -> Iterator:
 
 
 def _broker_queue_length() -> float | None:
-    from config.celery import app
-
+    app = current_app
     try:
         with app.connection_for_read() as connection:
             client = connection.default_channel.client

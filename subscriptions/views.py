@@ -12,11 +12,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import read_token
-from accounts.errors import AuthenticationError
+from accounts.authentication import request_token
 from accounts.permissions import MessagingPermission
 from accounts.scopes import describe_missing
 from accounts.services import token_authenticate
+from core.errors import AuthenticationError
 from core.outbound import parse_networks
 from core.pagination import CursorPagination
 from core.schema import FIELD_ERRORS
@@ -224,7 +224,7 @@ def _scrape_refusal(request: HttpRequest) -> JsonResponse | None:
     if address is not None and any(address.version == net.version and address in net for net in networks):
         return None
     try:
-        raw = read_token(authorization=request.META.get("HTTP_AUTHORIZATION"), query=request.GET)
+        raw = request_token(request)
         if raw is None:
             return _unauthorized("Authentication credentials were not provided.")
         token = token_authenticate(raw)

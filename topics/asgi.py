@@ -14,12 +14,12 @@ import time
 from django.conf import settings
 from django.db import DatabaseError
 
-from accounts.authentication import atoken_authenticate
-from accounts.errors import AuthenticationError
+from accounts.authentication import atoken_authenticate, lean_authenticate
 from accounts.models import ApiToken
 from accounts.scopes import describe_missing
 from cache_api.selectors import acache_info
-from core.asgi import HTTPError, Receive, Request, Response, Send, authenticate, cors_headers, lean_app, preflight
+from core.asgi import HTTPError, Receive, Request, Response, Send, cors_headers, lean_app, preflight
+from core.errors import AuthenticationError
 from core.redis import REDIS_ERRORS
 
 from .feed import feed_join, feed_leave
@@ -228,7 +228,7 @@ async def handle(request: Request, send: Send) -> Response | None:
         return preflight(request, METHODS)
     if request.method not in ("GET", "POST"):
         raise HTTPError(405, f"Method {request.method} is not allowed here.", [("allow", METHODS)])
-    token = await authenticate(request)
+    token = await lean_authenticate(request)
     if request.method == "POST":
         return await publish(request, token)
 

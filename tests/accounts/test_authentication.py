@@ -7,8 +7,8 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.authentication import atoken_authenticate
-from accounts.errors import AuthenticationError
 from accounts.models import ApiToken
+from core.errors import AuthenticationError
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
 from django.test import Client
 
-from accounts.errors import AuthenticationError, ScopeDenied
+from core.errors import AuthenticationError, ScopeDenied
 from core.exceptions import api_exception_handler
 from core.views import server_error
 

@@ -5,9 +5,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts import services
-from accounts.errors import ScopeDenied
 from accounts.models import User
 from accounts.scopes import ScopeError, ScopeSet
+from core.errors import ScopeDenied
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from config.startup import refuse_without_secrets
+from core.startup import refuse_without_secrets
 from jobs.dispatcher import run_dispatcher
 
 

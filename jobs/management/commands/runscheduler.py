@@ -1,13 +1,15 @@
+"""The scheduler process: celery beat firing the schedules, and the dispatcher of due jobs beside it."""
+
 import logging
 import signal
 import threading
 
+from celery import current_app
 from celery.beat import EmbeddedService
-from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
-from config.celery import app as celery_app
-from config.startup import refuse_without_secrets
+from core.startup import refuse_without_secrets
+from jobs.dispatcher import start_dispatcher_thread
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +34,12 @@ class Command(BaseCommand):
         # database call (beat's own handler syncs the schedule from inside the handler, which can
         # deadlock on the connection the interrupted code holds).
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        beat = EmbeddedService(celery_app, thread=True, scheduler_cls=celery_app.conf.beat_scheduler)
+        app = current_app._get_current_object()
+        beat = EmbeddedService(app, thread=True, scheduler_cls=app.conf.beat_scheduler)
         beat.start()
-        threads: list[threading.Thread] = [beat]
-        dispatcher_stop = None
-        if apps.is_installed("jobs"):
-            from jobs.dispatcher import start_dispatcher_thread
-
-            dispatcher, dispatcher_stop = start_dispatcher_thread()
-            threads.append(dispatcher)
-            logger.info("Jobs dispatcher started.")
+        dispatcher, dispatcher_stop = start_dispatcher_thread()
+        logger.info("Jobs dispatcher started.")
+        threads: list[threading.Thread] = [beat, dispatcher]
 
         received = None
         while received is None and all(thread.is_alive() for thread in threads):
@@ -51,11 +49,9 @@ class Command(BaseCommand):
         died = next((thread.name for thread in threads if not thread.is_alive()), None)  # before stopping the rest
 
         beat.service.stop()  # beat leaves its loop within its max interval and saves the schedule
-        if dispatcher_stop is not None:
-            dispatcher_stop.set()
+        dispatcher_stop.set()
         for thread in threads:
             thread.join(timeout=30)
-        if dispatcher_stop is not None:
-            logger.info("Jobs dispatcher stopped.")
+        logger.info("Jobs dispatcher stopped.")
         if received is None:
             raise CommandError(f"The {died} thread stopped unexpectedly; see the log above.")
