@@ -197,6 +197,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "core.beat:DatabaseScheduler"  # django-celery-beat's, surviving a database restart
 DJANGO_CELERY_BEAT_TZ_AWARE = True
+# The task each content store schedule's periodic task runs: the send pipeline's (not an environment setting).
+SCHEDULE_FIRE_TASK = "subscriptions.send_schedule"
 
 # --- Internationalisation ---------------------------------------------------
 

@@ -58,12 +58,26 @@ class Schedule(models.Model):
         """`minute hour day_of_month month_of_year day_of_week`."""
         return " ".join(self.cron_fields.values())
 
-    def run_times(self, *, count: int, after: datetime | None = None) -> list[datetime]:
-        """The next `count` times this schedule fires after `after` (default now), in SCHEDULE_TIME_ZONE."""
-        zone = ZoneInfo(settings.SCHEDULE_TIME_ZONE)
-        start = (after or timezone.now()).astimezone(zone)
-        times = croniter(self.cron_string, start)
-        return [times.get_next(datetime) for _ in range(count)]
+    @staticmethod
+    def time_zone() -> ZoneInfo:
+        """The zone every schedule's cron fields are read in (SCHEDULE_TIME_ZONE)."""
+        return ZoneInfo(settings.SCHEDULE_TIME_ZONE)
+
+    def run_times(self, *, count: int, after: datetime | None = None, until: datetime | None = None) -> list[datetime]:
+        """The next `count` times this schedule fires after `after` (default now), in its zone;
+        fewer when `until` is given and they pass it."""
+        times = croniter(self.cron_string, (after or timezone.now()).astimezone(self.time_zone()))
+        found: list[datetime] = []
+        while len(found) < count:
+            moment = times.get_next(datetime)
+            if until is not None and moment > until:
+                break
+            found.append(moment)
+        return found
+
+    def period_start(self, at: datetime) -> datetime:
+        """The latest time this schedule fires at or before `at`: the start of the period `at` falls in."""
+        return croniter(self.cron_string, at.astimezone(self.time_zone())).get_prev(datetime)
 
 
 class MessageSet(models.Model):

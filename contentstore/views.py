@@ -1,6 +1,6 @@
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, parsers, status, viewsets
+from rest_framework import mixins, parsers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -20,7 +20,6 @@ from .serializers import (
     MessageSerializer,
     MessageSetMessagesSerializer,
     MessageSetSerializer,
-    ScheduleSendAcceptedSerializer,
     ScheduleSerializer,
 )
 
@@ -96,13 +95,6 @@ class ScheduleViewSet(ContentViewSet):
 
     def delete_instance(self, instance):
         services.schedule_delete(schedule=instance)
-
-    @extend_schema(request=None, responses={202: ScheduleSendAcceptedSerializer})
-    @action(detail=True, methods=["post"])
-    def send(self, request, pk=None):
-        """Queue the send of this schedule now (it also fires by itself on its cron)."""
-        services.schedule_fire_queue(schedule=self.get_object())
-        return Response({"accepted": True}, status=status.HTTP_202_ACCEPTED)
 
 
 @_content_schema(

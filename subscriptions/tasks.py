@@ -31,7 +31,9 @@ def _task_id(task) -> uuid.UUID:
 
 @shared_task(name="subscriptions.send_schedule", acks_late=True, **WALK_LIMITS)
 def send_schedule(schedule_id: int) -> None:
-    """Fire a schedule: every ready subscription on it is sent its next message, once per cron period."""
+    """Fire a schedule: every ready subscription on it is sent its next message, once per cron period.
+
+    What each schedule's periodic task runs (SCHEDULE_FIRE_TASK), and `POST schedule/{id}/send/`."""
     services.schedule_send(schedule_id=schedule_id)
 
 
@@ -79,10 +81,4 @@ def find_behind_in(subscription_ids: list[str]) -> None:
 @shared_task(name="subscriptions.estimate_daily_sends", ignore_result=True, time_limit=300, soft_time_limit=270)
 def estimate_daily_sends() -> None:
     """Record today's estimated sends per message set."""
-    services.estimated_sends_calculate()
-
-
-@shared_task(name="subscriptions.scheduled_metrics", ignore_result=True, time_limit=300, soft_time_limit=270)
-def scheduled_metrics() -> None:
-    """The figures computed on demand or on a schedule (today's send estimates)."""
     services.estimated_sends_calculate()

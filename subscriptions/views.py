@@ -2,13 +2,13 @@ import ipaddress
 import uuid
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,12 +16,14 @@ from accounts.authentication import request_token
 from accounts.permissions import MessagingPermission
 from accounts.scopes import describe_missing
 from accounts.services import token_authenticate
+from contentstore.models import Schedule
+from contentstore.serializers import ScheduleSendAcceptedSerializer
 from core.errors import AuthenticationError
 from core.outbound import parse_networks
 from core.pagination import CursorPagination
 from core.schema import FIELD_ERRORS
 
-from . import metrics, services, tasks
+from . import metrics, services
 from .filters import SubscriptionFilter
 from .models import BehindSubscription, Subscription, SubscriptionSendFailure
 from .permissions import FindBehindSubscriptions, ViewBehindSubscriptions
@@ -41,11 +43,17 @@ from .serializers import (
 DATA_REQUIRED = {"data": ["This field is required."]}
 
 
-def _queue_with_id(task) -> str:
-    """Queue `task` once the request's transaction (if any) commits; its id, known now."""
-    task_id = str(uuid.uuid4())
-    transaction.on_commit(lambda: task.apply_async(task_id=task_id))
-    return task_id
+class ScheduleSendView(GenericAPIView):
+    """`POST schedule/{id}/send/`: a content store schedule's send, now."""
+
+    permission_classes = [MessagingPermission]
+    queryset = Schedule.objects.all()
+
+    @extend_schema(request=None, responses={202: ScheduleSendAcceptedSerializer})
+    def post(self, request, pk=None):
+        """Queue the send of this schedule now (it also fires by itself on its cron)."""
+        services.schedule_send_queue(schedule=self.get_object())
+        return Response({"accepted": True}, status=status.HTTP_202_ACCEPTED)
 
 
 def _find_subscription(pk: str) -> Subscription | None:
@@ -157,7 +165,7 @@ class FailedTaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @extend_schema(request=None, responses={201: RequeuedSerializer})
     def create(self, request):
         """Send again what each failure was for (if its subscription is still at that message)."""
-        transaction.on_commit(tasks.requeue_failed_tasks.delay)
+        services.failures_requeue_queue()
         return Response({"requeued_failed_tasks": True}, status=status.HTTP_201_CREATED)
 
 
@@ -179,7 +187,7 @@ class BehindSubscriptionViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=False, methods=["post"], permission_classes=[FindBehindSubscriptions])
     def find_behind_subscriptions(self, request):
         """Check every ready subscription and record those behind (asynchronously)."""
-        task_id = _queue_with_id(tasks.find_behind_subscriptions)
+        task_id = services.behind_subscriptions_find_queue()
         return Response({"accepted": True, "task_id": task_id}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -189,7 +197,7 @@ class SendEstimateView(APIView):
     @extend_schema(request=None, responses={202: AcceptedTaskSerializer})
     def post(self, request):
         """Record today's estimated sends per message set (asynchronously)."""
-        task_id = _queue_with_id(tasks.estimate_daily_sends)
+        task_id = services.estimated_sends_queue()
         return Response({"accepted": True, "task_id": task_id}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -204,7 +212,7 @@ class MetricsView(APIView):
     @extend_schema(request=None, responses={201: MetricsStartedSerializer})
     def post(self, request):
         """Compute the scheduled figures now (today's send estimates)."""
-        transaction.on_commit(tasks.scheduled_metrics.delay)
+        services.estimated_sends_queue()
         return Response({"scheduled_metrics_initiated": True}, status=status.HTTP_201_CREATED)
 
 

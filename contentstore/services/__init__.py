@@ -17,8 +17,6 @@ from .message_csv import CSV_COLUMNS, ImportResult, message_import_csv
 from .schedules import (
     schedule_create,
     schedule_delete,
-    schedule_fire,
-    schedule_fire_queue,
     schedule_sync_periodic_task,
     schedule_update,
 )
@@ -40,8 +38,6 @@ __all__ = [
     "messageset_update",
     "schedule_create",
     "schedule_delete",
-    "schedule_fire",
-    "schedule_fire_queue",
     "schedule_sync_periodic_task",
     "schedule_update",
 ]

@@ -1,18 +1,12 @@
 import json
-import logging
 
 from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from .. import tasks
 from ..models import Schedule
 from ..validators import CRON_FIELDS
 from .common import delete_unless_in_use, validated
-
-logger = logging.getLogger(__name__)
-
-FIRE_TASK = "contentstore.tasks.schedule_fire"
 
 
 @transaction.atomic
@@ -82,7 +76,7 @@ def schedule_sync_periodic_task(*, schedule: Schedule) -> PeriodicTask:
     if task is None:
         name = f"Fire schedule {schedule.pk}"
         task = PeriodicTask.objects.filter(name=name).first() or PeriodicTask(name=name)
-    task.task = FIRE_TASK
+    task.task = settings.SCHEDULE_FIRE_TASK
     task.args = json.dumps([schedule.pk])
     task.kwargs = "{}"
     task.crontab = crontab
@@ -95,16 +89,3 @@ def schedule_sync_periodic_task(*, schedule: Schedule) -> PeriodicTask:
         schedule.periodic_task = task
         schedule.save(update_fields=["periodic_task"])
     return task
-
-
-def schedule_fire_queue(*, schedule: Schedule) -> None:
-    """Queue the fire of `schedule` once the current transaction commits."""
-    tasks.schedule_fire.delay_on_commit(schedule.pk)
-
-
-def schedule_fire(*, schedule: Schedule) -> None:
-    """Fire `schedule`: send every ready subscription on it its next message (once per cron period)."""
-    from subscriptions.services import schedule_send  # the pipeline builds on the content store
-
-    logger.info("Schedule %s (%s) fired.", schedule.pk, schedule.cron_string)
-    schedule_send(schedule_id=schedule.pk)

@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-from croniter import croniter
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
@@ -27,18 +25,6 @@ from ..models import BehindSubscription, EstimatedSend, Subscription
 # Most follow-on sets one lifecycle is followed through (a chain of next_set that loops ends here).
 MAX_FOLLOW_ON_SETS = 50
 FOLLOW_ON_START = timedelta(minutes=1)
-
-
-def schedule_run_times(schedule: Schedule, *, after: datetime, until: datetime, limit: int) -> list[datetime]:
-    """The schedule's run times after `after` and at or before `until`, at most `limit` of them."""
-    times = croniter(schedule.cron_string, after.astimezone(ZoneInfo(settings.SCHEDULE_TIME_ZONE)))
-    found: list[datetime] = []
-    while len(found) < limit:
-        moment = times.get_next(datetime)
-        if moment > until:
-            break
-        found.append(moment)
-    return found
 
 
 class SetSizes:
@@ -70,7 +56,7 @@ class SetSizes:
 
 def subscription_expected_next(*, subscription: Subscription, at: datetime, set_size: int) -> tuple[int, bool]:
     """(expected next sequence number, whether the set should be complete) at `at`, in its own set."""
-    runs = schedule_run_times(subscription.schedule, after=subscription.created_at, until=at, limit=set_size + 1)
+    runs = subscription.schedule.run_times(after=subscription.created_at, until=at, count=set_size + 1)
     count = len(runs) + subscription.initial_sequence_number - 1
     if count >= set_size:
         return set_size, True
@@ -91,7 +77,7 @@ def subscription_expected_place(*, subscription: Subscription, at: datetime, siz
     for _ in range(MAX_FOLLOW_ON_SETS):
         size = sizes(messageset.pk, subscription.lang)
         needed = max(size - initial + 1, 0)  # run times until the set is complete
-        runs = schedule_run_times(schedule, after=start, until=at, limit=needed + 1)
+        runs = schedule.run_times(after=start, until=at, count=needed + 1)
         count = len(runs) + initial - 1
         if count < size:
             return Place(messageset, count + 1, False)
@@ -155,7 +141,7 @@ def behind_subscriptions_find_all() -> int:
 def estimated_sends_calculate(*, day: date | None = None) -> list[EstimatedSend]:
     """Estimate, per message set, the sends of `day` (default today, in SCHEDULE_TIME_ZONE): each ready
     subscription once per run time of its schedule that day. Replaces that day's estimates."""
-    zone = ZoneInfo(settings.SCHEDULE_TIME_ZONE)
+    zone = Schedule.time_zone()
     day = day or timezone.now().astimezone(zone).date()
     day_start = datetime.combine(day, time.min, tzinfo=zone)
     day_end = day_start + timedelta(days=1) - timedelta(microseconds=1)
@@ -163,9 +149,7 @@ def estimated_sends_calculate(*, day: date | None = None) -> list[EstimatedSend]
     schedule_ids = set(ready.values_list("schedule_id", flat=True).distinct())
     fires = {}
     for schedule in Schedule.objects.filter(pk__in=schedule_ids):
-        count = len(
-            schedule_run_times(schedule, after=day_start - timedelta(microseconds=1), until=day_end, limit=1440)
-        )
+        count = len(schedule.run_times(after=day_start - timedelta(microseconds=1), until=day_end, count=1440))
         if count:
             fires[schedule.pk] = count
     sends: dict[int, int] = defaultdict(int)

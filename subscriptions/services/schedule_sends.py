@@ -36,9 +36,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-from croniter import croniter
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
@@ -56,9 +54,8 @@ EARLY_FIRE_SECONDS = 5
 
 
 def period_start(schedule: Schedule, at: datetime) -> datetime:
-    """The latest run time of `schedule` at or before `at` (read in SCHEDULE_TIME_ZONE)."""
-    start = (at + timedelta(seconds=EARLY_FIRE_SECONDS)).astimezone(ZoneInfo(settings.SCHEDULE_TIME_ZONE))
-    return croniter(schedule.cron_string, start).get_prev(datetime)
+    """The start of the period a fire at `at` is for (EARLY_FIRE_SECONDS early counts for the next)."""
+    return schedule.period_start(at + timedelta(seconds=EARLY_FIRE_SECONDS))
 
 
 def _drop_idle_batches(run_ids: list[uuid.UUID]) -> int:
@@ -164,6 +161,7 @@ def schedule_send(*, schedule_id: int, at: datetime | None = None) -> SendRun | 
     if schedule is None:
         logger.warning("Schedule %s no longer exists; nothing to send.", schedule_id)
         return None
+    logger.info("Schedule %s (%s) fired.", schedule.pk, schedule.cron_string)
     run, created = _period_run(schedule, period_start(schedule, at or timezone.now()))
     if run.finished_at is not None:
         logger.info("%s has already finished; this fire sends nothing.", run)

@@ -1,10 +1,13 @@
-"""Sends asked for by hand: send next now, resend, requeue the failures."""
+"""Sends asked for by hand: a schedule's send now, send next now, resend, requeue the failures."""
 
 from __future__ import annotations
 
-from django.conf import settings
+import uuid
 
-from contentstore.models import Message
+from django.conf import settings
+from django.db import transaction
+
+from contentstore.models import Message, Schedule
 
 from ..models import ProcessStatus, ResendRequest, Subscription, SubscriptionSendFailure
 from .sending import message_sequence_number
@@ -32,6 +35,13 @@ def subscription_send_refusal(*, subscription: Subscription) -> str | None:
             f"Lang: <{subscription.lang}>"
         )
     return None
+
+
+def schedule_send_queue(*, schedule: Schedule) -> None:
+    """Queue the send of `schedule` (what its periodic task runs) once the current transaction commits."""
+    from .. import tasks
+
+    tasks.send_schedule.delay_on_commit(schedule.pk)
 
 
 def subscription_send_queue(*, subscription: Subscription) -> str | None:
@@ -66,3 +76,31 @@ def subscription_failures_requeue_all() -> int:
         tasks.requeue_failures.delay_on_commit(ids)
         queued += 1
         after = ids[-1]
+
+
+def _queue(task, *args) -> str:
+    """Queue `task` once the current transaction (if any) commits; its id, known now."""
+    task_id = str(uuid.uuid4())
+    transaction.on_commit(lambda: task.apply_async(args=args, task_id=task_id))
+    return task_id
+
+
+def failures_requeue_queue() -> str:
+    """Queue the requeue of every recorded failure; the task's id."""
+    from .. import tasks
+
+    return _queue(tasks.requeue_failed_tasks)
+
+
+def behind_subscriptions_find_queue() -> str:
+    """Queue the search for subscriptions behind their schedule; the task's id."""
+    from .. import tasks
+
+    return _queue(tasks.find_behind_subscriptions)
+
+
+def estimated_sends_queue() -> str:
+    """Queue the recording of today's estimated sends per message set; the task's id."""
+    from .. import tasks
+
+    return _queue(tasks.estimate_daily_sends)

@@ -48,4 +48,4 @@ def wait_until(condition: Callable[[], bool], *, seconds: float = 10) -> bool:
 
 def fire_tasks():
     """The scheduler's periodic tasks that fire schedules (other apps have periodic tasks too)."""
-    return PeriodicTask.objects.filter(task="contentstore.tasks.schedule_fire")
+    return PeriodicTask.objects.filter(task="subscriptions.send_schedule")

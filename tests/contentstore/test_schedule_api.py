@@ -1,13 +1,11 @@
-import logging
 from urllib.parse import urlencode
 
 import pytest
 from django_celery_beat.models import PeriodicTask
 
-from contentstore import tasks
 from contentstore.models import Schedule
 
-from .factories import fire_tasks, make_messageset, make_schedule, wait_until
+from .factories import fire_tasks, make_messageset, make_schedule
 
 pytestmark = pytest.mark.django_db
 
@@ -155,51 +153,6 @@ def test_it_refuses_to_delete_a_schedule_a_message_set_uses(writer):
     }
     assert Schedule.objects.filter(pk=schedule.pk).exists()
     assert PeriodicTask.objects.filter(pk=schedule.periodic_task_id).exists()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_send_queues_the_fire_of_that_schedule_for_a_worker(writer, celery_worker, caplog):
-    schedule = make_schedule()
-    with caplog.at_level(logging.INFO, logger="contentstore"):
-        response = writer.post(f"{URL}{schedule.pk}/send/")
-        assert response.status_code == 202
-        assert response.json() == {"accepted": True}
-        assert wait_until(lambda: f"Schedule {schedule.pk} (0 8 * * 1) fired." in caplog.messages)
-
-
-def test_send_queues_the_fire_once_the_transaction_commits(writer, django_capture_on_commit_callbacks):
-    schedule = make_schedule()
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = writer.post(f"{URL}{schedule.pk}/send")  # the path without its slash
-    assert response.status_code == 202
-    [queue] = callbacks
-    assert (queue.func.__self__.name, queue.args) == ("contentstore.tasks.schedule_fire", (schedule.pk,))
-
-
-def test_send_answers_404_for_an_unknown_schedule(writer, django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = writer.post(f"{URL}999/send/")
-    assert response.status_code == 404
-    assert callbacks == []
-
-
-def test_send_needs_the_write_scope(reader):
-    schedule = make_schedule()
-    response = reader.post(f"{URL}{schedule.pk}/send/")
-    assert response.status_code == 403
-
-
-def test_the_fire_task_fires_its_schedule(caplog):
-    schedule = make_schedule()
-    with caplog.at_level(logging.INFO, logger="contentstore"):
-        tasks.schedule_fire.apply(args=[schedule.pk]).get()
-    assert f"Schedule {schedule.pk} (0 8 * * 1) fired." in caplog.messages
-
-
-def test_the_fire_task_skips_a_deleted_schedule(caplog):
-    with caplog.at_level(logging.INFO, logger="contentstore"):
-        tasks.schedule_fire.apply(args=[999]).get()
-    assert "Schedule 999 no longer exists; nothing to fire." in caplog.messages
 
 
 def test_a_refused_delete_names_the_first_users_and_counts_the_rest(writer):

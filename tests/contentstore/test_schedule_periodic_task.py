@@ -26,7 +26,7 @@ def test_a_new_schedule_owns_a_crontab_task_that_fires_it():
     schedule = make_schedule(minute="15", hour="6", day_of_week="mon-fri")
     task = fire_tasks().get()
     assert schedule.periodic_task == task
-    assert task.task == "contentstore.tasks.schedule_fire"
+    assert task.task == "subscriptions.send_schedule"
     assert json.loads(task.args) == [schedule.pk]
     assert task.enabled
     assert crontab_fields(task) == ("15", "6", "*", "*", "mon-fri")
@@ -86,7 +86,7 @@ def test_the_scheduler_reads_the_crontab_task():
     schedule = make_schedule(minute="30", hour="7", day_of_week="*")
     entry = DatabaseScheduler.Entry(fire_tasks().get(), app=celery_app)
     assert entry.name == f"Fire schedule {schedule.pk}"
-    assert entry.task == "contentstore.tasks.schedule_fire"
+    assert entry.task == "subscriptions.send_schedule"
     assert entry.args == [schedule.pk]
     due_after = entry.schedule.remaining_delta(datetime(2030, 1, 1, 6, 0, tzinfo=UTC))
     start, remaining, _ = due_after
