@@ -164,23 +164,23 @@ def _broker_queue_length() -> float | None:
 
 
 def _gauges() -> Iterator:
-    from django.utils import timezone
+    from .selectors import pipeline_figures
 
-    from .models import EstimatedSend, SendBatch, Subscription
-
-    pending = SendBatch.objects.filter(done_at__isnull=True, run__finished_at__isnull=True).count()
-    yield GaugeMetricFamily("sbm_send_batches_pending", GAUGES["sbm_send_batches_pending"], value=pending)
+    figures = pipeline_figures()
+    yield GaugeMetricFamily(
+        "sbm_send_batches_pending", GAUGES["sbm_send_batches_pending"], value=figures.batches_pending
+    )
     queue_length = _broker_queue_length()
     if queue_length is not None:
         yield GaugeMetricFamily("sbm_send_queue_length", GAUGES["sbm_send_queue_length"], value=queue_length)
-    ready = Subscription.objects.ready().count()
-    yield GaugeMetricFamily("sbm_subscriptions_ready", GAUGES["sbm_subscriptions_ready"], value=ready)
+    yield GaugeMetricFamily(
+        "sbm_subscriptions_ready", GAUGES["sbm_subscriptions_ready"], value=figures.subscriptions_ready
+    )
     estimates = GaugeMetricFamily(
         "sbm_send_estimate_subscriptions", GAUGES["sbm_send_estimate_subscriptions"], labels=["messageset"]
     )
-    today = EstimatedSend.objects.filter(send_date=timezone.localdate()).select_related("messageset")
-    for estimate in today:
-        estimates.add_metric([estimate.messageset.short_name], estimate.estimate_subscriptions)
+    for short_name, subscriptions in figures.estimates_today.items():
+        estimates.add_metric([short_name], subscriptions)
     yield estimates
 
 

@@ -1,5 +1,4 @@
 import ipaddress
-import uuid
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -23,9 +22,8 @@ from core.outbound import parse_networks
 from core.pagination import CursorPagination
 from core.schema import FIELD_ERRORS
 
-from . import metrics, services
+from . import metrics, selectors, services
 from .filters import SubscriptionFilter
-from .models import BehindSubscription, Subscription, SubscriptionSendFailure
 from .permissions import FindBehindSubscriptions, ViewBehindSubscriptions
 from .serializers import (
     AcceptedSerializer,
@@ -54,13 +52,6 @@ class ScheduleSendView(GenericAPIView):
         """Queue the send of this schedule now (it also fires by itself on its cron)."""
         services.schedule_send_queue(schedule=self.get_object())
         return Response({"accepted": True}, status=status.HTTP_202_ACCEPTED)
-
-
-def _find_subscription(pk: str) -> Subscription | None:
-    try:
-        return Subscription.objects.select_related("messageset").filter(pk=uuid.UUID(str(pk))).first()
-    except ValueError:
-        return None
 
 
 def _not_found(pk: str) -> Response:
@@ -93,7 +84,7 @@ class SubscriptionViewSet(
     lookup_value_regex = r"[^/]+"
 
     def get_queryset(self):
-        return Subscription.objects.select_related("messageset")
+        return selectors.subscription_list()
 
     def perform_create(self, serializer) -> None:
         serializer.instance = services.subscription_create(created_by=self.request.user, **serializer.validated_data)
@@ -133,7 +124,7 @@ class SubscriptionViewSet(
     @action(detail=True, methods=["post"], filterset_class=None)
     def send(self, request, pk=None):
         """Send the subscription its next message now (asynchronously): 202, or 400 saying why not."""
-        subscription = _find_subscription(pk)
+        subscription = selectors.subscription_find(pk)
         if subscription is None:
             return _not_found(pk)
         refusal = services.subscription_send_queue(subscription=subscription)
@@ -145,7 +136,7 @@ class SubscriptionViewSet(
     @action(detail=True, methods=["post"], filterset_class=None)
     def resend(self, request, pk=None):
         """Send the subscription's current message again (`"resend": "true"`), without advancing it."""
-        subscription = _find_subscription(pk)
+        subscription = selectors.subscription_find(pk)
         if subscription is None:
             return _not_found(pk)
         services.resend_request_create(subscription=subscription)
@@ -158,7 +149,7 @@ class FailedTaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     permission_classes = [MessagingPermission]
     serializer_class = SubscriptionSendFailureSerializer
     pagination_class = CursorPagination
-    queryset = SubscriptionSendFailure.objects.all()
+    queryset = selectors.send_failure_list()
     ordering_fields = ["id"]
     ordering = ["-id"]
 
@@ -179,7 +170,7 @@ class BehindSubscriptionViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [ViewBehindSubscriptions]
     serializer_class = BehindSubscriptionSerializer
     pagination_class = CursorPagination
-    queryset = BehindSubscription.objects.select_related("current_messageset", "expected_messageset")
+    queryset = selectors.behind_subscription_list()
     ordering_fields = ["created_at"]
     ordering = ["-created_at"]
 

@@ -15,21 +15,19 @@ from .records import (
     subscription_update,
 )
 from .schedule_sends import schedule_send, send_batch_process, send_run_finish_if_done
-from .sending import (
-    SendCounts,
-    subscription_failures_requeue,
-    subscription_resend,
-    subscriptions_send_next,
-)
+from .sending import SendCounts
 from .triggers import (
     behind_subscriptions_find_queue,
     estimated_sends_queue,
     failures_requeue_queue,
     resend_request_create,
     schedule_send_queue,
+    subscription_failures_requeue,
     subscription_failures_requeue_all,
+    subscription_resend,
     subscription_send_queue,
     subscription_send_refusal,
+    subscriptions_send_next,
 )
 
 __all__ = [

@@ -18,40 +18,14 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from contentstore.models import Message, MessageSet, Schedule
+from contentstore.models import MessageSet, Schedule
 
 from ..models import BehindSubscription, EstimatedSend, Subscription
+from ..selectors import SetSizes
 
 # Most follow-on sets one lifecycle is followed through (a chain of next_set that loops ends here).
 MAX_FOLLOW_ON_SETS = 50
 FOLLOW_ON_START = timedelta(minutes=1)
-
-
-class SetSizes:
-    """The number of messages per (set, language), read once per pair."""
-
-    def __init__(self) -> None:
-        self._sizes: dict[tuple[int, str], int] = {}
-
-    def load(self, pairs: set[tuple[int, str]]) -> None:
-        wanted = pairs - set(self._sizes)
-        if not wanted:
-            return
-        self._sizes.update(dict.fromkeys(wanted, 0))
-        rows = (
-            Message.objects.filter(
-                messageset_id__in={set_id for set_id, _ in wanted}, lang__in={lang for _, lang in wanted}
-            )
-            .values("messageset_id", "lang")
-            .annotate(size=Count("id"))
-        )
-        for row in rows:
-            if (row["messageset_id"], row["lang"]) in wanted:
-                self._sizes[(row["messageset_id"], row["lang"])] = row["size"]
-
-    def __call__(self, messageset_id: int, lang: str) -> int:
-        self.load({(messageset_id, lang)})
-        return self._sizes[(messageset_id, lang)]
 
 
 def subscription_expected_next(*, subscription: Subscription, at: datetime, set_size: int) -> tuple[int, bool]:

@@ -45,7 +45,8 @@ from django.utils import timezone
 from contentstore.models import Schedule
 
 from .. import metrics
-from ..models import SendBatch, SendRun, Subscription
+from ..models import SendBatch, SendRun
+from ..selectors import run_pending_subscriptions
 from .sending import SendCounts, lock_ready, send_locked
 
 logger = logging.getLogger(__name__)
@@ -115,12 +116,7 @@ def _queue_batch(batch: SendBatch, subscription_ids: list) -> None:
 
 def _walk(run: SendRun) -> int:
     """Queue a send task for each SEND_BATCH_SIZE subscriptions the run has not handled; how many."""
-    pending = (
-        Subscription.objects.ready()
-        .filter(schedule_id=run.schedule_id, created_at__lte=run.started_at)
-        .exclude(last_run_id=run.pk)
-        .order_by("id")
-    )
+    pending = run_pending_subscriptions(run)
     after, batches = None, 0
     while True:
         page = pending if after is None else pending.filter(id__gt=after)

@@ -1,7 +1,8 @@
 """Sending subscriptions their next message: lock, plan, deliver, record.
 
-Every send, whatever started it (a schedule send's batch, "send next now", a
-requeue, a resend), runs in one database transaction:
+Every send, whatever started it (a schedule send's batch, `schedule_sends.py`;
+"send next now", a requeue or a resend, `triggers.py`), runs in one database
+transaction:
 
 1. **Lock** the subscriptions (`SELECT ... FOR UPDATE`, in id order so two sends
    never deadlock), keeping only those still ready and, for a schedule send, not
@@ -34,7 +35,6 @@ from datetime import datetime
 from urllib.parse import urljoin
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
@@ -301,7 +301,7 @@ def _advance(planned: Plan, delivered: list[Delivery], *, run: SendRun | None, n
     SubscriptionSendFailure.objects.filter(subscription_id__in=delivered_ids).delete()
 
 
-def _measure(recorder: metrics.Recorder, planned: Plan) -> None:
+def measure(recorder: metrics.Recorder, planned: Plan) -> None:
     for delivery in planned.deliveries:
         recorder.inc("sbm_subscription_sends", outcome=delivery.outcome)
         recorder.inc("sbm_send_retries", delivery.retries)
@@ -365,99 +365,5 @@ def send_locked(
     planned = plan(subscriptions)
     deliver_all(planned.deliveries, deadline=time.monotonic() + settings.SEND_BATCH_SECONDS)
     counts = record(planned, run=run, task_id=task_id, initiated_at=initiated_at)
-    _measure(recorder, planned)
+    measure(recorder, planned)
     return counts
-
-
-# --- Entry points -------------------------------------------------------------
-
-
-def subscriptions_send_next(*, subscription_ids: list, task_id: uuid.UUID | None = None) -> SendCounts:
-    """Send each of the subscriptions (that is ready) its next message now ("send next now")."""
-    recorder = metrics.Recorder()
-    initiated_at = timezone.now()
-    with transaction.atomic():
-        subscriptions = lock_ready(subscription_ids)
-        counts = send_locked(
-            subscriptions, run=None, task_id=task_id or uuid.uuid4(), initiated_at=initiated_at, recorder=recorder
-        )
-    recorder.flush()
-    return counts
-
-
-def subscription_failures_requeue(*, failure_ids: list[int], task_id: uuid.UUID | None = None) -> SendCounts:
-    """Send again what the failures were for, each only if its subscription is still ready and at
-    that message; the failures are removed (a new one is recorded if the send fails again)."""
-    recorder = metrics.Recorder()
-    initiated_at = timezone.now()
-    with transaction.atomic():
-        subscription_ids = set(
-            SubscriptionSendFailure.objects.filter(pk__in=failure_ids).values_list("subscription_id", flat=True)
-        )
-        subscriptions = {subscription.pk: subscription for subscription in lock_ready(subscription_ids)}
-        failures = list(SubscriptionSendFailure.objects.select_for_update().filter(pk__in=failure_ids).order_by("pk"))
-        SubscriptionSendFailure.objects.filter(pk__in=[failure.pk for failure in failures]).delete()
-        to_send = {}
-        for failure in failures:
-            subscription = subscriptions.get(failure.subscription_id)
-            if subscription is None:
-                logger.info("Failure %s dropped: subscription %s is not ready.", failure.pk, failure.subscription_id)
-            elif failure.sequence_number not in (None, subscription.next_sequence_number):
-                logger.info(
-                    "Failure %s dropped: subscription %s has moved on from message %s.",
-                    failure.pk,
-                    subscription.pk,
-                    failure.sequence_number,
-                )
-            else:
-                to_send[subscription.pk] = subscription
-        counts = send_locked(
-            list(to_send.values()),
-            run=None,
-            task_id=task_id or uuid.uuid4(),
-            initiated_at=initiated_at,
-            recorder=recorder,
-        )
-    recorder.flush()
-    return counts
-
-
-def subscription_resend(*, resend_request_id: int) -> Delivery | None:
-    """Send the subscription's current message again (`"resend": "true"`), without advancing it.
-
-    The resend request keeps the message and the sender's outbound id. A failed
-    resend is logged and counted; nothing else changes.
-    """
-    recorder = metrics.Recorder()
-    with transaction.atomic():
-        resend_request = ResendRequest.objects.select_related("subscription").filter(pk=resend_request_id).first()
-        if resend_request is None:
-            return None
-        subscriptions = lock_ready([resend_request.subscription_id])
-        if not subscriptions:
-            logger.info(
-                "Resend %s not sent: subscription %s is not ready.", resend_request.pk, resend_request.subscription_id
-            )
-            return None
-        planned = plan(subscriptions, resend_request=resend_request)
-        for missing in planned.missing:
-            logger.warning("Resend %s not sent: %s", resend_request.pk, missing.reason)
-        deliver_all(planned.deliveries, deadline=time.monotonic() + settings.SEND_BATCH_SECONDS)
-        record(planned, run=None, task_id=uuid.uuid4(), initiated_at=timezone.now(), advance=False)
-        delivery = planned.deliveries[0] if planned.deliveries else None
-        if delivery is not None:
-            resend_request.message = planned.messages.get(delivery.subscription_id)
-            resend_request.outbound = _as_uuid(delivery.outbound_id)
-            resend_request.save(update_fields=["message", "outbound"])
-            if delivery.outcome == Outcome.FAILED:
-                logger.warning("Resend %s failed: %s", resend_request.pk, delivery.reason)
-        _measure(recorder, planned)
-    recorder.flush()
-    return delivery
-
-
-def _as_uuid(value: str | None) -> uuid.UUID | None:
-    try:
-        return None if value is None else uuid.UUID(str(value))
-    except ValueError:
-        return None

@@ -1,16 +1,28 @@
-"""Sends asked for by hand: a schedule's send now, send next now, resend, requeue the failures."""
+"""Sends asked for by hand: a schedule's send now, send next now, resend, requeue the failures.
+
+The web side checks and queues them (`*_queue`, `*_refusal`, `resend_request_create`);
+the worker side runs them through the pipeline of `sending.py` (lock, plan,
+deliver, record), each in one transaction.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from contentstore.models import Message, Schedule
 
+from .. import metrics
 from ..models import ProcessStatus, ResendRequest, Subscription, SubscriptionSendFailure
-from .sending import message_sequence_number
+from .message_sender import Delivery, Outcome
+from .sending import SendCounts, deliver_all, lock_ready, measure, message_sequence_number, plan, record, send_locked
+
+logger = logging.getLogger(__name__)
 
 
 def subscription_send_refusal(*, subscription: Subscription) -> str | None:
@@ -104,3 +116,97 @@ def estimated_sends_queue() -> str:
     from .. import tasks
 
     return _queue(tasks.estimate_daily_sends)
+
+
+# --- What the worker runs -------------------------------------------------------
+
+
+def subscriptions_send_next(*, subscription_ids: list, task_id: uuid.UUID | None = None) -> SendCounts:
+    """Send each of the subscriptions (that is ready) its next message now ("send next now")."""
+    recorder = metrics.Recorder()
+    initiated_at = timezone.now()
+    with transaction.atomic():
+        subscriptions = lock_ready(subscription_ids)
+        counts = send_locked(
+            subscriptions, run=None, task_id=task_id or uuid.uuid4(), initiated_at=initiated_at, recorder=recorder
+        )
+    recorder.flush()
+    return counts
+
+
+def subscription_failures_requeue(*, failure_ids: list[int], task_id: uuid.UUID | None = None) -> SendCounts:
+    """Send again what the failures were for, each only if its subscription is still ready and at
+    that message; the failures are removed (a new one is recorded if the send fails again)."""
+    recorder = metrics.Recorder()
+    initiated_at = timezone.now()
+    with transaction.atomic():
+        subscription_ids = set(
+            SubscriptionSendFailure.objects.filter(pk__in=failure_ids).values_list("subscription_id", flat=True)
+        )
+        subscriptions = {subscription.pk: subscription for subscription in lock_ready(subscription_ids)}
+        failures = list(SubscriptionSendFailure.objects.select_for_update().filter(pk__in=failure_ids).order_by("pk"))
+        SubscriptionSendFailure.objects.filter(pk__in=[failure.pk for failure in failures]).delete()
+        to_send = {}
+        for failure in failures:
+            subscription = subscriptions.get(failure.subscription_id)
+            if subscription is None:
+                logger.info("Failure %s dropped: subscription %s is not ready.", failure.pk, failure.subscription_id)
+            elif failure.sequence_number not in (None, subscription.next_sequence_number):
+                logger.info(
+                    "Failure %s dropped: subscription %s has moved on from message %s.",
+                    failure.pk,
+                    subscription.pk,
+                    failure.sequence_number,
+                )
+            else:
+                to_send[subscription.pk] = subscription
+        counts = send_locked(
+            list(to_send.values()),
+            run=None,
+            task_id=task_id or uuid.uuid4(),
+            initiated_at=initiated_at,
+            recorder=recorder,
+        )
+    recorder.flush()
+    return counts
+
+
+def subscription_resend(*, resend_request_id: int) -> Delivery | None:
+    """Send the subscription's current message again (`"resend": "true"`), without advancing it.
+
+    The resend request keeps the message and the sender's outbound id. A failed
+    resend is logged and counted; nothing else changes.
+    """
+    recorder = metrics.Recorder()
+    with transaction.atomic():
+        resend_request = ResendRequest.objects.select_related("subscription").filter(pk=resend_request_id).first()
+        if resend_request is None:
+            return None
+        subscriptions = lock_ready([resend_request.subscription_id])
+        if not subscriptions:
+            logger.info(
+                "Resend %s not sent: subscription %s is not ready.", resend_request.pk, resend_request.subscription_id
+            )
+            return None
+        planned = plan(subscriptions, resend_request=resend_request)
+        for missing in planned.missing:
+            logger.warning("Resend %s not sent: %s", resend_request.pk, missing.reason)
+        deliver_all(planned.deliveries, deadline=time.monotonic() + settings.SEND_BATCH_SECONDS)
+        record(planned, run=None, task_id=uuid.uuid4(), initiated_at=timezone.now(), advance=False)
+        delivery = planned.deliveries[0] if planned.deliveries else None
+        if delivery is not None:
+            resend_request.message = planned.messages.get(delivery.subscription_id)
+            resend_request.outbound = _as_uuid(delivery.outbound_id)
+            resend_request.save(update_fields=["message", "outbound"])
+            if delivery.outcome == Outcome.FAILED:
+                logger.warning("Resend %s failed: %s", resend_request.pk, delivery.reason)
+        measure(recorder, planned)
+    recorder.flush()
+    return delivery
+
+
+def _as_uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return None if value is None else uuid.UUID(str(value))
+    except ValueError:
+        return None
