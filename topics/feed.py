@@ -142,8 +142,3 @@ def feed_leave(feed: TopicFeed, waiter: asyncio.Event) -> None:
     feed.waiters.discard(waiter)
     if not feed.waiters:
         feed.idle_since = asyncio.get_running_loop().time()
-
-
-def running_feeds() -> int:
-    """How many feeds run in this event loop (for tests and metrics)."""
-    return len(_registries.get(asyncio.get_running_loop(), {}))
