@@ -40,7 +40,7 @@ def test_it_starts_with_a_signing_key_and_debug_off():
     [
         ("OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8,localhost", "'localhost' is not a network"),
         ("JOBS_TIME_ZONE", "Mars/Olympus", "JOBS_TIME_ZONE must be a time zone name"),
-        ("JOBS_RETRY_SCHEDULE", "10,5", "JOBS_RETRY_SCHEDULE must be increasing positive seconds"),
+        ("JOBS_RETRY_SCHEDULE", "10,5", "JOBS_RETRY_SCHEDULE must list its whole seconds in increasing order"),
         ("JOBS_RETRY_SCHEDULE", "10,soon", "JOBS_RETRY_SCHEDULE must be whole seconds"),
         ("JOBS_LEASE_SECONDS", "60", "JOBS_LEASE_SECONDS (60) must be above a delivery's time limit"),
         ("JOBS_DEFAULT_TIMEOUT", "500", "JOBS_DEFAULT_TIMEOUT (500) must not be above JOBS_MAX_TIMEOUT"),
