@@ -1,77 +1,38 @@
 """Settings, read from the environment.
 
-Every setting is listed in `.env.example` with a one-line comment. The typed
-helpers below fail at start-up, naming the variable, when a value is bad.
+Every setting is listed in `.env.example` with a one-line comment. Every one is
+read, and checked, here, through the typed helpers of config/env.py: a bad value,
+or settings that contradict each other, stop start-up with a message naming the
+variable. No app checks settings again.
 """
 
-import os
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
 from config import __version__
+from config.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_log_level,
+    env_networks,
+    env_numbers,
+    env_secret,
+    env_str,
+    env_zone,
+    require,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def env_str(name: str, default: str | None = None) -> str | None:
-    """The variable's value; `default` when it is unset or empty."""
-    return os.environ.get(name) or default
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {raw!r}.")
-
-
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}.")
-    return value
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
 
 # --- Core -------------------------------------------------------------------
 
 DEBUG = env_bool("DEBUG", False)
 
-# Secrets that are unset while DEBUG is off: settings still load (management commands
-# work), but the web, worker, scheduler and dispatcher processes refuse to start
-# (config/startup.py).
-MISSING_SECRETS: list[str] = []
-
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        MISSING_SECRETS.append("SECRET_KEY")
-        SECRET_KEY = ""  # Django refuses to use an empty key
-    else:
-        SECRET_KEY = "insecure-local-development-key"  # noqa: S105 - only ever with DEBUG on
+# Unset while DEBUG is off: "", which Django refuses to use (see MISSING_SECRETS below).
+SECRET_KEY = env_secret("SECRET_KEY", debug=DEBUG, development_value="insecure-local-development-key")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -204,7 +165,7 @@ SCHEDULE_FIRE_TASK = "subscriptions.send_schedule"
 
 LANGUAGE_CODE = "en-us"
 # Zone for the admin's display and for times given without an offset.
-TIME_ZONE = env_str("TIME_ZONE", "UTC")
+TIME_ZONE = env_zone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
@@ -244,12 +205,12 @@ TOKEN_LAST_USED_INTERVAL = env_int("TOKEN_LAST_USED_INTERVAL", 60)
 API_PAGE_SIZE = env_int("API_PAGE_SIZE", 1000, minimum=1)
 # Largest page_size a request may ask for; a larger one is a 400.
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 5000, minimum=1)
-if API_PAGE_SIZE > API_MAX_PAGE_SIZE:
-    raise ImproperlyConfigured(
-        f"API_PAGE_SIZE ({API_PAGE_SIZE}) must not be above API_MAX_PAGE_SIZE ({API_MAX_PAGE_SIZE})."
-    )
+require(
+    API_PAGE_SIZE <= API_MAX_PAGE_SIZE,
+    f"API_PAGE_SIZE ({API_PAGE_SIZE}) must not be above API_MAX_PAGE_SIZE ({API_MAX_PAGE_SIZE}).",
+)
 # Zone (IANA name) schedules' cron fields are read in: "0 8 * * 1" fires Mondays at 08:00 there.
-SCHEDULE_TIME_ZONE = env_str("SCHEDULE_TIME_ZONE", "UTC")
+SCHEDULE_TIME_ZONE = env_zone("SCHEDULE_TIME_ZONE", "UTC")
 # Largest binary content upload, in bytes (10 MiB).
 BINARY_CONTENT_MAX_BYTES = env_int("BINARY_CONTENT_MAX_BYTES", 10_485_760, minimum=1)
 # Media types a binary content upload may have (judged from its extension); "audio/*" allows a family.
@@ -268,8 +229,10 @@ CACHE_LOOKUP_SECONDS = env_int("CACHE_LOOKUP_SECONDS", 5)
 CACHE_RATE_LIMIT_REQUESTS = env_int("CACHE_RATE_LIMIT_REQUESTS", 10_000)
 # Bytes per second (values read and written) one token may move (0: no limit).
 CACHE_RATE_LIMIT_BYTES = env_int("CACHE_RATE_LIMIT_BYTES", 100 * 1024 * 1024)
-if 0 < CACHE_RATE_LIMIT_BYTES < CACHE_MAX_ITEM_BYTES:
-    raise ImproperlyConfigured("CACHE_RATE_LIMIT_BYTES must be 0 or at least CACHE_MAX_ITEM_BYTES.")
+require(
+    not 0 < CACHE_RATE_LIMIT_BYTES < CACHE_MAX_ITEM_BYTES,
+    "CACHE_RATE_LIMIT_BYTES must be 0 or at least CACHE_MAX_ITEM_BYTES.",
+)
 # Origins whose browser code may call the cache and topics paths ("*": any; empty: none).
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", ["*"])
 # Seconds a browser may cache a CORS preflight answer.
@@ -339,22 +302,12 @@ SPECTACULAR_SETTINGS = {
 
 # --- Delayed HTTP jobs ------------------------------------------------------
 
-
-def _seconds_list(name: str, default: str) -> list[int]:
-    raw = env_str(name, default)
-    try:
-        values = [int(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be whole seconds separated by commas, not {raw!r}.") from None
-    if any(value < 1 for value in values) or values != sorted(set(values)):
-        raise ImproperlyConfigured(f"{name} must be increasing positive seconds, not {raw!r}.")
-    return values
-
-
 # Zone (IANA name) of a job's `at` given without an offset, and of `at` in responses.
-JOBS_TIME_ZONE = env_str("JOBS_TIME_ZONE", "UTC")
-# Retries after a failed request, in seconds after the original request (10 s, 2 min, 15 min, 2 h, 24 h).
-JOBS_RETRY_SCHEDULE = _seconds_list("JOBS_RETRY_SCHEDULE", "10,120,900,7200,86400")
+JOBS_TIME_ZONE = env_zone("JOBS_TIME_ZONE", "UTC")
+# Retries after a failed request, in seconds after the original request (10 s, 2 min, 15 min, 2 h, 24 h; empty: none).
+JOBS_RETRY_SCHEDULE = env_numbers(
+    "JOBS_RETRY_SCHEDULE", [10, 120, 900, 7200, 86400], minimum=1, whole=True, increasing=True, what="whole seconds"
+)
 # Most retries a job's own retry_schedule may list.
 JOBS_MAX_RETRIES = env_int("JOBS_MAX_RETRIES", 10, minimum=1)
 # Latest retry (seconds after the original request) a job's own retry_schedule may ask for: 7 days.
@@ -388,30 +341,34 @@ JOBS_DELIVERY_CHUNK = env_int("JOBS_DELIVERY_CHUNK", 100, minimum=1)
 JOBS_LEASE_SECONDS = env_int("JOBS_LEASE_SECONDS", 600, minimum=2)
 # A delivery task's time limit: connecting and reading may each take a job's whole timeout.
 JOBS_DELIVERY_TIME_LIMIT = 2 * JOBS_MAX_TIMEOUT + 15
-if JOBS_LEASE_SECONDS <= JOBS_DELIVERY_TIME_LIMIT:
-    raise ImproperlyConfigured(
-        f"JOBS_LEASE_SECONDS ({JOBS_LEASE_SECONDS}) must be above a delivery's time limit, "
-        f"2 x JOBS_MAX_TIMEOUT + 15 ({JOBS_DELIVERY_TIME_LIMIT})."
-    )
-if JOBS_DEFAULT_TIMEOUT > JOBS_MAX_TIMEOUT:
-    raise ImproperlyConfigured(
-        f"JOBS_DEFAULT_TIMEOUT ({JOBS_DEFAULT_TIMEOUT}) must not be above JOBS_MAX_TIMEOUT ({JOBS_MAX_TIMEOUT})."
-    )
+require(
+    JOBS_LEASE_SECONDS > JOBS_DELIVERY_TIME_LIMIT,
+    f"JOBS_LEASE_SECONDS ({JOBS_LEASE_SECONDS}) must be above a delivery's time limit, "
+    f"2 x JOBS_MAX_TIMEOUT + 15 ({JOBS_DELIVERY_TIME_LIMIT}).",
+)
+require(
+    JOBS_DEFAULT_TIMEOUT <= JOBS_MAX_TIMEOUT,
+    f"JOBS_DEFAULT_TIMEOUT ({JOBS_DEFAULT_TIMEOUT}) must not be above JOBS_MAX_TIMEOUT ({JOBS_MAX_TIMEOUT}).",
+)
 # Secret that signs every job request and callback (Job-Signature); required when DEBUG is off.
-JOBS_SIGNING_KEY = env_str("JOBS_SIGNING_KEY")
-if not JOBS_SIGNING_KEY:
-    if not DEBUG:
-        MISSING_SECRETS.append("JOBS_SIGNING_KEY")
-    else:
-        JOBS_SIGNING_KEY = "insecure-local-development-signing-key"  # only ever with DEBUG on
+JOBS_SIGNING_KEY = env_secret(
+    "JOBS_SIGNING_KEY", debug=DEBUG, development_value="insecure-local-development-signing-key"
+)
 # The key that will replace JOBS_SIGNING_KEY: while set, requests carry a signature with each key.
 JOBS_SIGNING_NEXT_KEY = env_str("JOBS_SIGNING_NEXT_KEY")
+
+# Secrets that are unset while DEBUG is off: settings still load (management commands
+# work), but the web, worker, scheduler and dispatcher processes refuse to start
+# (config/startup.py).
+MISSING_SECRETS = [
+    name for name, value in (("SECRET_KEY", SECRET_KEY), ("JOBS_SIGNING_KEY", JOBS_SIGNING_KEY)) if not value
+]
 
 # --- Outbound HTTP ----------------------------------------------------------
 
 # Networks (comma-separated CIDRs) that requests to user-given URLs may reach although they are
 # loopback, private or otherwise refused, e.g. 127.0.0.0/8 for development. Empty: none.
-OUTBOUND_ALLOWED_NETWORKS = env_list("OUTBOUND_ALLOWED_NETWORKS", [])
+OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS", [])
 
 # --- Subscriptions and the send pipeline -----------------------------------
 
@@ -424,10 +381,7 @@ IDENTITY_STORE_URL = env_str("IDENTITY_STORE_URL")
 # Token sent to the identity store as `Authorization: Token <token>`.
 IDENTITY_STORE_TOKEN = env_str("IDENTITY_STORE_TOKEN", "")
 # Ids of message sets whose sends skip the POST to the message sender (subscriptions still advance).
-try:
-    DRY_RUN_MESSAGESETS = [int(value) for value in env_list("DRY_RUN_MESSAGESETS", [])]
-except ValueError:
-    raise ImproperlyConfigured("DRY_RUN_MESSAGESETS must be message set ids separated by commas.") from None
+DRY_RUN_MESSAGESETS = env_numbers("DRY_RUN_MESSAGESETS", [], minimum=1, whole=True, what="message set ids")
 # Scheme and host put before media paths in image_url and voice_speech_url (e.g. https://sbm.example.org).
 SEND_MEDIA_BASE_URL = env_str("SEND_MEDIA_BASE_URL", "http://localhost:8000")
 # Subscriptions one send task handles (and holds in memory) at a time.
@@ -437,10 +391,7 @@ SEND_CONCURRENCY = env_int("SEND_CONCURRENCY", 32, minimum=1)
 # Seconds one request to the message sender or the identity store may take.
 SEND_TIMEOUT = env_int("SEND_TIMEOUT", 10, minimum=1)
 # Seconds to wait before each retry of a request that failed for a reason worth retrying (one retry each).
-try:
-    SEND_RETRY_DELAYS = [float(value) for value in env_list("SEND_RETRY_DELAYS", ["1", "4", "15"])]
-except ValueError:
-    raise ImproperlyConfigured("SEND_RETRY_DELAYS must be seconds separated by commas, e.g. 1,4,15.") from None
+SEND_RETRY_DELAYS = env_numbers("SEND_RETRY_DELAYS", [1.0, 4.0, 15.0], what="seconds")
 # Longest Retry-After (seconds) a send task waits for; a longer one records the failure for a later requeue.
 SEND_RETRY_AFTER_MAX = env_int("SEND_RETRY_AFTER_MAX", 30)
 # Seconds a send task may spend sending; what is still unsent then is recorded as failed.
@@ -448,11 +399,12 @@ SEND_BATCH_SECONDS = env_int("SEND_BATCH_SECONDS", 120, minimum=1)
 # A send task's hard time limit: its sending time plus one request and the database work.
 SEND_TASK_TIME_LIMIT = SEND_BATCH_SECONDS + 2 * SEND_TIMEOUT + 60
 # Networks (comma-separated CIDRs) that may read /metrics without a token; otherwise a messaging admin token.
-METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", [])
 
 # --- Logging ----------------------------------------------------------------
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# Level of the root logger: DEBUG, INFO, WARNING, ERROR or CRITICAL.
+LOG_LEVEL = env_log_level("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,6 +1,5 @@
 import pytest
-from django.apps import apps
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ValidationError
 
 from contentstore import validators
 from contentstore.models import Schedule
@@ -106,9 +105,3 @@ def test_a_files_type_is_told_from_its_extension(name, media_type):
 )
 def test_allowed_types_take_families(media_type, allowed, ok):
     assert validators.media_type_allowed(media_type, allowed) is ok
-
-
-def test_an_unknown_schedule_time_zone_stops_start_up(settings):
-    settings.SCHEDULE_TIME_ZONE = "Mars/Olympus_Mons"
-    with pytest.raises(ImproperlyConfigured, match="SCHEDULE_TIME_ZONE must be a time zone name"):
-        apps.get_app_config("contentstore").ready()
