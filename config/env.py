@@ -126,5 +126,5 @@ def env_numbers(
 
 def env_secret(name: str, *, debug: bool, development_value: str) -> str:
     """A secret; when unset, `development_value` with DEBUG on, else "" (then serving
-    processes refuse to start: MISSING_SECRETS, config/startup.py)."""
+    processes refuse to start: MISSING_SECRETS, core/startup.py)."""
     return env_str(name) or (development_value if debug else "")

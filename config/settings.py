@@ -10,7 +10,6 @@ from pathlib import Path
 
 import environ
 
-from config import __version__
 from config.env import (
     env_bool,
     env_int,
@@ -23,6 +22,7 @@ from config.env import (
     env_zone,
     require,
 )
+from core import __version__
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -359,7 +359,7 @@ JOBS_SIGNING_NEXT_KEY = env_str("JOBS_SIGNING_NEXT_KEY")
 
 # Secrets that are unset while DEBUG is off: settings still load (management commands
 # work), but the web, worker, scheduler and dispatcher processes refuse to start
-# (config/startup.py).
+# (core/startup.py).
 MISSING_SECRETS = [
     name for name, value in (("SECRET_KEY", SECRET_KEY), ("JOBS_SIGNING_KEY", JOBS_SIGNING_KEY)) if not value
 ]
