@@ -159,7 +159,7 @@ class HeadersField(serializers.Field):
 
 
 @extend_schema_field({"type": "array", "items": {"type": "integer"}})
-class ScheduleField(serializers.Field):
+class RetryDelaysField(serializers.Field):
     """Retry delays in seconds after the first attempt: a list, or comma-separated."""
 
     def to_internal_value(self, data) -> list[int]:
@@ -202,7 +202,7 @@ class JobInputSerializer(serializers.Serializer):
     headers = HeadersField(required=False, help_text="Headers to send.")
     body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Body to send.")
     timeout = serializers.IntegerField(required=False, help_text="Seconds each attempt may take.")
-    retry_schedule = ScheduleField(required=False, help_text="Seconds after the first attempt to retry at.")
+    retry_schedule = RetryDelaysField(required=False, help_text="Seconds after the first attempt to retry at.")
 
     def validate_body(self, value: str) -> str:
         if len(value.encode()) > settings.JOBS_MAX_BODY_BYTES:
@@ -275,7 +275,7 @@ class JobSerializer(serializers.ModelSerializer):
         return job.failure_callback_uri or None
 
     def get_retry_schedule(self, job: Job) -> list[int]:
-        return job.schedule
+        return job.retry_delays
 
 
 class JobCallbackSerializer(serializers.ModelSerializer):

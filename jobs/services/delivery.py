@@ -125,12 +125,12 @@ def next_attempt_time(job: Job, outcome: Outcome, *, now: datetime) -> datetime 
     """When to try again after a failed attempt, or None when every retry is used.
 
     Retries are counted from the first attempt (10 s, 2 min, ... after it); a later
-    Retry-After from the target wins over the schedule.
+    Retry-After from the target wins over the retry delays.
     """
-    schedule = job.schedule
-    if job.attempt_count > len(schedule):
+    delays = job.retry_delays
+    if job.attempt_count > len(delays):
         return None
-    planned = job.first_attempt_at + timedelta(seconds=schedule[job.attempt_count - 1])
+    planned = job.first_attempt_at + timedelta(seconds=delays[job.attempt_count - 1])
     if outcome.response is not None:
         wait = retry_after_seconds(outcome.response.header("Retry-After"), now=now)
         if wait is not None:
