@@ -20,7 +20,6 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -106,35 +105,20 @@ def _request(job: Job, number: int) -> Outcome:
     return outcome
 
 
-def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
-    """Seconds a Retry-After header (delay or HTTP date) asks for, capped by JOBS_RETRY_AFTER_MAX."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            seconds = (parsedate_to_datetime(value) - now).total_seconds()
-        except (TypeError, ValueError, OverflowError):
-            return None
-    return max(0.0, min(seconds, float(settings.JOBS_RETRY_AFTER_MAX)))
-
-
 def next_attempt_time(job: Job, outcome: Outcome, *, now: datetime) -> datetime | None:
     """When to try again after a failed attempt, or None when every retry is used.
 
     Retries are counted from the first attempt (10 s, 2 min, ... after it); a later
-    Retry-After from the target wins over the retry delays.
+    Retry-After from the target (at most JOBS_RETRY_AFTER_MAX) wins over the retry delays.
     """
     delays = job.retry_delays
     if job.attempt_count > len(delays):
         return None
     planned = job.first_attempt_at + timedelta(seconds=delays[job.attempt_count - 1])
     if outcome.response is not None:
-        wait = retry_after_seconds(outcome.response.header("Retry-After"), now=now)
+        wait = outbound.retry_after_seconds(outcome.response.header("Retry-After"), now=now)
         if wait is not None:
-            planned = max(planned, now + timedelta(seconds=wait))
+            planned = max(planned, now + timedelta(seconds=min(wait, settings.JOBS_RETRY_AFTER_MAX)))
     return planned
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -67,19 +66,6 @@ class PeerFailure(Exception):
         self.kind = kind
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds a Retry-After header (seconds or an HTTP date) asks to wait, or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
 def _excerpt(body: bytes) -> str:
     text = body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     return text[:REASON_BODY_CHARS]
@@ -119,7 +105,7 @@ def _request(
             kind = "http_5xx" if status >= 500 else "http_429" if status == 429 else "http_4xx"
             if kind == "http_4xx":
                 raise PeerFailure(reason, kind)
-            wait = retry_after_seconds(response.header("Retry-After"))
+            wait = outbound.retry_after_seconds(response.header("Retry-After"), now=timezone.now())
         if not delays:
             raise PeerFailure(f"{reason} (after {attempt} attempts)" if attempt > 1 else reason, kind)
         delay = delays.pop(0)
