@@ -29,7 +29,9 @@ REASON_BODY_CHARS = 500
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-class Outcome:
+class DeliveryOutcome:
+    """What came of a delivery (`Delivery.outcome`)."""
+
     SENT = "sent"
     DRY_RUN = "dry_run"
     NO_ADDRESS = "no_address"
@@ -55,7 +57,7 @@ class Delivery:
 
     @property
     def delivered(self) -> bool:
-        return self.outcome in (Outcome.SENT, Outcome.DRY_RUN)
+        return self.outcome in (DeliveryOutcome.SENT, DeliveryOutcome.DRY_RUN)
 
 
 class PeerFailure(Exception):
@@ -164,7 +166,7 @@ def outbound_create(delivery: Delivery, *, deadline: float) -> str | None:
 def deliver(delivery: Delivery, *, deadline: float) -> Delivery:
     """Look up the address (when an identity store is set), then send (unless a dry run)."""
     if time.monotonic() > deadline:
-        delivery.outcome = Outcome.FAILED
+        delivery.outcome = DeliveryOutcome.FAILED
         delivery.reason = "Not sent: the send task's time (SEND_BATCH_SECONDS) ran out before this message."
         delivery.failure_kind = "out_of_time"
         return delivery
@@ -172,17 +174,17 @@ def deliver(delivery: Delivery, *, deadline: float) -> Delivery:
         if settings.IDENTITY_STORE_URL:
             address = identity_address(delivery, deadline=deadline)
             if address is None:
-                delivery.outcome = Outcome.NO_ADDRESS
+                delivery.outcome = DeliveryOutcome.NO_ADDRESS
                 delivery.reason = "Valid recipient could not be found"
                 return delivery
             delivery.payload = {"to_addr": address, **delivery.payload}
         if delivery.dry_run:
-            delivery.outcome = Outcome.DRY_RUN
+            delivery.outcome = DeliveryOutcome.DRY_RUN
             return delivery
         delivery.outbound_id = outbound_create(delivery, deadline=deadline)
-        delivery.outcome = Outcome.SENT
+        delivery.outcome = DeliveryOutcome.SENT
     except PeerFailure as failure:
-        delivery.outcome = Outcome.FAILED
+        delivery.outcome = DeliveryOutcome.FAILED
         delivery.reason = str(failure)
         delivery.failure_kind = failure.kind
     return delivery
