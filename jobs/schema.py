@@ -5,31 +5,25 @@ The views answer `{"success": {...}}` or `{"error": {"<parameter>": "<message>"}
 themselves; the serializers below only describe those shapes.
 """
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 from core.pagination import page_size_schema
+from core.schema import api_key_scheme
 
 from .models import JobState
 from .serializers import JobDetailSerializer, JobInputSerializer, JobSerializer
 
-
-class JobsApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "jobs.authentication.JobsTokenAuthentication"
-    name = "jobsApiKey"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "apiKey",
-            "in": "query",
-            "name": "apikey",
-            "description": (
-                "The API key as the `apikey` parameter (query, form field or JSON body field), "
-                "or `Authorization: Token <key>`."
-            ),
-        }
+JobsApiKeyScheme = api_key_scheme(
+    "jobs.authentication.JobsTokenAuthentication",
+    name="jobsApiKey",
+    location="query",
+    parameter="apikey",
+    description=(
+        "The API key as the `apikey` parameter (query, form field or JSON body field), or `Authorization: Token <key>`."
+    ),
+)
 
 
 class JobEnvelopeSerializer(serializers.Serializer):
