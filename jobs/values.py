@@ -80,7 +80,10 @@ def normalize_uri(value: str) -> str:
             "Must be escaped: no spaces or control characters (write a space as %20), "
             f"e.g. https://example.org/hook?text=This%20is%20text, not {text!r}."
         )
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as error:  # a bracket left open: http://[::1/
+        raise InvalidValue(f"Is not a valid URL ({error}).") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
         raise InvalidValue(f"Must be an absolute http or https URL such as https://example.org/hook, not {text!r}.")

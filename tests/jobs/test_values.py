@@ -28,6 +28,7 @@ def test_a_uri_is_stored_with_its_scheme_host_and_explicit_port(given, stored):
         ("/hook", "Must be an absolute http or https URL"),
         ("http://example.org/a b", "Must be escaped"),
         ("http://example.org:99999/", "Is not a valid URL"),
+        ("http://[::1/hook", "Is not a valid URL"),
     ],
 )
 def test_a_uri_that_cannot_be_called_is_invalid(given, message):
