@@ -1,14 +1,11 @@
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+"""The OpenAPI description of the token every API takes."""
 
+from core.schema import api_key_scheme
 
-class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.TokenAuthentication"
-    name = "tokenAuth"
-
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "`Token <token>`, `Bearer <token>` or the token alone.",
-        }
+TokenAuthenticationScheme = api_key_scheme(
+    "accounts.authentication.TokenAuthentication",
+    name="tokenAuth",
+    location="header",
+    parameter="Authorization",
+    description="`Token <token>`, `Bearer <token>` or the token alone.",
+)

@@ -21,7 +21,8 @@ Two kinds of destination:
 
 `send` returns an `OutboundResponse` for any HTTP status and raises an
 `OutboundError` (`DestinationRefused`, `OutboundTimeout`, `OutboundConnectionError`,
-`InvalidDestination`) when no response was had.
+`InvalidDestination`) when no response was had. `retry_after_seconds` reads the
+wait a peer asks for; each caller decides what to do with a long one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -114,6 +117,23 @@ class OutboundResponse:
     def header(self, name: str) -> str | None:
         name = name.lower()
         return next((value for key, value in self.headers if key.lower() == name), None)
+
+
+def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
+    """Seconds a Retry-After header asks to wait: whole seconds, or an HTTP date (0 once it has passed).
+
+    None when there is no header or it cannot be read (a negative or fractional number, a date
+    without a zone, anything else). No limit is applied: each caller has its own.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - now).total_seconds())
+    except (TypeError, ValueError, OverflowError):  # not a date, or one without a zone (naive)
+        return None
 
 
 def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:

@@ -1,5 +1,8 @@
-"""The error answers every REST operation may give, in the OpenAPI schema."""
+"""The error answers every REST operation may give, in the OpenAPI schema, and the
+description of an API-key authentication class as a security scheme.
+"""
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
 DETAIL = {
@@ -38,6 +41,27 @@ TOKEN_QUERY_SCHEME = {
     "name": "token",
     "description": "The token as a query parameter, for clients that cannot set headers (not with the header).",
 }
+
+
+def api_key_scheme(
+    target_class: str, *, name: str, location: str, parameter: str, description: str
+) -> type[OpenApiAuthenticationExtension]:
+    """Describe the authentication class at `target_class` as the apiKey security scheme `name`,
+    read from the `parameter` of the request's `location` (header, query or cookie).
+
+    Defining the extension registers it with drf-spectacular: call this in a module imported
+    at start-up (an app's `schema.py`, imported by its `ready()`).
+    """
+    definition = {"type": "apiKey", "in": location, "name": parameter, "description": description}
+
+    def get_security_definition(self, auto_schema) -> dict:
+        return dict(definition)
+
+    return type(
+        f"{name[:1].upper()}{name[1:]}Scheme",
+        (OpenApiAuthenticationExtension,),
+        {"target_class": target_class, "name": name, "get_security_definition": get_security_definition},
+    )
 
 
 TOO_LARGE = ("The body is larger than MAX_REQUEST_BODY_BYTES; the body says the limit.", DETAIL)

@@ -1,33 +1,36 @@
+"""Jobs in the admin: watched, retried and cancelled (through the services), never written by hand."""
+
 from django.contrib import admin, messages
 
 from . import services
 from .models import Attempt, Job, JobKind
 
 
-class AttemptInline(admin.TabularInline):
-    model = Attempt
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown with their parent, never added, changed or deleted here."""
+
     extra = 0
     can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+
+class AttemptInline(ReadOnlyInline):
+    model = Attempt
     fields = ["number", "outcome", "started_at", "duration_ms", "status_code", "error", "body_excerpt"]
-    readonly_fields = fields
     ordering = ["started_at", "id"]
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
-
-class CallbackInline(admin.TabularInline):
+class CallbackInline(ReadOnlyInline):
     model = Job
     fk_name = "parent"
-    extra = 0
-    can_delete = False
     show_change_link = True
     fields = ["kind", "uri", "state", "attempt_count", "next_attempt_at", "finished_at"]
-    readonly_fields = fields
     verbose_name = "callback"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Job)

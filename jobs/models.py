@@ -95,13 +95,13 @@ class Job(models.Model):
         return f"{self.method} {self.uri} at {self.at:%Y-%m-%d %H:%M:%S%z}"
 
     @property
-    def schedule(self) -> list[int]:
-        """Retry delays in effect: the job's own or the service's."""
+    def retry_delays(self) -> list[int]:
+        """Retry delays in effect, seconds after the first attempt: the job's own or the service's."""
         return self.retry_schedule if self.retry_schedule else list(settings.JOBS_RETRY_SCHEDULE)
 
     @property
     def max_attempts(self) -> int:
-        return 1 + len(self.schedule)
+        return 1 + len(self.retry_delays)
 
 
 class AttemptOutcome(models.TextChoices):

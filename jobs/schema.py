@@ -1,17 +1,109 @@
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+"""The jobs API in the OpenAPI schema: its API key, the envelopes its answers come in,
+its parameters and its errors.
+
+The views answer `{"success": {...}}` or `{"error": {"<parameter>": "<message>"}}`
+themselves; the serializers below only describe those shapes.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+from core.pagination import page_size_schema
+from core.schema import api_key_scheme
+
+from .models import JobState
+from .serializers import JobDetailSerializer, JobInputSerializer, JobSerializer
+
+JobsApiKeyScheme = api_key_scheme(
+    "jobs.authentication.JobsTokenAuthentication",
+    name="jobsApiKey",
+    location="query",
+    parameter="apikey",
+    description=(
+        "The API key as the `apikey` parameter (query, form field or JSON body field), or `Authorization: Token <key>`."
+    ),
+)
 
 
-class JobsApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "jobs.authentication.JobsTokenAuthentication"
-    name = "jobsApiKey"
+class JobEnvelopeSerializer(serializers.Serializer):
+    job = JobSerializer()
 
-    def get_security_definition(self, auto_schema):
-        return {
-            "type": "apiKey",
-            "in": "query",
-            "name": "apikey",
-            "description": (
-                "The API key as the `apikey` parameter (query, form field or JSON body field), "
-                "or `Authorization: Token <key>`."
-            ),
-        }
+
+class JobSuccessSerializer(serializers.Serializer):
+    success = JobEnvelopeSerializer()
+
+
+class JobDetailEnvelopeSerializer(serializers.Serializer):
+    job = JobDetailSerializer()
+
+
+class JobDetailSuccessSerializer(serializers.Serializer):
+    success = JobDetailEnvelopeSerializer()
+
+
+class JobsMessageSerializer(serializers.Serializer):
+    message = serializers.CharField()
+
+
+class JobsMessageSuccessSerializer(serializers.Serializer):
+    success = JobsMessageSerializer()
+
+
+class JobPageSerializer(serializers.Serializer):
+    jobs = JobSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class JobListSuccessSerializer(serializers.Serializer):
+    success = JobPageSerializer()
+
+
+class JobsErrorSerializer(serializers.Serializer):
+    error = serializers.DictField(child=serializers.CharField(), help_text='{"<parameter>": "<message>"}')
+
+
+JOB_BODY = inline_serializer(
+    "JobRequest",
+    {
+        "job": JobInputSerializer(),
+        "apikey": serializers.CharField(required=False, help_text="The API key (or send it another way)."),
+    },
+)
+ERRORS = {
+    code: OpenApiResponse(JobsErrorSerializer, description=description)
+    for code, description in (
+        (400, "A parameter is wrong; the message says how."),
+        (401, "No API key, or an unknown, expired or revoked one."),
+        (403, "The key lacks the jobs scope needed."),
+        (404, "No such job (or not yours)."),
+    )
+}
+# What a request with a body may also be told.
+BODY_ERRORS = {
+    **ERRORS,
+    413: OpenApiResponse(JobsErrorSerializer, description="The body is over MAX_REQUEST_BODY_BYTES."),
+}
+APIKEY = OpenApiParameter("apikey", OpenApiTypes.STR, description="The API key (any token form works).")
+LIST_PARAMETERS = [
+    OpenApiParameter(
+        "state",
+        OpenApiTypes.STR,
+        enum=JobState.values,
+        many=True,
+        description="Only jobs in this state (repeat for several); `failed` is the dead-letter list.",
+    ),
+    OpenApiParameter("at_after", OpenApiTypes.DATETIME, description="Only jobs due at or after this time."),
+    OpenApiParameter("at_before", OpenApiTypes.DATETIME, description="Only jobs due before this time."),
+    OpenApiParameter("page_size", page_size_schema(), description="Jobs per page."),
+    OpenApiParameter("cursor", OpenApiTypes.STR, description="The page, from a `next` or `previous` link."),
+]
+# A job's parameters come as JSON, or as form fields (`job[uri]`, ...).
+JOB_REQUEST = {
+    "application/json": JOB_BODY,
+    "application/x-www-form-urlencoded": OpenApiTypes.OBJECT,
+    "multipart/form-data": OpenApiTypes.OBJECT,
+}
+# What an operation that writes a job's parameters takes and answers (create, update).
+JOB_WRITE = {"parameters": [APIKEY], "request": JOB_REQUEST, "responses": {200: JobSuccessSerializer, **BODY_ERRORS}}

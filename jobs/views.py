@@ -15,7 +15,6 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
-    inline_serializer,
 )
 from rest_framework import serializers
 from rest_framework.exceptions import MethodNotAllowed
@@ -24,68 +23,41 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.pagination import CursorPagination, page_size_schema
+from core.pagination import CursorPagination
 from core.parsers import MultiPartParser
 
 from . import selectors, services
 from .authentication import JobsTokenAuthentication
 from .errors import JobParameterError, jobs_exception_handler
 from .filters import JobFilter
-from .models import JobState
+from .models import Job
 from .parsers import LenientJSONParser, job_parameters, method_override
 from .permissions import JobsPermission
-from .serializers import (
-    JobDetailSerializer,
+from .schema import (
+    APIKEY,
+    BODY_ERRORS,
+    ERRORS,
+    JOB_REQUEST,
+    JOB_WRITE,
+    LIST_PARAMETERS,
     JobDetailSuccessSerializer,
-    JobInputSerializer,
     JobListSuccessSerializer,
-    JobSerializer,
     JobsErrorSerializer,
     JobsMessageSuccessSerializer,
     JobSuccessSerializer,
 )
+from .serializers import JobDetailSerializer, JobInputSerializer, JobSerializer
 
-JOB_BODY = inline_serializer(
-    "JobRequest",
-    {
-        "job": JobInputSerializer(),
-        "apikey": serializers.CharField(required=False, help_text="The API key (or send it another way)."),
-    },
-)
-ERRORS = {
-    code: OpenApiResponse(JobsErrorSerializer, description=description)
-    for code, description in (
-        (400, "A parameter is wrong; the message says how."),
-        (401, "No API key, or an unknown, expired or revoked one."),
-        (403, "The key lacks the jobs scope needed."),
-        (404, "No such job (or not yours)."),
-    )
-}
-# What a request with a body may also be told.
-BODY_ERRORS = {
-    **ERRORS,
-    413: OpenApiResponse(JobsErrorSerializer, description="The body is over MAX_REQUEST_BODY_BYTES."),
-}
-APIKEY = OpenApiParameter("apikey", OpenApiTypes.STR, description="The API key (any token form works).")
-LIST_PARAMETERS = [
-    OpenApiParameter(
-        "state",
-        OpenApiTypes.STR,
-        enum=JobState.values,
-        many=True,
-        description="Only jobs in this state (repeat for several); `failed` is the dead-letter list.",
-    ),
-    OpenApiParameter("at_after", OpenApiTypes.DATETIME, description="Only jobs due at or after this time."),
-    OpenApiParameter("at_before", OpenApiTypes.DATETIME, description="Only jobs due before this time."),
-    OpenApiParameter("page_size", page_size_schema(), description="Jobs per page."),
-    OpenApiParameter("cursor", OpenApiTypes.STR, description="The page, from a `next` or `previous` link."),
-]
-# A job's parameters come as JSON, or as form fields (`job[uri]`, ...).
-JOB_REQUEST = {
-    "application/json": JOB_BODY,
-    "application/x-www-form-urlencoded": OpenApiTypes.OBJECT,
-    "multipart/form-data": OpenApiTypes.OBJECT,
-}
+
+def _job_input(params: dict, *, partial: bool = False) -> dict:
+    """A job's parameters, checked; for an update (`partial`), only those given."""
+    serializer = JobInputSerializer(data=params, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _job_answer(job: Job) -> Response:
+    return Response({"success": {"job": JobSerializer(job).data}})
 
 
 class JobsPagination(CursorPagination):
@@ -138,19 +110,15 @@ class JobCollectionView(JobsView):
 
     @extend_schema(
         operation_id="jobs_create",
-        parameters=[APIKEY],
-        request=JOB_REQUEST,
-        responses={200: JobSuccessSerializer, **BODY_ERRORS},
+        **JOB_WRITE,
         description=(
             "Schedule a request. Parameters as `job[uri]`, `job[at]`, `job[method]`, ... (query or form) "
             'or a JSON body `{"job": {...}, "apikey": "..."}`.'
         ),
     )
     def post(self, request):
-        serializer = JobInputSerializer(data=job_parameters(request))
-        serializer.is_valid(raise_exception=True)
-        job = services.job_create(user=request.user, **serializer.validated_data)
-        return Response({"success": {"job": JobSerializer(job).data}})
+        job = services.job_create(user=request.user, **_job_input(job_parameters(request)))
+        return _job_answer(job)
 
 
 class JobView(JobsView):
@@ -168,9 +136,7 @@ class JobView(JobsView):
 
     @extend_schema(
         operation_id="jobs_update",
-        parameters=[APIKEY],
-        request=JOB_REQUEST,
-        responses={200: JobSuccessSerializer, **BODY_ERRORS},
+        **JOB_WRITE,
         description=(
             "Change the parameters given and schedule the job afresh at its `at` (POST with `_method=PUT` "
             "does the same). A job not yet sent is never sent in its old form."
@@ -181,10 +147,8 @@ class JobView(JobsView):
         params = job_parameters(request)
         if not params:
             raise JobParameterError("job", "Nothing to change: give at least one job parameter, e.g. job[at]=...")
-        serializer = JobInputSerializer(data=params, partial=True)
-        serializer.is_valid(raise_exception=True)
-        job = services.job_update(job=job, **serializer.validated_data)
-        return Response({"success": {"job": JobSerializer(job).data}})
+        job = services.job_update(job=job, **_job_input(params, partial=True))
+        return _job_answer(job)
 
     @extend_schema(
         operation_id="jobs_destroy",
@@ -241,8 +205,7 @@ class JobRetryView(JobsView):
     )
     def post(self, request, job_id: str):
         job = selectors.job_of_user(user=request.user, job_id=job_id)
-        job = services.job_retry(job=job)
-        return Response({"success": {"job": JobSerializer(job).data}})
+        return _job_answer(services.job_retry(job=job))
 
 
 @csrf_exempt  # it answers 404 to every method; a CSRF check would answer an HTML 403 first

@@ -1,6 +1,6 @@
 """Writes and business rules of delayed HTTP jobs."""
 
-from .delivery import jobs_deliver, next_attempt_time, response_report, retry_after_seconds
+from .delivery import jobs_deliver, next_attempt_time, response_report
 from .dispatch import jobs_claim_due, jobs_dispatch_due
 from .scheduling import (
     JOB_FIELDS,
@@ -27,5 +27,4 @@ __all__ = [
     "jobs_dispatch_due",
     "next_attempt_time",
     "response_report",
-    "retry_after_seconds",
 ]

@@ -20,7 +20,6 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -38,7 +37,7 @@ CODE_TYPES = {1: "informational", 2: "success", 3: "redirection", 4: "client_err
 
 
 @dataclass
-class Outcome:
+class RequestResult:
     """What one request came to."""
 
     response: outbound.OutboundResponse | None = None
@@ -74,15 +73,15 @@ def _request_headers(job: Job, number: int, body: bytes) -> dict[str, str]:
     return headers
 
 
-def _send(job: Job) -> Outcome:
+def _send(job: Job) -> RequestResult:
     started = time.monotonic()
-    outcome = _request(job, job.attempt_count)
-    outcome.elapsed = outcome.response.elapsed if outcome.response else time.monotonic() - started
-    outcome.finished = clock.now()
-    return outcome
+    result = _request(job, job.attempt_count)
+    result.elapsed = result.response.elapsed if result.response else time.monotonic() - started
+    result.finished = clock.now()
+    return result
 
 
-def _request(job: Job, number: int) -> Outcome:
+def _request(job: Job, number: int) -> RequestResult:
     body = job.body.encode()
     try:
         response = outbound.send(
@@ -94,47 +93,32 @@ def _request(job: Job, number: int) -> Outcome:
             max_response_bytes=settings.JOBS_RESPONSE_MAX_BYTES,
         )
     except outbound.DestinationRefused as error:
-        return Outcome(error=str(error), refused=True)
+        return RequestResult(error=str(error), refused=True)
     except outbound.OutboundError as error:
-        return Outcome(error=f"{type(error).__name__}: {error}")
+        return RequestResult(error=f"{type(error).__name__}: {error}")
     except Exception as error:  # a bug must not lose the other jobs of the chunk
         logger.exception("Sending job %s failed unexpectedly", job.pk)
-        return Outcome(error=f"Unexpected error: {type(error).__name__}: {error}")
-    outcome = Outcome(response=response)
-    if not outcome.succeeded:
-        outcome.error = f"HTTP {response.status_code}"
-    return outcome
+        return RequestResult(error=f"Unexpected error: {type(error).__name__}: {error}")
+    result = RequestResult(response=response)
+    if not result.succeeded:
+        result.error = f"HTTP {response.status_code}"
+    return result
 
 
-def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
-    """Seconds a Retry-After header (delay or HTTP date) asks for, capped by JOBS_RETRY_AFTER_MAX."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            seconds = (parsedate_to_datetime(value) - now).total_seconds()
-        except (TypeError, ValueError, OverflowError):
-            return None
-    return max(0.0, min(seconds, float(settings.JOBS_RETRY_AFTER_MAX)))
-
-
-def next_attempt_time(job: Job, outcome: Outcome, *, now: datetime) -> datetime | None:
+def next_attempt_time(job: Job, result: RequestResult, *, now: datetime) -> datetime | None:
     """When to try again after a failed attempt, or None when every retry is used.
 
     Retries are counted from the first attempt (10 s, 2 min, ... after it); a later
-    Retry-After from the target wins over the schedule.
+    Retry-After from the target (at most JOBS_RETRY_AFTER_MAX) wins over the retry delays.
     """
-    schedule = job.schedule
-    if job.attempt_count > len(schedule):
+    delays = job.retry_delays
+    if job.attempt_count > len(delays):
         return None
-    planned = job.first_attempt_at + timedelta(seconds=schedule[job.attempt_count - 1])
-    if outcome.response is not None:
-        wait = retry_after_seconds(outcome.response.header("Retry-After"), now=now)
+    planned = job.first_attempt_at + timedelta(seconds=delays[job.attempt_count - 1])
+    if result.response is not None:
+        wait = outbound.retry_after_seconds(result.response.header("Retry-After"), now=now)
         if wait is not None:
-            planned = max(planned, now + timedelta(seconds=wait))
+            planned = max(planned, now + timedelta(seconds=min(wait, settings.JOBS_RETRY_AFTER_MAX)))
     return planned
 
 
@@ -181,19 +165,19 @@ def _callback(job: Job, kind: str, uri: str, payload: dict, now: datetime) -> Jo
     )
 
 
-def _attempt(job: Job, outcome: Outcome, started: datetime) -> Attempt:
-    response = outcome.response
+def _attempt(job: Job, result: RequestResult, started: datetime) -> Attempt:
+    response = result.response
     attempt = Attempt(
         job=job,
         number=job.attempt_count,
         started_at=started,
-        duration_ms=round(outcome.elapsed * 1000, 3),
-        error=outcome.error,
+        duration_ms=round(result.elapsed * 1000, 3),
+        error=result.error,
     )
-    if outcome.refused:
+    if result.refused:
         attempt.outcome = AttemptOutcome.REFUSED
     else:
-        attempt.outcome = AttemptOutcome.SUCCEEDED if outcome.succeeded else AttemptOutcome.FAILED
+        attempt.outcome = AttemptOutcome.SUCCEEDED if result.succeeded else AttemptOutcome.FAILED
     if response is not None:
         attempt.status_code = response.status_code
         attempt.http_version = response.http_version
@@ -202,26 +186,26 @@ def _attempt(job: Job, outcome: Outcome, started: datetime) -> Attempt:
     return attempt
 
 
-def _decide(job: Job, outcome: Outcome, now: datetime) -> tuple[dict, list[Job]]:
-    """The job's new state after `outcome`, and the callbacks it calls for."""
-    if outcome.succeeded:
+def _decide(job: Job, result: RequestResult, now: datetime) -> tuple[dict, list[Job]]:
+    """The job's new state after `result`, and the callbacks it calls for."""
+    if result.succeeded:
         changes = {"state": JobState.SUCCEEDED, "next_attempt_at": None, "finished_at": now}
         if job.kind == JobKind.REQUEST and job.callback_uri:
-            report = response_report(outcome.response)
+            report = response_report(result.response)
             return changes, [_callback(job, JobKind.CALLBACK, job.callback_uri, report, now)]
         return changes, []
-    retry_at = None if outcome.refused else next_attempt_time(job, outcome, now=outcome.finished or now)
+    retry_at = None if result.refused else next_attempt_time(job, result, now=result.finished or now)
     if retry_at is not None:
         return {"state": JobState.SCHEDULED, "next_attempt_at": retry_at}, []
     changes = {"state": JobState.FAILED, "next_attempt_at": None, "finished_at": now}
     if job.kind == JobKind.REQUEST and job.failure_callback_uri:
-        made = job.attempt_count if outcome.attempted else job.attempt_count - 1
-        report = response_report(outcome.response) | {"error": outcome.error, "attempts": made}
+        made = job.attempt_count if result.attempted else job.attempt_count - 1
+        report = response_report(result.response) | {"error": result.error, "attempts": made}
         return changes, [_callback(job, JobKind.FAILURE_CALLBACK, job.failure_callback_uri, report, now)]
     return changes, []
 
 
-def _record(results: list[tuple[Job, Outcome]], lease: str, started: datetime, now: datetime) -> None:
+def _record(results: list[tuple[Job, RequestResult]], lease: str, started: datetime, now: datetime) -> None:
     """Record each attempt, and each job's new state if it still holds `lease` (it may have changed meanwhile)."""
     lease_id = uuid.UUID(lease)
     with transaction.atomic():
@@ -232,14 +216,14 @@ def _record(results: list[tuple[Job, Outcome]], lease: str, started: datetime, n
             .values_list("pk", "lease")
         )
         Attempt.objects.bulk_create(
-            _attempt(job, outcome, started) for job, outcome in results if outcome.attempted and job.pk in present
+            _attempt(job, result, started) for job, result in results if result.attempted and job.pk in present
         )
         same_changes: dict[tuple, list] = defaultdict(list)
         callbacks: list[Job] = []
-        for job, outcome in results:
+        for job, result in results:
             if present.get(job.pk) != lease_id:
                 continue
-            changes, more = _decide(job, outcome, now)
+            changes, more = _decide(job, result, now)
             same_changes[tuple(sorted(changes.items()))].append(job.pk)
             callbacks += more
         for changes, ids in same_changes.items():
@@ -259,9 +243,9 @@ def jobs_deliver(*, job_ids: list[str], lease: str) -> int:
         return 0
     started = clock.now()
     to_send = [job for job in jobs if job.attempt_count <= job.max_attempts]
-    outcomes = list(_executor().map(_send, to_send))
-    results = list(zip(to_send, outcomes, strict=True))
+    sent = list(_executor().map(_send, to_send))
+    results = list(zip(to_send, sent, strict=True))
     # Claimed once more than it may be tried: every attempt was used, the last ones lost with their workers.
-    results += [(job, Outcome(error=LOST_ATTEMPT_ERROR, attempted=False)) for job in jobs if job not in to_send]
+    results += [(job, RequestResult(error=LOST_ATTEMPT_ERROR, attempted=False)) for job in jobs if job not in to_send]
     _record(results, lease, started, clock.now())
     return len(to_send)

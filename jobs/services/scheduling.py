@@ -82,20 +82,6 @@ def job_create(
     )
 
 
-def _reschedule_fields(next_attempt_at: datetime) -> dict:
-    """A fresh start: no attempts, no claim (a worker holding the old one may not record), a new delivery id."""
-    return {
-        "state": JobState.SCHEDULED,
-        "next_attempt_at": next_attempt_at,
-        "first_attempt_at": None,
-        "attempt_count": 0,
-        "attempt_started_at": None,
-        "lease": None,
-        "finished_at": None,
-        "delivery_id": uuid.uuid4(),
-    }
-
-
 @transaction.atomic
 def job_update(*, job: Job, **changes) -> Job:
     """Change a job's parameters (those given) and schedule it afresh at its `at`.
@@ -116,10 +102,7 @@ def job_update(*, job: Job, **changes) -> Job:
         changes["retry_schedule"] = changes["retry_schedule"] or None
     for name, value in changes.items():
         setattr(job, name, value)
-    for name, value in _reschedule_fields(job.at).items():
-        setattr(job, name, value)
-    job.save()
-    return job
+    return _reschedule(job, job.at)
 
 
 def job_delete(*, job: Job) -> None:
@@ -144,8 +127,16 @@ def job_run_now(*, job: Job) -> Job:
 
 
 def _reschedule(job: Job, moment: datetime) -> Job:
-    for name, value in _reschedule_fields(moment).items():
-        setattr(job, name, value)
+    """Save `job` due at `moment` as a fresh start: no attempts, no claim (a worker holding the
+    old one may not record), a new delivery id."""
+    job.state = JobState.SCHEDULED
+    job.next_attempt_at = moment
+    job.first_attempt_at = None
+    job.attempt_count = 0
+    job.attempt_started_at = None
+    job.lease = None
+    job.finished_at = None
+    job.delivery_id = uuid.uuid4()
     job.save()
     return job
 

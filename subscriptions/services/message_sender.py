@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -30,7 +29,9 @@ REASON_BODY_CHARS = 500
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
-class Outcome:
+class DeliveryOutcome:
+    """What came of a delivery (`Delivery.outcome`)."""
+
     SENT = "sent"
     DRY_RUN = "dry_run"
     NO_ADDRESS = "no_address"
@@ -56,7 +57,7 @@ class Delivery:
 
     @property
     def delivered(self) -> bool:
-        return self.outcome in (Outcome.SENT, Outcome.DRY_RUN)
+        return self.outcome in (DeliveryOutcome.SENT, DeliveryOutcome.DRY_RUN)
 
 
 class PeerFailure(Exception):
@@ -65,19 +66,6 @@ class PeerFailure(Exception):
     def __init__(self, reason: str, kind: str = "other"):
         super().__init__(reason)
         self.kind = kind
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds a Retry-After header (seconds or an HTTP date) asks to wait, or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 def _excerpt(body: bytes) -> str:
@@ -119,7 +107,7 @@ def _request(
             kind = "http_5xx" if status >= 500 else "http_429" if status == 429 else "http_4xx"
             if kind == "http_4xx":
                 raise PeerFailure(reason, kind)
-            wait = retry_after_seconds(response.header("Retry-After"))
+            wait = outbound.retry_after_seconds(response.header("Retry-After"), now=timezone.now())
         if not delays:
             raise PeerFailure(f"{reason} (after {attempt} attempts)" if attempt > 1 else reason, kind)
         delay = delays.pop(0)
@@ -178,7 +166,7 @@ def outbound_create(delivery: Delivery, *, deadline: float) -> str | None:
 def deliver(delivery: Delivery, *, deadline: float) -> Delivery:
     """Look up the address (when an identity store is set), then send (unless a dry run)."""
     if time.monotonic() > deadline:
-        delivery.outcome = Outcome.FAILED
+        delivery.outcome = DeliveryOutcome.FAILED
         delivery.reason = "Not sent: the send task's time (SEND_BATCH_SECONDS) ran out before this message."
         delivery.failure_kind = "out_of_time"
         return delivery
@@ -186,17 +174,17 @@ def deliver(delivery: Delivery, *, deadline: float) -> Delivery:
         if settings.IDENTITY_STORE_URL:
             address = identity_address(delivery, deadline=deadline)
             if address is None:
-                delivery.outcome = Outcome.NO_ADDRESS
+                delivery.outcome = DeliveryOutcome.NO_ADDRESS
                 delivery.reason = "Valid recipient could not be found"
                 return delivery
             delivery.payload = {"to_addr": address, **delivery.payload}
         if delivery.dry_run:
-            delivery.outcome = Outcome.DRY_RUN
+            delivery.outcome = DeliveryOutcome.DRY_RUN
             return delivery
         delivery.outbound_id = outbound_create(delivery, deadline=deadline)
-        delivery.outcome = Outcome.SENT
+        delivery.outcome = DeliveryOutcome.SENT
     except PeerFailure as failure:
-        delivery.outcome = Outcome.FAILED
+        delivery.outcome = DeliveryOutcome.FAILED
         delivery.reason = str(failure)
         delivery.failure_kind = failure.kind
     return delivery

@@ -43,7 +43,7 @@ from core.threads import process_pool
 
 from .. import metrics
 from ..models import ProcessStatus, ResendRequest, SendRun, Subscription, SubscriptionSendFailure
-from .message_sender import Delivery, Outcome, deliver
+from .message_sender import Delivery, DeliveryOutcome, deliver
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def _deliver_safely(delivery: Delivery, deadline: float) -> Delivery:
         return deliver(delivery, deadline=deadline)
     except Exception as error:  # a bug must not cost the batch's other messages
         logger.exception("Sending to subscription %s failed unexpectedly", delivery.subscription_id)
-        delivery.outcome = Outcome.FAILED
+        delivery.outcome = DeliveryOutcome.FAILED
         delivery.reason = f"Unexpected error: {type(error).__name__}: {error}"
         delivery.failure_kind = "other"
         return delivery
@@ -305,7 +305,7 @@ def measure(recorder: metrics.Recorder, planned: Plan) -> None:
     for delivery in planned.deliveries:
         recorder.inc("sbm_subscription_sends", outcome=delivery.outcome)
         recorder.inc("sbm_send_retries", delivery.retries)
-        if delivery.outcome == Outcome.FAILED:
+        if delivery.outcome == DeliveryOutcome.FAILED:
             recorder.inc("sbm_send_failures", kind=delivery.failure_kind or "other")
         for seconds in delivery.durations:
             recorder.observe("sbm_peer_request_duration_seconds", seconds)
@@ -327,9 +327,9 @@ def record(
     by_outcome: dict[str, list[Delivery]] = {}
     for delivery in planned.deliveries:
         by_outcome.setdefault(delivery.outcome, []).append(delivery)
-    delivered = by_outcome.get(Outcome.SENT, []) + by_outcome.get(Outcome.DRY_RUN, [])
-    no_address = by_outcome.get(Outcome.NO_ADDRESS, [])
-    failed = by_outcome.get(Outcome.FAILED, [])
+    delivered = by_outcome.get(DeliveryOutcome.SENT, []) + by_outcome.get(DeliveryOutcome.DRY_RUN, [])
+    no_address = by_outcome.get(DeliveryOutcome.NO_ADDRESS, [])
+    failed = by_outcome.get(DeliveryOutcome.FAILED, [])
 
     _consume_prepends([planned.subscriptions[delivery.subscription_id] for delivery in delivered])
     if advance:

@@ -19,7 +19,7 @@ from contentstore.models import Message, Schedule
 
 from .. import metrics
 from ..models import ProcessStatus, ResendRequest, Subscription, SubscriptionSendFailure
-from .message_sender import Delivery, Outcome
+from .message_sender import Delivery, DeliveryOutcome
 from .sending import SendCounts, deliver_all, lock_ready, measure, message_sequence_number, plan, record, send_locked
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def subscription_resend(*, resend_request_id: int) -> Delivery | None:
             resend_request.message = planned.messages.get(delivery.subscription_id)
             resend_request.outbound = _as_uuid(delivery.outbound_id)
             resend_request.save(update_fields=["message", "outbound"])
-            if delivery.outcome == Outcome.FAILED:
+            if delivery.outcome == DeliveryOutcome.FAILED:
                 logger.warning("Resend %s failed: %s", resend_request.pk, delivery.reason)
         measure(recorder, planned)
     recorder.flush()

@@ -33,6 +33,7 @@ def test_a_job_page_shows_its_attempts(staff_client, owner, target, run_due):
     assert response.status_code == 200
     assert b"HTTP 418" in response.content
     assert b"teapot" in response.content
+    assert b'name="attempts-0-error"' not in response.content  # shown, not editable
 
 
 def test_retry_now_sends_a_failed_job_again_at_once(staff_client, owner, clock, run_due, target):

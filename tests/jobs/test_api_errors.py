@@ -32,6 +32,7 @@ def error_of(response, status: int) -> dict:
         ({"job[uri]": "yourapp.com/hook"}, "uri", "Must be an absolute http or https URL"),
         ({"job[uri]": "http://example.org/a b"}, "uri", "Must be escaped: no spaces or control characters"),
         ({"job[uri]": "http://example.org:99999/"}, "uri", "Is not a valid URL"),
+        ({"job[uri]": "http://[::1/hook"}, "uri", "Is not a valid URL"),
         ({"job[uri]": URI, "job[at]": "tomorrow"}, "at", "Is not a time: 'tomorrow'. Write it as 2030-01-31T18:36:21"),
         ({"job[uri]": URI, "job[method]": "FETCH"}, "method", "Must be one of GET, POST, PUT, PATCH, DELETE"),
         ({"job[uri]": URI, "job[timeout]": "0"}, "timeout", "Must be from 1 to 120 seconds."),

@@ -1,0 +1,145 @@
+"""The values a job is made of, and the rules they follow.
+
+When (a time, read and written in JOBS_TIME_ZONE), where (an absolute http or https
+URI, kept with its explicit port), what it sends (headers, body, timeout) and when
+it retries (delays after the first attempt), within the service's limits. Each
+check returns the value as it is stored, or raises `InvalidValue` with the message
+a client reads; the serializers apply them to what a client sends.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from itertools import pairwise
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+
+from .signing import RESERVED_HEADERS
+
+
+class InvalidValue(ValueError):
+    """A value a job may not have; the message says why, and how to write it."""
+
+
+AT_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%dT%H:%M:%S %z")
+AT_HELP = (
+    "Write it as 2030-01-31T18:36:21 (read in JOBS_TIME_ZONE), 2030-01-31T18:36:21Z, "
+    "2030-01-31T18:36:21+02:00 or 2030-01-31 18:36:21 +0200."
+)
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def job_zone() -> ZoneInfo:
+    return ZoneInfo(settings.JOBS_TIME_ZONE)
+
+
+def parse_at(value: str) -> datetime:
+    """A time from the forms the API accepts; one without an offset is read in JOBS_TIME_ZONE.
+
+    An ambiguous local time (clocks going back) is the first of the two; a time that
+    does not exist (clocks going forward) is read with the offset before the change.
+    ValueError when it is not a time.
+    """
+    text = value.strip()
+    moment = None
+    for pattern in AT_FORMATS:
+        try:
+            moment = datetime.strptime(text, pattern)
+            break
+        except ValueError:
+            continue
+    if moment is None:
+        moment = datetime.fromisoformat(text)  # ValueError when it is not a time
+    if timezone.is_naive(moment):
+        moment = moment.replace(tzinfo=job_zone())
+    return moment
+
+
+def format_time(moment: datetime | None) -> str | None:
+    """`2011-01-31 18:36:21 -0800`, in JOBS_TIME_ZONE (fractions of a second only when there are some)."""
+    if moment is None:
+        return None
+    local = moment.astimezone(UTC).astimezone(job_zone())  # through UTC: a time in a DST gap is normalised
+    fraction = f".{local.microsecond:06d}".rstrip("0") if local.microsecond else ""
+    return f"{local:%Y-%m-%d %H:%M:%S}{fraction} {local:%z}"
+
+
+def normalize_uri(value: str) -> str:
+    """The URI with its scheme, host, explicit port and path: `http://yourapp.com:80/?a=1`."""
+    text = value.strip()
+    if len(text) > settings.JOBS_MAX_URI_LENGTH:
+        raise InvalidValue(f"Must be at most {settings.JOBS_MAX_URI_LENGTH} characters.")
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in text):
+        raise InvalidValue(
+            "Must be escaped: no spaces or control characters (write a space as %20), "
+            f"e.g. https://example.org/hook?text=This%20is%20text, not {text!r}."
+        )
+    try:
+        parts = urlsplit(text)
+    except ValueError as error:  # a bracket left open: http://[::1/
+        raise InvalidValue(f"Is not a valid URL ({error}).") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise InvalidValue(f"Must be an absolute http or https URL such as https://example.org/hook, not {text!r}.")
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+        host = httpx.URL(text).raw_host.decode("ascii")
+    except (ValueError, httpx.InvalidURL, UnicodeError) as error:
+        raise InvalidValue(f"Is not a valid URL ({error}).") from None
+    if ":" in host:
+        host = f"[{host}]"
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def request_headers(headers: dict) -> dict[str, str]:
+    """Headers a job may send (at most JOBS_MAX_HEADERS, none the service sets), values as text."""
+    if len(headers) > settings.JOBS_MAX_HEADERS:
+        raise InvalidValue(f"At most {settings.JOBS_MAX_HEADERS} headers.")
+    checked = {}
+    for name, value in headers.items():
+        if not _TOKEN.match(str(name)):
+            raise InvalidValue(f"{name!r} is not a header name.")
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidValue(f"{name} is set by the service and cannot be given.")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise InvalidValue(f"The value of {name} must be a string.")
+        text = str(value)
+        if any(char in text for char in "\r\n\x00"):
+            raise InvalidValue(f"The value of {name} may not contain line breaks or NUL.")
+        checked[name] = text
+    return checked
+
+
+def retry_delays(delays: list[int]) -> list[int]:
+    """A job's own retry delays: increasing seconds after the first attempt, within the service's limits."""
+    if not delays:
+        return []
+    if len(delays) > settings.JOBS_MAX_RETRIES:
+        raise InvalidValue(f"At most {settings.JOBS_MAX_RETRIES} retries.")
+    if delays[0] < 1 or any(later <= earlier for earlier, later in pairwise(delays)):
+        raise InvalidValue("Must be increasing seconds after the first attempt, each at least 1, e.g. 10,120,900.")
+    if delays[-1] > settings.JOBS_MAX_RETRY_DELAY:
+        raise InvalidValue(f"The last retry may be at most {settings.JOBS_MAX_RETRY_DELAY} s after the first attempt.")
+    return delays
+
+
+def request_body(body: str) -> str:
+    """A body a job may send: at most JOBS_MAX_BODY_BYTES."""
+    if len(body.encode()) > settings.JOBS_MAX_BODY_BYTES:
+        raise InvalidValue(f"Must be at most {settings.JOBS_MAX_BODY_BYTES} bytes.")
+    return body
+
+
+def attempt_timeout(seconds: int) -> int:
+    """Seconds each attempt may take: from 1 to JOBS_MAX_TIMEOUT."""
+    if not 1 <= seconds <= settings.JOBS_MAX_TIMEOUT:
+        raise InvalidValue(f"Must be from 1 to {settings.JOBS_MAX_TIMEOUT} seconds.")
+    return seconds
