@@ -1,6 +1,11 @@
+"""The content store's REST API: schedules, message sets, messages and files, written through the services."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, parsers, status, viewsets
+from rest_framework import parsers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -43,39 +48,44 @@ def _content_schema(serializer, *, on_delete: str, refusable: bool = True):
     )
 
 
-class ContentViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
-    """CRUD over one content model; its writes go through the services named by the subclass."""
+@dataclass(frozen=True)
+class Writes:
+    """The services a content viewset writes through: `create(**data)`,
+    `update(<record>=instance, **data)` and `delete(<record>=instance)`."""
+
+    record: str
+    create: Callable
+    update: Callable
+    delete: Callable
+
+
+class ContentViewSet(viewsets.ModelViewSet):
+    """CRUD over one content model; its writes go through the services the subclass names in `writes`."""
 
     permission_classes = [MessagingPermission]
     pagination_class = CursorPagination
     lookup_value_regex = r"\d+"
     ordering_fields = ["id"]
     ordering = ["id"]
+    writes: Writes
+    # A queryset of its own for an action that shows more than the record (related rows fetched with it).
+    action_querysets: dict[str, Callable] = {}
 
-    def create_instance(self, data: dict):
-        raise NotImplementedError
+    def get_queryset(self):
+        queryset = self.action_querysets.get(self.action)
+        return queryset() if queryset else super().get_queryset()
 
     def update_instance(self, instance, data: dict):
-        raise NotImplementedError
-
-    def delete_instance(self, instance) -> None:
-        raise NotImplementedError
+        return self.writes.update(**{self.writes.record: instance}, **data)
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = self.create_instance(serializer.validated_data)
+        serializer.instance = self.writes.create(**serializer.validated_data)
 
     def perform_update(self, serializer) -> None:
         serializer.instance = self.update_instance(serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance) -> None:
-        self.delete_instance(instance)
+        self.writes.delete(**{self.writes.record: instance})
 
 
 @_content_schema(
@@ -88,14 +98,7 @@ class ScheduleViewSet(ContentViewSet):
     queryset = Schedule.objects.all()
     serializer_class = ScheduleSerializer
 
-    def create_instance(self, data):
-        return services.schedule_create(**data)
-
-    def update_instance(self, instance, data):
-        return services.schedule_update(schedule=instance, **data)
-
-    def delete_instance(self, instance):
-        services.schedule_delete(schedule=instance)
+    writes = Writes("schedule", services.schedule_create, services.schedule_update, services.schedule_delete)
 
     @extend_schema(request=None, responses={202: ScheduleSendAcceptedSerializer})
     @action(detail=True, methods=["post"])
@@ -115,25 +118,14 @@ class MessageSetViewSet(ContentViewSet):
     serializer_class = MessageSetSerializer
     filterset_class = MessageSetFilter
 
-    def get_queryset(self):
-        if self.action == "messages":
-            return selectors.messagesets_with_messages()
-        return super().get_queryset()
-
-    def create_instance(self, data):
-        return services.messageset_create(**data)
-
-    def update_instance(self, instance, data):
-        return services.messageset_update(messageset=instance, **data)
-
-    def delete_instance(self, instance):
-        services.messageset_delete(messageset=instance)
+    writes = Writes("messageset", services.messageset_create, services.messageset_update, services.messageset_delete)
+    action_querysets = {"messages": selectors.messagesets_with_messages}
 
     @extend_schema(responses=MessageSetMessagesSerializer, filters=False)
     @action(detail=True, methods=["get"], serializer_class=MessageSetMessagesSerializer, filterset_class=None)
     def messages(self, request, pk=None):
         """The set with its messages (as `message/{id}/content` shows them), by sequence number."""
-        return Response(self.get_serializer(self.get_object()).data)
+        return self.retrieve(request)
 
 
 @_content_schema(MessageSerializer, on_delete="Deletes the message.", refusable=False)
@@ -144,25 +136,14 @@ class MessageViewSet(ContentViewSet):
     serializer_class = MessageSerializer
     filterset_class = MessageFilter
 
-    def get_queryset(self):
-        if self.action == "content":
-            return Message.objects.select_related("binary_content")
-        return super().get_queryset()
-
-    def create_instance(self, data):
-        return services.message_create(**data)
-
-    def update_instance(self, instance, data):
-        return services.message_update(message=instance, **data)
-
-    def delete_instance(self, instance):
-        services.message_delete(message=instance)
+    writes = Writes("message", services.message_create, services.message_update, services.message_delete)
+    action_querysets = {"content": lambda: Message.objects.select_related("binary_content")}
 
     @extend_schema(responses=MessageContentSerializer, filters=False)
     @action(detail=True, methods=["get"], serializer_class=MessageContentSerializer, filterset_class=None)
     def content(self, request, pk=None):
         """The message without its metadata, its file nested as `{id, content}`."""
-        return Response(self.get_serializer(self.get_object()).data)
+        return self.retrieve(request)
 
 
 def _refuse_oversized_body(request) -> None:
@@ -191,16 +172,15 @@ class BinaryContentViewSet(ContentViewSet):
         if request.method in ("POST", "PUT", "PATCH"):
             _refuse_oversized_body(request)
 
-    def create_instance(self, data):
-        return services.binary_content_create(**data)
+    writes = Writes(
+        "binary_content",
+        services.binary_content_create,
+        services.binary_content_update,
+        services.binary_content_delete,
+    )
 
     def update_instance(self, instance, data):
-        if "content" not in data:
-            return instance
-        return services.binary_content_update(binary_content=instance, content=data["content"])
-
-    def delete_instance(self, instance):
-        services.binary_content_delete(binary_content=instance)
+        return super().update_instance(instance, data) if "content" in data else instance
 
 
 class MessageSetLanguagesView(APIView):

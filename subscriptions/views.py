@@ -66,14 +66,7 @@ def _not_found(pk: str) -> Response:
     update=extend_schema(responses={200: SubscriptionSerializer, 400: FIELD_ERRORS}),
     partial_update=extend_schema(responses={200: SubscriptionSerializer, 400: FIELD_ERRORS}),
 )
-class SubscriptionViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
+class SubscriptionViewSet(viewsets.ModelViewSet):
     """Subscriptions: an identity's place in a message set, sent its next message on its schedule. Newest first."""
 
     permission_classes = [MessagingPermission]
