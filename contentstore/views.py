@@ -1,7 +1,6 @@
 """The content store's REST API: schedules, message sets, messages and files, written through the services."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -48,17 +47,6 @@ def _content_schema(serializer, *, on_delete: str, refusable: bool = True):
     )
 
 
-@dataclass(frozen=True)
-class Writes:
-    """The services a content viewset writes through: `create(**data)`,
-    `update(<record>=instance, **data)` and `delete(<record>=instance)`."""
-
-    record: str
-    create: Callable
-    update: Callable
-    delete: Callable
-
-
 class ContentViewSet(viewsets.ModelViewSet):
     """CRUD over one content model; its writes go through the services the subclass names in `writes`."""
 
@@ -67,7 +55,7 @@ class ContentViewSet(viewsets.ModelViewSet):
     lookup_value_regex = r"\d+"
     ordering_fields = ["id"]
     ordering = ["id"]
-    writes: Writes
+    writes: services.Writes
     # A queryset of its own for an action that shows more than the record (related rows fetched with it).
     action_querysets: dict[str, Callable] = {}
 
@@ -76,7 +64,7 @@ class ContentViewSet(viewsets.ModelViewSet):
         return queryset() if queryset else super().get_queryset()
 
     def update_instance(self, instance, data: dict):
-        return self.writes.update(**{self.writes.record: instance}, **data)
+        return self.writes.update_record(instance, data)
 
     def perform_create(self, serializer) -> None:
         serializer.instance = self.writes.create(**serializer.validated_data)
@@ -85,7 +73,7 @@ class ContentViewSet(viewsets.ModelViewSet):
         serializer.instance = self.update_instance(serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance) -> None:
-        self.writes.delete(**{self.writes.record: instance})
+        self.writes.delete_record(instance)
 
 
 @_content_schema(
@@ -98,7 +86,7 @@ class ScheduleViewSet(ContentViewSet):
     queryset = Schedule.objects.all()
     serializer_class = ScheduleSerializer
 
-    writes = Writes("schedule", services.schedule_create, services.schedule_update, services.schedule_delete)
+    writes = services.SCHEDULE_WRITES
 
     @extend_schema(request=None, responses={202: ScheduleSendAcceptedSerializer})
     @action(detail=True, methods=["post"])
@@ -118,7 +106,7 @@ class MessageSetViewSet(ContentViewSet):
     serializer_class = MessageSetSerializer
     filterset_class = MessageSetFilter
 
-    writes = Writes("messageset", services.messageset_create, services.messageset_update, services.messageset_delete)
+    writes = services.MESSAGESET_WRITES
     action_querysets = {"messages": selectors.messagesets_with_messages}
 
     @extend_schema(responses=MessageSetMessagesSerializer, filters=False)
@@ -136,7 +124,7 @@ class MessageViewSet(ContentViewSet):
     serializer_class = MessageSerializer
     filterset_class = MessageFilter
 
-    writes = Writes("message", services.message_create, services.message_update, services.message_delete)
+    writes = services.MESSAGE_WRITES
     action_querysets = {"content": lambda: Message.objects.select_related("binary_content")}
 
     @extend_schema(responses=MessageContentSerializer, filters=False)
@@ -172,12 +160,7 @@ class BinaryContentViewSet(ContentViewSet):
         if request.method in ("POST", "PUT", "PATCH"):
             _refuse_oversized_body(request)
 
-    writes = Writes(
-        "binary_content",
-        services.binary_content_create,
-        services.binary_content_update,
-        services.binary_content_delete,
-    )
+    writes = services.BINARY_CONTENT_WRITES
 
     def update_instance(self, instance, data):
         return super().update_instance(instance, data) if "content" in data else instance
