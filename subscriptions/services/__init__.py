@@ -25,6 +25,8 @@ from .sending import (
 from .triggers import (
     resend_request_create,
     subscription_failures_requeue_all,
+    subscription_failures_requeue_all_queue,
+    subscription_failures_requeue_queue,
     subscription_send_queue,
     subscription_send_refusal,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "subscription_expected_place",
     "subscription_failures_requeue",
     "subscription_failures_requeue_all",
+    "subscription_failures_requeue_all_queue",
+    "subscription_failures_requeue_queue",
     "subscription_request_defaults",
     "subscription_resend",
     "subscription_send_queue",

@@ -66,3 +66,17 @@ def subscription_failures_requeue_all() -> int:
         tasks.requeue_failures.delay_on_commit(ids)
         queued += 1
         after = ids[-1]
+
+
+def subscription_failures_requeue_queue(*, failure_ids: list[int]) -> None:
+    """Queue the requeue of these failures (one task) once the current transaction commits."""
+    from .. import tasks
+
+    tasks.requeue_failures.delay_on_commit(list(failure_ids))
+
+
+def subscription_failures_requeue_all_queue() -> None:
+    """Queue the walk that requeues every failure once the current transaction commits."""
+    from .. import tasks
+
+    tasks.requeue_failed_tasks.delay_on_commit()

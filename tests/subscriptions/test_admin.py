@@ -1,7 +1,7 @@
 import pytest
 from werkzeug import Response
 
-from subscriptions.models import ResendRequest, SubscriptionSendFailure
+from subscriptions.models import ResendRequest, Subscription, SubscriptionSendFailure
 
 from .factories import fresh, make_messages, make_messageset, make_schedule, make_subscription
 
@@ -78,5 +78,52 @@ def test_failures_are_listed_and_requeued_from_the_admin(browser, sender, fire, 
     sender.answer(lambda request: Response('{"id": null}', status=201))
     with run_queued():
         browser.post("/admin/subscriptions/subscriptionsendfailure/requeue-all/")
+    assert fresh(subscription).next_sequence_number == 2
+    assert not SubscriptionSendFailure.objects.exists()
+
+
+def test_a_subscription_added_and_changed_in_the_admin_records_who_did_it(browser, admin_user):
+    messageset = make_messageset()
+    fields = {
+        "identity": "added-by-hand",
+        "version": 1,
+        "messageset": messageset.pk,
+        "initial_sequence_number": 1,
+        "next_sequence_number": 1,
+        "lang": "eng",
+        "active": "on",
+        "schedule": messageset.default_schedule_id,
+        "process_status": 0,
+        "metadata": "{}",
+    }
+    assert browser.post(f"{CHANGELIST}add/", fields).status_code == 302
+    subscription = Subscription.objects.get()
+    assert (subscription.identity, subscription.created_by, subscription.updated_by) == (
+        "added-by-hand",
+        admin_user,
+        admin_user,
+    )
+
+    editor = type(admin_user).objects.create_superuser("editor", "editor@example.org", "secret")
+    browser.force_login(editor)
+    assert browser.post(f"{CHANGELIST}{subscription.pk}/change/", fields | {"lang": "zul"}).status_code == 302
+    changed = fresh(subscription)
+    assert (changed.lang, changed.created_by, changed.updated_by) == ("zul", admin_user, editor)
+
+
+def test_the_requeue_action_sends_the_selected_failures_again(browser, sender, fire, run_queued):
+    messageset = make_messageset()
+    make_messages(messageset, 3)
+    subscription = make_subscription(messageset)
+    sender.answer(lambda request: Response("no", status=400))
+    fire(messageset.default_schedule)
+    failure = SubscriptionSendFailure.objects.get()
+
+    sender.answer(lambda request: Response('{"id": null}', status=201))
+    with run_queued():
+        browser.post(
+            "/admin/subscriptions/subscriptionsendfailure/",
+            {"action": "requeue", "_selected_action": [str(failure.pk)]},
+        )
     assert fresh(subscription).next_sequence_number == 2
     assert not SubscriptionSendFailure.objects.exists()
