@@ -1,4 +1,4 @@
-"""What the apps' admin pages share: saves that go through the services, and views of their own.
+"""What the apps' admin pages share: saves that go through the services, views of their own, read-only rows.
 
 The admin is another face of the services, like the API: a record added or changed
 here is written by the same service function, with the same rules and side effects.
@@ -45,3 +45,16 @@ class ServiceAdmin(admin.ModelAdmin):
             for route, view, suffix in self.extra_views
         ]
         return [*own, *super().get_urls()]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown on their parent's page as a record of what happened: never added, changed or deleted there."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False

@@ -5,7 +5,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import redirect
 
-from core.admin import ServiceAdmin
+from core.admin import ReadOnlyInline, ServiceAdmin
 
 from . import services
 from .models import BehindSubscription, EstimatedSend, SendBatch, SendRun, Subscription, SubscriptionSendFailure
@@ -121,15 +121,9 @@ class EstimatedSendAdmin(admin.ModelAdmin):
     list_select_related = ["messageset"]
 
 
-class SendBatchInline(admin.TabularInline):
+class SendBatchInline(ReadOnlyInline):
     model = SendBatch
-    extra = 0
-    can_delete = False
     fields = ["id", "size", "queued_at", "done_at", "sent", "failed", "skipped"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(SendRun)

@@ -5,18 +5,7 @@ and `delete(<record>=instance)`."""
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .content import (
-    binary_content_create,
-    binary_content_delete,
-    binary_content_update,
-    message_create,
-    message_delete,
-    message_update,
-    messageset_create,
-    messageset_delete,
-    messageset_update,
-)
-from .schedules import schedule_create, schedule_delete, schedule_update
+from . import content, schedules
 
 
 @dataclass(frozen=True)
@@ -33,7 +22,11 @@ class Writes:
         self.delete(**{self.record: instance})
 
 
-SCHEDULE_WRITES = Writes("schedule", schedule_create, schedule_update, schedule_delete)
-MESSAGESET_WRITES = Writes("messageset", messageset_create, messageset_update, messageset_delete)
-MESSAGE_WRITES = Writes("message", message_create, message_update, message_delete)
-BINARY_CONTENT_WRITES = Writes("binary_content", binary_content_create, binary_content_update, binary_content_delete)
+SCHEDULE_WRITES = Writes("schedule", schedules.schedule_create, schedules.schedule_update, schedules.schedule_delete)
+MESSAGESET_WRITES = Writes(
+    "messageset", content.messageset_create, content.messageset_update, content.messageset_delete
+)
+MESSAGE_WRITES = Writes("message", content.message_create, content.message_update, content.message_delete)
+BINARY_CONTENT_WRITES = Writes(
+    "binary_content", content.binary_content_create, content.binary_content_update, content.binary_content_delete
+)

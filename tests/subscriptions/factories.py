@@ -1,6 +1,5 @@
 """Plain factory functions for subscriptions, built through the services, beside the content store's."""
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -9,9 +8,10 @@ from subscriptions import services
 from subscriptions.models import Subscription
 from tests.contentstore.factories import PNG_BYTES, make_binary_content, make_message
 
-# The content factories, which the tests here import from here with the rest.
+# The content store's factories; the tests here import make_messageset and make_schedule from this module.
 from tests.contentstore.factories import make_messageset as make_messageset
 from tests.contentstore.factories import make_schedule as make_schedule
+from tests.contentstore.factories import wait_until as content_wait_until
 
 # A Monday at 08:00 UTC: the run time of the default schedule below, and weekly after it.
 MONDAY_8AM = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
@@ -44,10 +44,5 @@ def week(number: int) -> datetime:
 
 
 def wait_until(condition: Callable[[], bool], *, seconds: float = 20) -> bool:
-    """Whether `condition` holds within `seconds` (for work done by a worker)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    """Whether `condition` holds within `seconds` (for work done by a worker, slower than a thread)."""
+    return content_wait_until(condition, seconds=seconds)

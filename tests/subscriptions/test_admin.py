@@ -1,13 +1,14 @@
 import pytest
 from werkzeug import Response
 
-from subscriptions.models import ResendRequest, Subscription, SubscriptionSendFailure
+from subscriptions.models import ResendRequest, SendRun, Subscription, SubscriptionSendFailure
 
 from .factories import fresh, make_messages, make_messageset, make_schedule, make_subscription
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/subscriptions/subscription/"
+FAILURES = "/admin/subscriptions/subscriptionsendfailure/"
 
 
 @pytest.fixture
@@ -64,21 +65,26 @@ def test_the_deactivate_action_deactivates(browser):
     assert fresh(subscription).active is False
 
 
-def test_failures_are_listed_and_requeued_from_the_admin(browser, sender, fire, run_queued):
+@pytest.fixture
+def failed(sender, fire):
+    """A subscription whose first send failed (the sender answered 400); the sender now accepts."""
     messageset = make_messageset()
     make_messages(messageset, 3)
     subscription = make_subscription(messageset)
     sender.answer(lambda request: Response("no", status=400))
     fire(messageset.default_schedule)
+    sender.answer(lambda request: Response('{"id": null}', status=201))
+    return subscription
 
-    listing = browser.get("/admin/subscriptions/subscriptionsendfailure/")
+
+def test_failures_are_listed_and_requeued_from_the_admin(browser, failed, run_queued):
+    listing = browser.get(FAILURES)
     assert listing.status_code == 200
     assert b"The message sender answered HTTP 400" in listing.content
 
-    sender.answer(lambda request: Response('{"id": null}', status=201))
     with run_queued():
-        browser.post("/admin/subscriptions/subscriptionsendfailure/requeue-all/")
-    assert fresh(subscription).next_sequence_number == 2
+        browser.post(f"{FAILURES}requeue-all/")
+    assert fresh(failed).next_sequence_number == 2
     assert not SubscriptionSendFailure.objects.exists()
 
 
@@ -111,19 +117,20 @@ def test_a_subscription_added_and_changed_in_the_admin_records_who_did_it(browse
     assert (changed.lang, changed.created_by, changed.updated_by) == ("zul", admin_user, editor)
 
 
-def test_the_requeue_action_sends_the_selected_failures_again(browser, sender, fire, run_queued):
-    messageset = make_messageset()
-    make_messages(messageset, 3)
-    subscription = make_subscription(messageset)
-    sender.answer(lambda request: Response("no", status=400))
-    fire(messageset.default_schedule)
+def test_the_requeue_action_sends_the_selected_failures_again(browser, failed, run_queued):
     failure = SubscriptionSendFailure.objects.get()
-
-    sender.answer(lambda request: Response('{"id": null}', status=201))
     with run_queued():
-        browser.post(
-            "/admin/subscriptions/subscriptionsendfailure/",
-            {"action": "requeue", "_selected_action": [str(failure.pk)]},
-        )
-    assert fresh(subscription).next_sequence_number == 2
+        browser.post(FAILURES, {"action": "requeue", "_selected_action": [str(failure.pk)]})
+    assert fresh(failed).next_sequence_number == 2
     assert not SubscriptionSendFailure.objects.exists()
+
+
+def test_a_send_run_page_shows_its_batches_read_only(browser, failed):
+    run = SendRun.objects.get()
+    response = browser.get(f"/admin/subscriptions/sendrun/{run.pk}/change/")
+    assert response.status_code == 200
+    formset = response.context["inline_admin_formsets"][0]
+    assert [batch.failed for batch in run.batches.all()] == [1]
+    assert len(formset.formset.forms) == 1
+    assert not formset.has_add_permission and not formset.formset.can_delete
+    assert set(formset.readonly_fields) == {"id", "size", "queued_at", "done_at", "sent", "failed", "skipped"}
