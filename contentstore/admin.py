@@ -131,12 +131,15 @@ class ScheduleAdmin(ContentAdmin):
 class MessageFormSet(forms.BaseInlineFormSet):
     """A set's messages as its page edits them, written through the message services."""
 
+    @staticmethod
+    def _fields(form, names) -> dict:
+        return {name: form.cleaned_data[name] for name in names if name in MessageInline.fields}
+
     def save_new(self, form, commit=True):
-        fields = {name: form.cleaned_data[name] for name in MessageInline.fields}
-        return services.message_create(messageset=self.instance, **fields)
+        return services.message_create(messageset=self.instance, **self._fields(form, MessageInline.fields))
 
     def save_existing(self, form, obj, commit=True):
-        return services.message_update(message=obj, **{name: form.cleaned_data[name] for name in form.changed_data})
+        return services.message_update(message=obj, **self._fields(form, form.changed_data))
 
     def delete_existing(self, obj, commit=True) -> None:
         services.message_delete(message=obj)
