@@ -1,3 +1,5 @@
+"""The content store in Django's admin: every save and delete goes through the services."""
+
 import io
 
 from django import forms
@@ -7,10 +9,12 @@ from django.db.models import Count
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import slugify
+
+from core.admin import ServiceAdmin
 
 from . import selectors, services
 from .errors import ContentInUse, MessageImportError
@@ -30,6 +34,11 @@ def _run_times(schedule: Schedule, count: int) -> str:
     return format_html_join(mark_safe("<br>"), "{}", ((f"{time:%a %Y-%m-%d %H:%M %Z}",) for time in times))
 
 
+def _counted(title: str):
+    """A list column showing how many related rows each record has (the `row_count` ContentAdmin annotates)."""
+    return admin.display(description=title, ordering="row_count")(lambda model_admin, record: record.row_count)
+
+
 class InUseFilter(admin.SimpleListFilter):
     title = "in use"
     parameter_name = "in_use"
@@ -39,25 +48,36 @@ class InUseFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(use_count__gt=0)
+            return queryset.filter(row_count__gt=0)
         if self.value() == "no":
-            return queryset.filter(use_count=0)
+            return queryset.filter(row_count=0)
         return queryset
 
 
-class ContentAdmin(admin.ModelAdmin):
-    """Deletes go through the services, which refuse (with a message) while something uses the record."""
+class ContentAdmin(ServiceAdmin):
+    """Writes go through the services in `writes`; a delete is refused (with a message) while
+    something uses the record. `counted`: the relation whose rows the list counts per record."""
 
-    def delete_record(self, obj) -> None:
-        obj.delete()
+    writes: services.Writes
+    counted: str | None = None
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset.annotate(row_count=Count(self.counted)) if self.counted else queryset
+
+    def create_record(self, request, data):
+        return self.writes.create(**data)
+
+    def update_record(self, request, obj, changed) -> None:
+        self.writes.update_record(obj, changed)
 
     def delete_model(self, request, obj) -> None:
-        self.delete_record(obj)
+        self.writes.delete_record(obj)
 
     def delete_queryset(self, request, queryset) -> None:
         for obj in queryset:
             try:
-                self.delete_record(obj)
+                self.writes.delete_record(obj)
             except ContentInUse as error:
                 self.message_user(request, " ".join(error.messages), messages.ERROR)
 
@@ -74,9 +94,9 @@ class ScheduleAdmin(ContentAdmin):
     fields = [*CRON_FIELDS, "cron", "coming_run_times", "scheduler_task"]
     readonly_fields = ["cron", "coming_run_times", "scheduler_task"]
     actions = ["sync_periodic_tasks"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(use_count=Count("message_sets"))
+    writes = services.SCHEDULE_WRITES
+    counted = "message_sets"
+    use_count = _counted("message sets")
 
     @admin.display(description="cron (m h dom mon dow)")
     def cron(self, schedule: Schedule) -> str:
@@ -90,10 +110,6 @@ class ScheduleAdmin(ContentAdmin):
     def coming_run_times(self, schedule: Schedule) -> str:
         return _run_times(schedule, RUN_TIMES_SHOWN) if schedule.pk else "-"
 
-    @admin.display(description="message sets", ordering="use_count")
-    def use_count(self, schedule: Schedule) -> int:
-        return schedule.use_count
-
     @admin.display(description="scheduler task")
     def scheduler_task(self, schedule: Schedule) -> str:
         task = schedule.periodic_task
@@ -101,18 +117,6 @@ class ScheduleAdmin(ContentAdmin):
             return "none: save the schedule or use the action to make it"
         url = reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
         return format_html('<a href="{}">{}</a>{}', url, task.name, "" if task.enabled else " (disabled)")
-
-    def save_model(self, request, obj, form, change) -> None:
-        cron = {name: form.cleaned_data[name] for name in CRON_FIELDS}
-        if change:
-            services.schedule_update(schedule=obj, **cron)
-            return
-        created = services.schedule_create(**cron)
-        obj.pk, obj.periodic_task = created.pk, created.periodic_task
-        obj._state.adding = False
-
-    def delete_record(self, obj) -> None:
-        services.schedule_delete(schedule=obj)
 
     @admin.action(description="Make or correct the scheduler tasks of the selected schedules")
     def sync_periodic_tasks(self, request, queryset) -> None:
@@ -124,8 +128,26 @@ class ScheduleAdmin(ContentAdmin):
 # --- Message sets ---------------------------------------------------------------
 
 
+class MessageFormSet(forms.BaseInlineFormSet):
+    """A set's messages as its page edits them, written through the message services."""
+
+    @staticmethod
+    def _fields(form, names) -> dict:
+        return {name: form.cleaned_data[name] for name in names if name in MessageInline.fields}
+
+    def save_new(self, form, commit=True):
+        return services.message_create(messageset=self.instance, **self._fields(form, MessageInline.fields))
+
+    def save_existing(self, form, obj, commit=True):
+        return services.message_update(message=obj, **self._fields(form, form.changed_data))
+
+    def delete_existing(self, obj, commit=True) -> None:
+        services.message_delete(message=obj)
+
+
 class MessageInline(admin.TabularInline):
     model = Message
+    formset = MessageFormSet
     fields = ["sequence_number", "lang", "text_content", "binary_content", "metadata"]
     raw_id_fields = ["binary_content"]
     ordering = ["sequence_number", "lang"]
@@ -176,31 +198,10 @@ class MessageSetAdmin(ContentAdmin):
     inlines = [MessageInline]
     actions = ["clone", "export_messages"]
     change_form_template = "admin/contentstore/messageset/change_form.html"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(message_count=Count("messages"))
-
-    @admin.display(description="messages", ordering="message_count")
-    def message_count(self, messageset: MessageSet) -> int:
-        return messageset.message_count
-
-    def delete_record(self, obj) -> None:
-        services.messageset_delete(messageset=obj)
-
-    def get_urls(self):
-        return [
-            path(
-                "<int:pk>/import/",
-                self.admin_site.admin_view(self.import_view),
-                name="contentstore_messageset_import",
-            ),
-            path(
-                "<int:pk>/export/",
-                self.admin_site.admin_view(self.export_view),
-                name="contentstore_messageset_export",
-            ),
-            *super().get_urls(),
-        ]
+    extra_views = (("<int:pk>/import/", "import_view", "import"), ("<int:pk>/export/", "export_view", "export"))
+    writes = services.MESSAGESET_WRITES
+    counted = "messages"
+    message_count = _counted("messages")
 
     def _only_one(self, request, queryset) -> MessageSet | None:
         if queryset.count() != 1:
@@ -294,6 +295,7 @@ class MessageAdmin(ContentAdmin):
     raw_id_fields = ["binary_content"]
     ordering = ["messageset__short_name", "sequence_number", "lang"]
     fields = ["messageset", "sequence_number", "lang", "text_content", "binary_content", "metadata"]
+    writes = services.MESSAGE_WRITES
 
     @admin.display(description="text")
     def text_preview(self, message: Message) -> str:
@@ -312,9 +314,9 @@ class BinaryContentAdmin(ContentAdmin):
     fields = ["content", "link", "created_at", "updated_at"]
     readonly_fields = ["link", "created_at", "updated_at"]
     date_hierarchy = "created_at"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(use_count=Count("messages"))
+    writes = services.BINARY_CONTENT_WRITES
+    counted = "messages"
+    use_count = _counted("messages")
 
     @admin.display(description="file", ordering="content")
     def file_name(self, item: BinaryContent) -> str:
@@ -323,19 +325,3 @@ class BinaryContentAdmin(ContentAdmin):
     @admin.display(description="link")
     def link(self, item: BinaryContent) -> str:
         return format_html('<a href="{}">{}</a>', item.content.url, item.content.url) if item.content else "-"
-
-    @admin.display(description="messages", ordering="use_count")
-    def use_count(self, item: BinaryContent) -> int:
-        return item.use_count
-
-    def save_model(self, request, obj, form, change) -> None:
-        if change:
-            if "content" in form.changed_data:
-                services.binary_content_update(binary_content=obj, content=form.cleaned_data["content"])
-            return
-        created = services.binary_content_create(content=form.cleaned_data["content"])
-        obj.pk, obj.content = created.pk, created.content
-        obj._state.adding = False
-
-    def delete_record(self, obj) -> None:
-        services.binary_content_delete(binary_content=obj)

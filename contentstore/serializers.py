@@ -1,9 +1,16 @@
+"""The content store's REST bodies: what each record answers with, and the checks a body needs."""
+
 from rest_framework import serializers
 from rest_framework.fields import empty
 from rest_framework.utils import html
 
 from .models import BinaryContent, Message, MessageSet, Schedule
 from .validators import CRON_FIELDS, message_text_errors
+
+# The fields each kind of record answers with; the timestamps always come last.
+MESSAGESET_FIELDS = ["id", "short_name", "label", "content_type", "notes", "channel", "next_set", "default_schedule"]
+MESSAGE_FIELDS = ["id", "messageset", "sequence_number", "lang", "text_content", "binary_content"]
+TIMESTAMPS = ["created_at", "updated_at"]
 
 
 class CronField(serializers.CharField):
@@ -30,18 +37,7 @@ class ScheduleSerializer(serializers.ModelSerializer):
 class MessageSetSerializer(serializers.ModelSerializer):
     class Meta:
         model = MessageSet
-        fields = [
-            "id",
-            "short_name",
-            "label",
-            "content_type",
-            "notes",
-            "channel",
-            "next_set",
-            "default_schedule",
-            "created_at",
-            "updated_at",
-        ]
+        fields = [*MESSAGESET_FIELDS, *TIMESTAMPS]
 
 
 class BinaryContentSerializer(serializers.ModelSerializer):
@@ -59,17 +55,7 @@ class BinaryContentSerializer(serializers.ModelSerializer):
 class MessageSerializer(serializers.ModelSerializer):
     class Meta:
         model = Message
-        fields = [
-            "id",
-            "messageset",
-            "sequence_number",
-            "lang",
-            "text_content",
-            "binary_content",
-            "metadata",
-            "created_at",
-            "updated_at",
-        ]
+        fields = [*MESSAGE_FIELDS, "metadata", *TIMESTAMPS]
 
     def validate(self, attrs: dict) -> dict:
         """The text rules that depend on the set's channel and on the file, reported on `text_content`."""
@@ -99,16 +85,7 @@ class MessageContentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = [
-            "id",
-            "messageset",
-            "sequence_number",
-            "lang",
-            "text_content",
-            "binary_content",
-            "created_at",
-            "updated_at",
-        ]
+        fields = [*MESSAGE_FIELDS, *TIMESTAMPS]
         read_only_fields = fields
 
 
@@ -117,19 +94,7 @@ class MessageSetMessagesSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MessageSet
-        fields = [
-            "id",
-            "short_name",
-            "label",
-            "content_type",
-            "notes",
-            "channel",
-            "next_set",
-            "default_schedule",
-            "messages",
-            "created_at",
-            "updated_at",
-        ]
+        fields = [*MESSAGESET_FIELDS, "messages", *TIMESTAMPS]
         read_only_fields = fields
 
 

@@ -1,6 +1,10 @@
+"""The content store's REST API: schedules, message sets, messages and files, written through the services."""
+
+from collections.abc import Callable
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, parsers, viewsets
+from rest_framework import parsers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -42,39 +46,33 @@ def _content_schema(serializer, *, on_delete: str, refusable: bool = True):
     )
 
 
-class ContentViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
-    """CRUD over one content model; its writes go through the services named by the subclass."""
+class ContentViewSet(viewsets.ModelViewSet):
+    """CRUD over one content model; its writes go through the services the subclass names in `writes`."""
 
     permission_classes = [MessagingPermission]
     pagination_class = CursorPagination
     lookup_value_regex = r"\d+"
     ordering_fields = ["id"]
     ordering = ["id"]
+    writes: services.Writes
+    # A queryset of its own for an action that shows more than the record (related rows fetched with it).
+    action_querysets: dict[str, Callable] = {}
 
-    def create_instance(self, data: dict):
-        raise NotImplementedError
+    def get_queryset(self):
+        queryset = self.action_querysets.get(self.action)
+        return queryset() if queryset else super().get_queryset()
 
     def update_instance(self, instance, data: dict):
-        raise NotImplementedError
-
-    def delete_instance(self, instance) -> None:
-        raise NotImplementedError
+        return self.writes.update_record(instance, data)
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = self.create_instance(serializer.validated_data)
+        serializer.instance = self.writes.create(**serializer.validated_data)
 
     def perform_update(self, serializer) -> None:
         serializer.instance = self.update_instance(serializer.instance, serializer.validated_data)
 
     def perform_destroy(self, instance) -> None:
-        self.delete_instance(instance)
+        self.writes.delete_record(instance)
 
 
 @_content_schema(
@@ -87,14 +85,7 @@ class ScheduleViewSet(ContentViewSet):
     queryset = Schedule.objects.all()
     serializer_class = ScheduleSerializer
 
-    def create_instance(self, data):
-        return services.schedule_create(**data)
-
-    def update_instance(self, instance, data):
-        return services.schedule_update(schedule=instance, **data)
-
-    def delete_instance(self, instance):
-        services.schedule_delete(schedule=instance)
+    writes = services.SCHEDULE_WRITES
 
 
 @_content_schema(
@@ -107,25 +98,14 @@ class MessageSetViewSet(ContentViewSet):
     serializer_class = MessageSetSerializer
     filterset_class = MessageSetFilter
 
-    def get_queryset(self):
-        if self.action == "messages":
-            return selectors.messagesets_with_messages()
-        return super().get_queryset()
-
-    def create_instance(self, data):
-        return services.messageset_create(**data)
-
-    def update_instance(self, instance, data):
-        return services.messageset_update(messageset=instance, **data)
-
-    def delete_instance(self, instance):
-        services.messageset_delete(messageset=instance)
+    writes = services.MESSAGESET_WRITES
+    action_querysets = {"messages": selectors.messagesets_with_messages}
 
     @extend_schema(responses=MessageSetMessagesSerializer, filters=False)
     @action(detail=True, methods=["get"], serializer_class=MessageSetMessagesSerializer, filterset_class=None)
     def messages(self, request, pk=None):
         """The set with its messages (as `message/{id}/content` shows them), by sequence number."""
-        return Response(self.get_serializer(self.get_object()).data)
+        return self.retrieve(request)
 
 
 @_content_schema(MessageSerializer, on_delete="Deletes the message.", refusable=False)
@@ -136,25 +116,14 @@ class MessageViewSet(ContentViewSet):
     serializer_class = MessageSerializer
     filterset_class = MessageFilter
 
-    def get_queryset(self):
-        if self.action == "content":
-            return Message.objects.select_related("binary_content")
-        return super().get_queryset()
-
-    def create_instance(self, data):
-        return services.message_create(**data)
-
-    def update_instance(self, instance, data):
-        return services.message_update(message=instance, **data)
-
-    def delete_instance(self, instance):
-        services.message_delete(message=instance)
+    writes = services.MESSAGE_WRITES
+    action_querysets = {"content": lambda: Message.objects.select_related("binary_content")}
 
     @extend_schema(responses=MessageContentSerializer, filters=False)
     @action(detail=True, methods=["get"], serializer_class=MessageContentSerializer, filterset_class=None)
     def content(self, request, pk=None):
         """The message without its metadata, its file nested as `{id, content}`."""
-        return Response(self.get_serializer(self.get_object()).data)
+        return self.retrieve(request)
 
 
 def _refuse_oversized_body(request) -> None:
@@ -183,16 +152,10 @@ class BinaryContentViewSet(ContentViewSet):
         if request.method in ("POST", "PUT", "PATCH"):
             _refuse_oversized_body(request)
 
-    def create_instance(self, data):
-        return services.binary_content_create(**data)
+    writes = services.BINARY_CONTENT_WRITES
 
     def update_instance(self, instance, data):
-        if "content" not in data:
-            return instance
-        return services.binary_content_update(binary_content=instance, content=data["content"])
-
-    def delete_instance(self, instance):
-        services.binary_content_delete(binary_content=instance)
+        return super().update_instance(instance, data) if "content" in data else instance
 
 
 class MessageSetLanguagesView(APIView):

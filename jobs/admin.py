@@ -2,21 +2,10 @@
 
 from django.contrib import admin, messages
 
+from core.admin import ReadOnlyInline
+
 from . import services
 from .models import Attempt, Job, JobKind
-
-
-class ReadOnlyInline(admin.TabularInline):
-    """Rows shown with their parent, never added, changed or deleted here."""
-
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields
 
 
 class AttemptInline(ReadOnlyInline):

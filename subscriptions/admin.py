@@ -1,15 +1,18 @@
+"""Subscriptions and the send pipeline's records in Django's admin; writes and sends go through the services."""
+
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import redirect
-from django.urls import path
 
-from . import services, tasks
+from core.admin import ReadOnlyInline, ServiceAdmin
+
+from . import services
 from .models import BehindSubscription, EstimatedSend, SendBatch, SendRun, Subscription, SubscriptionSendFailure
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(ServiceAdmin):
     list_display = [
         "id",
         "identity",
@@ -30,11 +33,19 @@ class SubscriptionAdmin(admin.ModelAdmin):
     actions = ["send_next_now", "resend", "deactivate"]
     show_full_result_count = False
 
-    def save_model(self, request, obj, form, change) -> None:
-        if not change:
-            obj.created_by = request.user
-        obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
+    def create_record(self, request, data):
+        return services.subscription_create(created_by=request.user, **data)
+
+    def update_record(self, request, obj, changed) -> None:
+        services.subscription_update(subscription=obj, updated_by=request.user, **changed)
+
+    def delete_model(self, request, obj) -> None:
+        services.subscription_delete(subscription=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            for subscription in queryset:
+                services.subscription_delete(subscription=subscription)
 
     @admin.action(description="Send the next message now")
     def send_next_now(self, request, queryset: QuerySet) -> None:
@@ -69,13 +80,14 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 
 @admin.register(SubscriptionSendFailure)
-class SubscriptionSendFailureAdmin(admin.ModelAdmin):
+class SubscriptionSendFailureAdmin(ServiceAdmin):
     list_display = ["id", "subscription", "sequence_number", "initiated_at", "reason"]
     list_select_related = ["subscription"]
     search_fields = ["=subscription__id", "subscription__identity", "reason"]
     readonly_fields = ["subscription", "task_id", "initiated_at", "reason", "sequence_number"]
     actions = ["requeue"]
     change_list_template = "admin/subscriptions/subscriptionsendfailure/change_list.html"
+    extra_views = (("requeue-all/", "requeue_all", "requeue_all"),)
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -83,22 +95,12 @@ class SubscriptionSendFailureAdmin(admin.ModelAdmin):
     @admin.action(description="Requeue (send again)")
     def requeue(self, request, queryset: QuerySet) -> None:
         ids = list(queryset.values_list("pk", flat=True))
-        transaction.on_commit(lambda: tasks.requeue_failures.delay(ids))
+        services.subscription_failures_requeue_queue(failure_ids=ids)
         self.message_user(request, f"Queued {len(ids)} failure(s) to be sent again.")
-
-    def get_urls(self):
-        return [
-            path(
-                "requeue-all/",
-                self.admin_site.admin_view(self.requeue_all),
-                name="subscriptions_subscriptionsendfailure_requeue_all",
-            ),
-            *super().get_urls(),
-        ]
 
     def requeue_all(self, request):
         if request.method == "POST" and self.has_change_permission(request):
-            transaction.on_commit(tasks.requeue_failed_tasks.delay)
+            services.subscription_failures_requeue_all_queue()
             self.message_user(request, "Queued every failure to be sent again.")
         return redirect("admin:subscriptions_subscriptionsendfailure_changelist")
 
@@ -119,15 +121,9 @@ class EstimatedSendAdmin(admin.ModelAdmin):
     list_select_related = ["messageset"]
 
 
-class SendBatchInline(admin.TabularInline):
+class SendBatchInline(ReadOnlyInline):
     model = SendBatch
-    extra = 0
-    can_delete = False
     fields = ["id", "size", "queued_at", "done_at", "sent", "failed", "skipped"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(SendRun)

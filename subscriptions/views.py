@@ -65,14 +65,7 @@ def _not_found(pk: str) -> Response:
     update=extend_schema(responses={200: SubscriptionSerializer, 400: FIELD_ERRORS}),
     partial_update=extend_schema(responses={200: SubscriptionSerializer, 400: FIELD_ERRORS}),
 )
-class SubscriptionViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet,
-):
+class SubscriptionViewSet(viewsets.ModelViewSet):
     """Subscriptions: an identity's place in a message set, sent its next message on its schedule. Newest first."""
 
     permission_classes = [MessagingPermission]
@@ -156,7 +149,7 @@ class FailedTaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     @extend_schema(request=None, responses={201: RequeuedSerializer})
     def create(self, request):
         """Send again what each failure was for (if its subscription is still at that message)."""
-        services.failures_requeue_queue()
+        services.subscription_failures_requeue_all_queue()
         return Response({"requeued_failed_tasks": True}, status=status.HTTP_201_CREATED)
 
 

@@ -20,11 +20,17 @@ from .schedules import (
     schedule_sync_periodic_task,
     schedule_update,
 )
+from .writes import BINARY_CONTENT_WRITES, MESSAGE_WRITES, MESSAGESET_WRITES, SCHEDULE_WRITES, Writes
 
 __all__ = [
+    "BINARY_CONTENT_WRITES",
     "CSV_COLUMNS",
     "DUPLICATE_MESSAGE",
+    "MESSAGESET_WRITES",
+    "MESSAGE_WRITES",
+    "SCHEDULE_WRITES",
     "ImportResult",
+    "Writes",
     "binary_content_create",
     "binary_content_delete",
     "binary_content_update",

@@ -1,6 +1,7 @@
+"""What the content store's services share: validating a record, and refusing a delete while others use it."""
+
 from collections.abc import Iterable
 
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.db.models import ProtectedError, RestrictedError
 
@@ -9,16 +10,6 @@ from ..errors import ContentInUse
 # How many of the records that use a record a refused delete names, per kind.
 NAMED_USERS = 10
 BLOCKING = (models.PROTECT, models.RESTRICT)
-
-
-def validated(instance: models.Model, *, exclude: list[str] | None = None, unique: bool = True) -> None:
-    """Run the model's validation; errors not tied to a field are reported as `non_field_errors`."""
-    try:
-        instance.full_clean(exclude=exclude, validate_unique=unique, validate_constraints=unique)
-    except ValidationError as error:
-        if hasattr(error, "error_dict") and NON_FIELD_ERRORS in error.error_dict:
-            error.error_dict["non_field_errors"] = error.error_dict.pop(NON_FIELD_ERRORS)
-        raise
 
 
 def _describe(model: type[models.Model], count: int, named: Iterable[models.Model]) -> str:

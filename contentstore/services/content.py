@@ -1,58 +1,35 @@
+"""Message sets, messages and their files: every write validates the record before it saves it."""
+
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.files import File
 from django.db import IntegrityError, transaction
 
+from core.services import model_set_and_validate, model_settable_fields
+
 from ..models import BinaryContent, Message, MessageSet, Schedule
-from .common import delete_unless_in_use, validated
+from .common import delete_unless_in_use
 
 DUPLICATE_MESSAGE = "The fields messageset, sequence_number, lang must make a unique set."
-
-MESSAGESET_FIELDS = {"short_name", "label", "notes", "channel", "next_set", "default_schedule", "content_type"}
-MESSAGE_FIELDS = {"messageset", "sequence_number", "lang", "text_content", "binary_content", "metadata"}
-
-
-def _set_fields(instance, fields: dict[str, Any], allowed: set[str]) -> None:
-    unknown = set(fields) - allowed
-    if unknown:
-        raise TypeError(f"Unknown field(s) for {type(instance).__name__}: {', '.join(sorted(unknown))}")
-    for name, value in fields.items():
-        setattr(instance, name, value)
 
 
 # --- Message sets ---------------------------------------------------------------
 
 
-def messageset_create(
-    *,
-    short_name: str,
-    default_schedule: Schedule,
-    label: str = "",
-    notes: str | None = None,
-    channel: str | None = None,
-    next_set: MessageSet | None = None,
-    content_type: str = "text",
-) -> MessageSet:
-    messageset = MessageSet(
-        short_name=short_name,
-        default_schedule=default_schedule,
-        label=label,
-        notes=notes,
-        channel=channel,
-        next_set=next_set,
-        content_type=content_type,
-    )
-    validated(messageset)
+def _save_messageset(messageset: MessageSet, fields: dict[str, Any]) -> MessageSet:
+    model_set_and_validate(messageset, fields)
     messageset.save()
     return messageset
+
+
+def messageset_create(*, short_name: str, default_schedule: Schedule, **fields: Any) -> MessageSet:
+    """A new set; `fields` are its other fields (label, notes, channel, next_set, content_type)."""
+    return _save_messageset(MessageSet(), {"short_name": short_name, "default_schedule": default_schedule, **fields})
 
 
 def messageset_update(*, messageset: MessageSet, **fields: Any) -> MessageSet:
-    _set_fields(messageset, fields, MESSAGESET_FIELDS)
-    validated(messageset)
-    messageset.save()
-    return messageset
+    return _save_messageset(messageset, fields)
 
 
 def messageset_delete(*, messageset: MessageSet) -> None:
@@ -63,17 +40,11 @@ def messageset_delete(*, messageset: MessageSet) -> None:
 @transaction.atomic
 def messageset_clone(*, messageset: MessageSet, short_name: str, label: str | None = None) -> MessageSet:
     """A copy of the set, named `short_name`, with a copy of each of its messages (sharing their files)."""
-    clone = MessageSet(
-        short_name=short_name,
-        label=messageset.label if label is None else label,
-        notes=messageset.notes,
-        channel=messageset.channel,
-        next_set=messageset.next_set,
-        default_schedule=messageset.default_schedule,
-        content_type=messageset.content_type,
-    )
-    validated(clone)
-    clone.save()
+    fields = {name: getattr(messageset, name) for name in model_settable_fields(MessageSet)}
+    fields["short_name"] = short_name
+    if label is not None:
+        fields["label"] = label
+    clone = _save_messageset(MessageSet(), fields)
     Message.objects.bulk_create(
         Message(
             messageset=clone,
@@ -101,9 +72,9 @@ def _position_taken(message: Message) -> bool:
     )
 
 
-def _save_message(message: Message) -> Message:
-    validated(message, unique=False)
-    duplicate = ValidationError({"non_field_errors": [DUPLICATE_MESSAGE]}, code="unique")
+def _save_message(message: Message, fields: dict[str, Any]) -> Message:
+    model_set_and_validate(message, fields, unique=False)
+    duplicate = ValidationError({NON_FIELD_ERRORS: [DUPLICATE_MESSAGE]}, code="unique")
     if _position_taken(message):
         raise duplicate
     try:
@@ -116,30 +87,16 @@ def _save_message(message: Message) -> Message:
     return message
 
 
-def message_create(
-    *,
-    messageset: MessageSet,
-    sequence_number: int,
-    lang: str,
-    text_content: str | None = None,
-    binary_content: BinaryContent | None = None,
-    metadata: dict | None = None,
-) -> Message:
-    """A new message; its text follows the rules of its set's channel."""
-    message = Message(
-        messageset=messageset,
-        sequence_number=sequence_number,
-        lang=lang,
-        text_content=text_content,
-        binary_content=binary_content,
-        metadata={} if metadata is None else metadata,
+def message_create(*, messageset: MessageSet, sequence_number: int, lang: str, **fields: Any) -> Message:
+    """A new message; `fields` are its other fields (text_content, binary_content, metadata).
+    Its text follows the rules of its set's channel."""
+    return _save_message(
+        Message(), {"messageset": messageset, "sequence_number": sequence_number, "lang": lang, **fields}
     )
-    return _save_message(message)
 
 
 def message_update(*, message: Message, **fields: Any) -> Message:
-    _set_fields(message, fields, MESSAGE_FIELDS)
-    return _save_message(message)
+    return _save_message(message, fields)
 
 
 def message_delete(*, message: Message) -> None:
@@ -157,8 +114,7 @@ def _delete_file_on_commit(name: str | None) -> None:
 
 def binary_content_create(*, content: File) -> BinaryContent:
     """Store an upload (within the size and type limits) under a new, time-based name."""
-    binary_content = BinaryContent(content=content)
-    validated(binary_content)
+    binary_content = model_set_and_validate(BinaryContent(), {"content": content})
     binary_content.save()
     return binary_content
 
@@ -167,8 +123,7 @@ def binary_content_create(*, content: File) -> BinaryContent:
 def binary_content_update(*, binary_content: BinaryContent, content: File) -> BinaryContent:
     """Replace the file; the old one is deleted once the change is committed."""
     old_name = BinaryContent.objects.filter(pk=binary_content.pk).values_list("content", flat=True).first()
-    binary_content.content = content
-    validated(binary_content)
+    model_set_and_validate(binary_content, {"content": content})
     binary_content.save()
     if old_name != binary_content.content.name:
         _delete_file_on_commit(old_name)

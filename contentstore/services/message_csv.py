@@ -11,6 +11,8 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from core.services import model_set_and_validate
+
 from ..errors import MessageImportError
 from ..models import BinaryContent, Message, MessageSet
 
@@ -83,7 +85,8 @@ def _binary_contents(rows: Iterable[_Row]) -> dict[str, BinaryContent]:
     return found
 
 
-def _parse(row: _Row, messageset: MessageSet, existing: dict, files: dict) -> tuple[Message, list[str]]:
+def _parse(row: _Row, messageset: MessageSet, existing: dict, files: dict) -> tuple[tuple, Message | None, list[str]]:
+    """The row's position (sequence_number, lang), its message (new or existing) and its problems."""
     errors = []
     values = row.values
     raw_number = values["sequence_number"].strip()
@@ -106,22 +109,24 @@ def _parse(row: _Row, messageset: MessageSet, existing: dict, files: dict) -> tu
         binary_content = files.get(reference)
         if binary_content is None:
             errors.append(f"binary_content: no binary content with id or file name {reference!r}.")
-
-    message = existing.get((sequence_number, lang)) or Message(messageset=messageset)
-    message.sequence_number = sequence_number
-    message.lang = lang
-    message.text_content = values["text_content"] or None
-    message.binary_content = binary_content
-    message.metadata = metadata
+    position = (sequence_number, lang)
     if errors:  # the message would not validate meaningfully
-        return message, errors
+        return position, None, errors
+    message = existing.get(position) or Message(messageset=messageset)
+    fields = {
+        "sequence_number": sequence_number,
+        "lang": lang,
+        "text_content": values["text_content"] or None,
+        "binary_content": binary_content,
+        "metadata": metadata,
+    }
     try:
-        message.full_clean(exclude=["messageset", "binary_content"], validate_unique=False, validate_constraints=False)
+        model_set_and_validate(message, fields, exclude=["messageset", "binary_content"], unique=False)
     except ValidationError as error:
         for field, messages in error.message_dict.items():
             prefix = "" if field == NON_FIELD_ERRORS else f"{field}: "
             errors.extend(f"{prefix}{text}" for text in messages)
-    return message, errors
+    return position, message, errors
 
 
 def message_import_csv(
@@ -155,13 +160,11 @@ def message_import_csv(
     to_create: list[Message] = []
     to_update: list[Message] = []
     for done, row in enumerate(rows, start=1):
-        message, errors = _parse(row, messageset, existing, files)
-        key = (message.sequence_number, message.lang)
-        if not errors and key in seen:
-            errors.append(
-                f"sequence_number {message.sequence_number} in lang {message.lang!r} is also on row {seen[key]}."
-            )
-        seen.setdefault(key, row.number)
+        position, message, errors = _parse(row, messageset, existing, files)
+        if not errors and position in seen:
+            number, lang = position
+            errors.append(f"sequence_number {number} in lang {lang!r} is also on row {seen[position]}.")
+        seen.setdefault(position, row.number)
         problems.extend(f"Row {row.number}: {error}" for error in errors)
         if not errors:
             (to_update if message.pk else to_create).append(message)

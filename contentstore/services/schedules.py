@@ -1,12 +1,15 @@
+"""Schedules and the periodic task each one owns, created, changed and deleted together."""
+
 import json
 
 from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from core.services import model_set_and_validate
+
 from ..models import Schedule
-from ..validators import CRON_FIELDS
-from .common import delete_unless_in_use, validated
+from .common import delete_unless_in_use
 
 
 @transaction.atomic
@@ -19,10 +22,14 @@ def schedule_create(
     month_of_year: str = "*",
 ) -> Schedule:
     """A new schedule, with the periodic task that fires it."""
-    schedule = Schedule(
-        minute=minute, hour=hour, day_of_week=day_of_week, day_of_month=day_of_month, month_of_year=month_of_year
-    )
-    validated(schedule, exclude=["periodic_task"])
+    cron_fields = {
+        "minute": minute,
+        "hour": hour,
+        "day_of_week": day_of_week,
+        "day_of_month": day_of_month,
+        "month_of_year": month_of_year,
+    }
+    schedule = model_set_and_validate(Schedule(), cron_fields, exclude=["periodic_task"])
     schedule.save()
     schedule_sync_periodic_task(schedule=schedule)
     return schedule
@@ -31,12 +38,7 @@ def schedule_create(
 @transaction.atomic
 def schedule_update(*, schedule: Schedule, **cron_fields: str) -> Schedule:
     """Change some of the schedule's cron fields; its periodic task follows."""
-    unknown = set(cron_fields) - set(CRON_FIELDS)
-    if unknown:
-        raise TypeError(f"Not cron fields: {', '.join(sorted(unknown))}")
-    for name, value in cron_fields.items():
-        setattr(schedule, name, value)
-    validated(schedule, exclude=["periodic_task"])
+    model_set_and_validate(schedule, cron_fields, exclude=["periodic_task"])
     schedule.save()
     schedule_sync_periodic_task(schedule=schedule)
     return schedule

@@ -2,59 +2,29 @@
 
 from typing import Any
 
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-
 from accounts.models import User
+from core.services import model_set_and_validate
 
 from ..models import Subscription
 
-SUBSCRIPTION_FIELDS = {
-    "identity",
-    "version",
-    "messageset",
-    "initial_sequence_number",
-    "next_sequence_number",
-    "lang",
-    "active",
-    "completed",
-    "schedule",
-    "process_status",
-    "metadata",
-}
+# Set by the services from who asks, never from the subscription's fields.
+AUTHORS = ("created_by", "updated_by")
 
 
-def _validated(subscription: Subscription) -> None:
-    try:
-        subscription.full_clean(exclude=["created_by", "updated_by"])
-    except ValidationError as error:
-        if hasattr(error, "error_dict") and NON_FIELD_ERRORS in error.error_dict:
-            error.error_dict["non_field_errors"] = error.error_dict.pop(NON_FIELD_ERRORS)
-        raise
-
-
-def _set_fields(subscription: Subscription, fields: dict[str, Any]) -> None:
-    unknown = set(fields) - SUBSCRIPTION_FIELDS
-    if unknown:
-        raise TypeError(f"Unknown subscription field(s): {', '.join(sorted(unknown))}")
-    for name, value in fields.items():
-        setattr(subscription, name, value)
+def _save(subscription: Subscription, fields: dict[str, Any]) -> Subscription:
+    model_set_and_validate(subscription, fields, fixed=AUTHORS, exclude=AUTHORS)
+    subscription.save()
+    return subscription
 
 
 def subscription_create(*, created_by: User | None = None, **fields: Any) -> Subscription:
     """A new subscription; `fields` are the model's (identity, messageset, lang, schedule required)."""
-    subscription = Subscription(created_by=created_by, updated_by=created_by)
-    _set_fields(subscription, fields)
-    _validated(subscription)
-    subscription.save()
-    return subscription
+    return _save(Subscription(created_by=created_by, updated_by=created_by), fields)
 
 
 def subscription_update(*, subscription: Subscription, updated_by: User | None = None, **fields: Any) -> Subscription:
-    _set_fields(subscription, fields)
     subscription.updated_by = updated_by
-    _validated(subscription)
-    subscription.save()
-    return subscription
+    return _save(subscription, fields)
 
 
 def subscription_delete(*, subscription: Subscription) -> None:

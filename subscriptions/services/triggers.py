@@ -75,33 +75,11 @@ def resend_request_create(*, subscription: Subscription) -> ResendRequest:
     return resend_request
 
 
-def subscription_failures_requeue_all() -> int:
-    """Queue the requeue of every recorded failure, SEND_BATCH_SIZE per task; how many tasks."""
-    from .. import tasks
-
-    failures = SubscriptionSendFailure.objects.order_by("pk").values_list("pk", flat=True)
-    after, queued = 0, 0
-    while True:
-        ids = list(failures.filter(pk__gt=after)[: settings.SEND_BATCH_SIZE])
-        if not ids:
-            return queued
-        tasks.requeue_failures.delay_on_commit(ids)
-        queued += 1
-        after = ids[-1]
-
-
 def _queue(task, *args) -> str:
     """Queue `task` once the current transaction (if any) commits; its id, known now."""
     task_id = str(uuid.uuid4())
     transaction.on_commit(lambda: task.apply_async(args=args, task_id=task_id))
     return task_id
-
-
-def failures_requeue_queue() -> str:
-    """Queue the requeue of every recorded failure; the task's id."""
-    from .. import tasks
-
-    return _queue(tasks.requeue_failed_tasks)
 
 
 def behind_subscriptions_find_queue() -> str:
@@ -118,7 +96,36 @@ def estimated_sends_queue() -> str:
     return _queue(tasks.estimate_daily_sends)
 
 
+def subscription_failures_requeue_queue(*, failure_ids: list[int]) -> None:
+    """Queue the requeue of these failures (one task) once the current transaction commits."""
+    from .. import tasks
+
+    tasks.requeue_failures.delay_on_commit(list(failure_ids))
+
+
+def subscription_failures_requeue_all_queue() -> None:
+    """Queue the walk that requeues every failure once the current transaction commits."""
+    from .. import tasks
+
+    tasks.requeue_failed_tasks.delay_on_commit()
+
+
 # --- What the worker runs -------------------------------------------------------
+
+
+def subscription_failures_requeue_all() -> int:
+    """Queue the requeue of every recorded failure, SEND_BATCH_SIZE per task; how many tasks."""
+    from .. import tasks
+
+    failures = SubscriptionSendFailure.objects.order_by("pk").values_list("pk", flat=True)
+    after, queued = 0, 0
+    while True:
+        ids = list(failures.filter(pk__gt=after)[: settings.SEND_BATCH_SIZE])
+        if not ids:
+            return queued
+        tasks.requeue_failures.delay_on_commit(ids)
+        queued += 1
+        after = ids[-1]
 
 
 def subscriptions_send_next(*, subscription_ids: list, task_id: uuid.UUID | None = None) -> SendCounts:

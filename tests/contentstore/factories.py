@@ -36,6 +36,11 @@ def make_binary_content(name: str = "hello.mp3", data: bytes = AUDIO_BYTES) -> B
     return services.binary_content_create(content=upload(name, data))
 
 
+def in_use_refusal(record: str, users: str) -> dict:
+    """The 400 body of a delete refused while others use `record` (say "schedule 3")."""
+    return {"non_field_errors": [f"Cannot delete {record}: it is used by {users}. Change or delete those first."]}
+
+
 def wait_until(condition: Callable[[], bool], *, seconds: float = 10) -> bool:
     """Whether `condition` holds within `seconds` (for work done by a worker thread)."""
     deadline = time.monotonic() + seconds

@@ -90,6 +90,8 @@ def test_the_clone_action_copies_a_set_with_its_messages(admin_client, content):
     asked = admin_client.post(changelist, {"action": "clone", ACTION_CHECKBOX_NAME: [original.pk]})
     assert asked.status_code == 200
     assert "Short name of the copy" in asked.content.decode()
+    crumbs = f'<a href="{ADMIN}/messageset/">Message sets</a> &rsaquo; Clone message set baby'
+    assert crumbs in " ".join(asked.content.decode().split())
     done = admin_client.post(
         changelist,
         {"action": "clone", ACTION_CHECKBOX_NAME: [original.pk], "clone": "Clone", "short_name": "baby-copy"},
@@ -121,6 +123,11 @@ def test_the_admin_imports_a_csv_all_or_nothing(admin_client, content):
     response = admin_client.post(url, {"file": bad})
     assert response.status_code == 200
     assert response.context["problems"] == ["Row 4: sequence_number: 'lines' is not a whole number."]
+    crumbs = (
+        f'<a href="{ADMIN}/messageset/">Message sets</a> '
+        f'&rsaquo; <a href="{ADMIN}/messageset/{messageset.pk}/change/">baby</a> &rsaquo; Import messages'
+    )
+    assert crumbs in " ".join(response.content.decode().split())
     assert messageset.messages.count() == 3
 
     good = SimpleUploadedFile("m.csv", b"sequence_number,lang,text_content\n3,eng,Week three\n")
@@ -187,3 +194,52 @@ def test_a_message_saved_in_the_admin_follows_the_text_rules(admin_client, conte
     assert response.status_code == 200
     assert "Text has special characters which can be replaced" in response.content.decode()
     assert not Message.objects.filter(sequence_number=5).exists()
+
+
+def test_a_message_set_page_adds_changes_and_deletes_its_messages(admin_client, content):
+    messageset = content["messageset"]
+    first, zulu, second = messageset.messages.order_by("sequence_number", "lang")
+    data = {
+        "short_name": "baby",
+        "label": "Baby",
+        "content_type": "text",
+        "channel": "whatsapp",
+        "default_schedule": messageset.default_schedule_id,
+        "messages-TOTAL_FORMS": 4,
+        "messages-INITIAL_FORMS": 3,
+        "messages-MIN_NUM_FORMS": 0,
+        "messages-MAX_NUM_FORMS": 1000,
+    }
+    rows = [
+        (first, {"text_content": "Week one"}),
+        (zulu, {"DELETE": "on"}),
+        (second, {}),
+        (None, {"sequence_number": 3, "lang": "eng", "text_content": "Week three"}),
+    ]
+    for index, (message, changes) in enumerate(rows):
+        fields = {"metadata": "{}", "messageset": messageset.pk}
+        if message is not None:
+            fields |= {"id": message.pk, "sequence_number": message.sequence_number, "lang": message.lang}
+            fields |= {"text_content": message.text_content, "binary_content": message.binary_content_id or ""}
+        data |= {f"messages-{index}-{name}": value for name, value in (fields | changes).items()}
+
+    response = admin_client.post(f"{ADMIN}/messageset/{messageset.pk}/change/", data)
+
+    assert response.status_code == 302
+    assert MessageSet.objects.get().label == "Baby"
+    assert list(
+        messageset.messages.order_by("sequence_number").values_list("sequence_number", "lang", "text_content")
+    ) == [
+        (1, "eng", "Week one"),
+        (2, "eng", "Message 2 in eng"),
+        (3, "eng", "Week three"),
+    ]
+
+
+def test_a_message_set_added_in_the_admin_is_listed_with_its_message_count(admin_client, content):
+    data = {"short_name": "toddler", "label": "", "content_type": "text", "default_schedule": content["schedule"].pk}
+    data |= {"messages-TOTAL_FORMS": 0, "messages-INITIAL_FORMS": 0}
+    assert admin_client.post(f"{ADMIN}/messageset/add/", data).status_code == 302
+    by_count = admin_client.get(f"{ADMIN}/messageset/", {"o": "7"})  # the messages column (after the checkbox)
+    rows = [(messageset.short_name, messageset.row_count) for messageset in by_count.context["cl"].result_list]
+    assert rows == [("toddler", 0), ("baby", 3)]

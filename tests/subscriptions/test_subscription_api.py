@@ -10,24 +10,10 @@ from .factories import fresh, make_messageset, make_subscription
 
 pytestmark = pytest.mark.django_db
 
-FIELDS = {
-    "url",
-    "id",
-    "version",
-    "identity",
-    "messageset",
-    "next_sequence_number",
-    "lang",
-    "active",
-    "completed",
-    "schedule",
-    "process_status",
-    "metadata",
-    "created_at",
-    "updated_at",
-    "initial_sequence_number",
-    "messageset_label",
-}
+# The body of a subscription, as the reference answered it: its place, its state, and what the API adds.
+PLACE = {"identity", "version", "messageset", "lang", "schedule", "initial_sequence_number", "next_sequence_number"}
+STATE = {"active", "completed", "process_status", "metadata", "created_at", "updated_at"}
+FIELDS = PLACE | STATE | {"url", "id", "messageset_label"}
 
 
 def test_it_creates_a_subscription_with_the_reference_defaults(writer):
