@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import threading
 import time
@@ -28,6 +29,8 @@ from .waiting import HOST, wait_until
 
 # Longest a hanging request is held when it is never released.
 HANG_LIMIT = 60.0
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request received
 
 
 @contextlib.contextmanager
