@@ -11,14 +11,13 @@ database `bench_cache` and Redis database 11.
 """
 
 import argparse
-import datetime
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
 import httpx
-from common import machine, prepare_service, service_environment, start_uvicorn, write_results
+from common import heading, prepare_service, service_environment, start_uvicorn, write_results
 
 from harness.processes import stop_all
 
@@ -103,11 +102,11 @@ def main() -> None:
     finally:
         stop_all([ours, baseline], grace=30)
 
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Cache data API vs framework-free ASGI baseline - {when}",
-        f"Machine: {machine()}, uvicorn --workers {args.workers}, wrk -t2 on the same cores, "
-        f"{args.seconds} s per run, loopback.",
+        *heading(
+            "Cache data API vs framework-free ASGI baseline",
+            f", uvicorn --workers {args.workers}, wrk -t2 on the same cores, {args.seconds} s per run, loopback.",
+        ),
         "",
         "| request | conns | ours req/s | ours p50 ms | ours p99 ms | baseline req/s | baseline p50 ms "
         "| baseline p99 ms | throughput ratio | p99 ratio | non-2xx (ours/base) |",

@@ -81,6 +81,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
 
 
+def heading(title: str, setup: str) -> list[str]:
+    """The first lines of a results table: `title` and the time, then the machine and `setup`."""
+    return [f"{title} - {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", f"Machine: {machine()}{setup}"]
+
+
 def write_results(name: str, text: str, *, stamp: str = "%Y-%m-%d") -> Path:
     """Print the results table and write it to bench/results/<name>-<date>.md."""
     print(text)

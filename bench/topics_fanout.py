@@ -15,14 +15,13 @@ Redis database 10; all traffic stays on loopback and the run stops by itself.
 import argparse
 import asyncio
 import contextlib
-import datetime
 import resource
 import statistics
 import time
 from pathlib import Path
 
 import redis.asyncio
-from common import machine, prepare_service, service_environment, start_uvicorn, write_results
+from common import heading, prepare_service, service_environment, start_uvicorn, write_results
 
 DATABASE = "bench_topics"
 REDIS_URL = "redis://127.0.0.1:6379/10"
@@ -188,7 +187,8 @@ async def pubsub_round(rate: int, subscribers: int) -> dict:
                 latencies.append(time.time() * 1000 - float(message["data"]))
 
     listeners = [asyncio.ensure_future(listen(p)) for p in pubsubs]
-    publisher = redis.asyncio.Redis.from_url(REDIS_URL)
+    # As many publishes in flight as the rate needs (redis-py's default pool stops at 100 connections).
+    publisher = redis.asyncio.Redis.from_url(REDIS_URL, max_connections=10_000)
     start = time.perf_counter()
     sent = await paced(rate, lambda text: publisher.publish(channel, text))
     expected = sent * subscribers
@@ -283,11 +283,11 @@ def main() -> None:
     finally:
         server.stop(grace=30)
 
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Topics fan-out vs Redis pub/sub - {when}",
-        f"Machine: {machine()}; "
-        f"one uvicorn worker; the client on the same cores; {SECONDS_PER_RATE} s per rate; loopback.",
+        *heading(
+            "Topics fan-out vs Redis pub/sub",
+            f"; one uvicorn worker; the client on the same cores; {SECONDS_PER_RATE} s per rate; loopback.",
+        ),
         "",
         f"(a) {args.subscribers} SSE subscribers on one topic",
         "",
