@@ -11,12 +11,6 @@ ADD_URL = "/admin/accounts/apitoken/add/"
 LIST_URL = "/admin/accounts/apitoken/"
 
 
-@pytest.fixture
-def staff_client(client, admin_user):
-    client.force_login(admin_user)
-    return client
-
-
 def test_the_admin_creates_a_token_and_shows_the_secret_once(staff_client):
     member = User.objects.create_user(username="member@example.org")
     response = staff_client.post(

@@ -8,6 +8,7 @@ from contentstore import tasks
 from contentstore.models import Schedule
 
 from .factories import fire_tasks, make_messageset, make_schedule, wait_until
+from .helpers import assert_delete_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -146,13 +147,7 @@ def test_it_refuses_to_delete_a_schedule_a_message_set_uses(writer):
     schedule = make_schedule()
     make_messageset("baby-eng", schedule=schedule)
     response = writer.delete(f"{URL}{schedule.pk}/")
-    assert response.status_code == 400
-    assert response.json() == {
-        "non_field_errors": [
-            f"Cannot delete schedule {schedule.pk}: it is used by 1 message set (baby-eng). "
-            "Change or delete those first."
-        ]
-    }
+    assert_delete_refused(response, what="schedule", pk=schedule.pk, users="1 message set (baby-eng)")
     assert Schedule.objects.filter(pk=schedule.pk).exists()
     assert PeriodicTask.objects.filter(pk=schedule.periodic_task_id).exists()
 

@@ -17,6 +17,7 @@ from config.celery import app as celery_app
 from subscriptions import services, tasks
 from subscriptions.models import SendBatch, SendRun, Subscription
 from subscriptions.services.schedule_sends import period_start
+from tests.processes import child_environment
 
 from .conftest import accepted
 from .factories import MONDAY_8AM, make_messages, make_messageset, make_subscription, wait_until
@@ -137,7 +138,7 @@ def test_a_worker_killed_mid_batch_advances_nothing_and_a_new_fire_finishes_the_
             "import django; django.setup(); from subscriptions import services; "
             f"services.send_batch_process(batch_id={batch.pk}, subscription_ids={[str(s.pk) for s in subscriptions]})",
         ],
-        env=_child_environment(settings, SEND_CONCURRENCY="1", MESSAGE_SENDER_URL=sender.url),
+        env=child_environment(SEND_CONCURRENCY="1", MESSAGE_SENDER_URL=sender.url),
     )
     try:
         assert third_arrived.wait(30), "the child never reached its third message"
@@ -161,16 +162,3 @@ def test_a_worker_killed_mid_batch_advances_nothing_and_a_new_fire_finishes_the_
     assert set(Subscription.objects.values_list("next_sequence_number", flat=True)) == {2}
     run.refresh_from_db()
     assert run.finished_at is not None
-
-
-def _child_environment(settings, **extra: str) -> dict[str, str]:
-    database = connection.settings_dict
-    credentials = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    environment.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        REDIS_URL=settings.REDIS_URL,
-        **extra,
-    )
-    return environment
