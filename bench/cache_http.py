@@ -48,7 +48,7 @@ def wrk(url: str, connections: int, seconds: int, headers: dict[str, str], body_
         ).stdout  # fmt: skip
     latency = {
         percent: float(value) * UNIT[unit]
-        for percent, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", output, re.M)
+        for percent, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)[ \t]*$", output, re.M)
     }
     if set(latency) != {"50", "99"}:
         raise RuntimeError(f"Unexpected wrk output for {url}:\n{output}")
