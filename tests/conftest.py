@@ -186,13 +186,6 @@ def staff_client(client, admin_user):
     return client
 
 
-@pytest.fixture(scope="session")
-def http_server():
-    """A real HTTP server on 127.0.0.1 (pytest-httpserver) for the tests' peers, shared by the session."""
-    with local_server() as server:
-        yield server
-
-
 @pytest.fixture
 def unused_port() -> int:
     """A port on 127.0.0.1 that nothing listens on."""
@@ -213,3 +206,10 @@ def seed_client(live_server, make_token, settings):
     settings.API_PAGE_SIZE = 2
     _, raw = make_token("messaging:write")
     return StageBasedMessagingApiClient(raw, f"{live_server.url}/api/v1")
+
+
+@pytest.fixture(scope="session")
+def http_server():
+    """A real HTTP server on 127.0.0.1 (pytest-httpserver) for the tests' peers, shared by the session."""
+    with local_server() as server:
+        yield server
