@@ -99,6 +99,8 @@ http {{
 
 
 class Topology:
+    """The processes docs/deploy.md describes, on loopback, with their stores, peers and logs in `tmp`."""
+
     def __init__(self, report: Report, tmp: Path) -> None:
         self.report = report
         self.tmp = tmp
