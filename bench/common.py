@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from harness.processes import Process  # noqa: E402 - needs the root on the path, above
-from harness.waiting import wait_for_http  # noqa: E402
+from harness.waiting import wait_for_http, wait_until  # noqa: E402
 
 
 def service_environment(*, database: str, redis_url: str, **settings: str) -> dict[str, str]:
@@ -75,6 +75,13 @@ def start_uvicorn(app: str, port: int, *, env: dict[str, str], workers: int = 1,
 def celery_worker(*options: str) -> list[str]:
     """The command of a Celery worker of the service, with `options` (pool, concurrency, name...)."""
     return [PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING", *options]
+
+
+def wait_for_workers(app, count: int, *, timeout: float = 60) -> None:
+    """Wait until `count` Celery workers of `app` answer a ping."""
+    wait_until(
+        lambda: len(app.control.ping(timeout=0.5)) >= count, what=f"{count} Celery workers to answer", timeout=timeout
+    )
 
 
 def machine() -> str:

@@ -34,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from urllib.request import urlopen
 
-from common import PYTHON, ROOT, celery_worker, ensure_database, write_results
+from common import PYTHON, ROOT, celery_worker, ensure_database, wait_for_workers, write_results
 
 from harness.processes import Processes
 from harness.waiting import free_port, poll, wait_for_port
@@ -186,13 +186,14 @@ def run_spread(sink: str, count: int, seconds: float) -> dict:
 
 
 def run_kill(sink: str, processes: Processes, count: int) -> dict:
+    from config.celery import app as celery_app
     from jobs.models import Attempt, AttemptOutcome
 
     workers = [
         processes.start(f"kill-worker-{n}", celery_worker("--concurrency=1", f"--hostname=kill-{n}@%h"))
         for n in range(2)
     ]
-    time.sleep(6)  # both workers up
+    wait_for_workers(celery_app, 2)
     due = datetime.now(UTC) + timedelta(seconds=2)
     at_by_delivery = schedule_jobs(sink, [due] * count, "slow-kill")
     poll(lambda: len(sink_hits(sink)) >= count * 0.3, timeout=120, every=0.05)
@@ -282,6 +283,8 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
     prepare_storage()
     setup_django()
+    from config.celery import app as celery_app
+
     processes = Processes(env={**os.environ, **ENVIRONMENT}, log_dir=LOGS)
     port = free_port()
     sink = f"http://127.0.0.1:{port}"
@@ -302,7 +305,7 @@ def main() -> None:
                 "worker",
                 celery_worker(f"--concurrency={WORKER_CONCURRENCY}", f"--hostname=bench-{uuid.uuid4().hex[:6]}@%h"),
             )
-            time.sleep(6)
+            wait_for_workers(celery_app, 1)
             if args.burst:
                 sink_reset(sink)
                 burst = run_burst(sink, args.burst)

@@ -37,7 +37,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import PYTHON, ROOT, celery_worker, ensure_database, machine, write_results
+from common import PYTHON, ROOT, celery_worker, ensure_database, machine, wait_for_workers, write_results
 
 from harness.processes import Process, stop_all
 from harness.waiting import free_port, wait_for_port, wait_until
@@ -99,9 +99,6 @@ class Workers:
         process = Process(f"worker-{number}", command, env=self.env, log=self.log_dir / f"worker-{number}.log")
         self.processes.append(process.start())
         return process
-
-    def wait_ready(self, app, count: int, seconds: float) -> None:
-        wait_until(lambda: len(app.control.ping(timeout=0.5)) >= count, what="the workers to start", timeout=seconds)
 
     def note_peaks(self) -> None:
         for process in self.processes:
@@ -344,7 +341,7 @@ def main() -> None:
         baseline = json.loads(load.stdout)["requests_per_second"]
         for _ in range(arguments.workers):
             workers.start()
-        workers.wait_ready(app, arguments.workers, 60)
+        wait_for_workers(app, arguments.workers)
         print("Fire...", flush=True)
         first = scenario_fire(app, workers, sink_port, schedule_id, arguments.subscriptions, arguments.timeout)
         print(json.dumps(first), flush=True)
