@@ -11,17 +11,15 @@ database `bench_cache` and Redis database 11.
 """
 
 import argparse
-import datetime
-import os
-import platform
 import re
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-from common import PYTHON, ROOT, prepare_service, service_environment
+from common import heading, prepare_service, service_environment, start_uvicorn, write_results
+
+from harness.processes import stop_all
 
 DATABASE = "bench_cache"
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -37,21 +35,6 @@ def prepare() -> str:
     return prepare_service(environment(), cache="bench", scope="cache:readwrite:bench")
 
 
-def start(app: str, port: int, workers: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-         "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=environment(),
-    )  # fmt: skip
-    for _ in range(200):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
-            return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{app} did not start")
-
-
 def wrk(url: str, connections: int, seconds: int, headers: dict[str, str], body_size: int = 0) -> dict:
     lines = [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
     if body_size:
@@ -65,7 +48,7 @@ def wrk(url: str, connections: int, seconds: int, headers: dict[str, str], body_
         ).stdout  # fmt: skip
     latency = {
         percent: float(value) * UNIT[unit]
-        for percent, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", output, re.M)
+        for percent, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)[ \t]*$", output, re.M)
     }
     if set(latency) != {"50", "99"}:
         raise RuntimeError(f"Unexpected wrk output for {url}:\n{output}")
@@ -95,8 +78,8 @@ def main() -> None:
 
     token = prepare()
     auth = {"Authorization": token}
-    ours = start("config.asgi:application", OURS_PORT, args.workers)
-    baseline = start("bench.baseline_asgi:app", BASELINE_PORT, args.workers)
+    ours = start_uvicorn("config.asgi:application", OURS_PORT, env=environment(), workers=args.workers)
+    baseline = start_uvicorn("bench.baseline_asgi:app", BASELINE_PORT, env=environment(), workers=args.workers)
     try:
         httpx.put(
             f"http://127.0.0.1:{OURS_PORT}/cache/bench?key=hit&ttl_seconds=3600", content=b"v" * 100, headers=auth
@@ -117,15 +100,13 @@ def main() -> None:
                 rows.append((name, connections, mine, base))
         redis_alone = redis_benchmark()
     finally:
-        for process in (ours, baseline):
-            process.terminate()
-            process.wait(timeout=30)
+        stop_all([ours, baseline], grace=30)
 
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Cache data API vs framework-free ASGI baseline - {when}",
-        f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-        f"uvicorn --workers {args.workers}, wrk -t2 on the same cores, {args.seconds} s per run, loopback.",
+        *heading(
+            "Cache data API vs framework-free ASGI baseline",
+            f", uvicorn --workers {args.workers}, wrk -t2 on the same cores, {args.seconds} s per run, loopback.",
+        ),
         "",
         "| request | conns | ours req/s | ours p50 ms | ours p99 ms | baseline req/s | baseline p50 ms "
         "| baseline p99 ms | throughput ratio | p99 ratio | non-2xx (ours/base) |",
@@ -143,11 +124,7 @@ def main() -> None:
         f"p50 {redis_alone['p50']:.2f} ms, p99 {redis_alone['p99']:.2f} ms.",
         "GET miss answers 404 by design (counted as non-2xx).",
     ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    out = ROOT / "bench" / "results" / f"cache-http-{datetime.date.today().isoformat()}.md"
-    out.write_text(table)
-    print(f"Written to {out.relative_to(ROOT)}")
+    write_results("cache-http", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

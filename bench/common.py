@@ -1,14 +1,26 @@
-"""What the service benchmarks share: a service environment of its own, and its set-up."""
+"""What the service benchmarks share: a service environment of its own, its set-up, its processes, its table.
+
+Run as scripts, the benchmarks have bench/ on the path; importing this module puts the
+repository's root there too, for the harness (ports, waits, process groups).
+"""
 
 import os
+import platform
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 PYTHON = sys.executable
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from harness.processes import Process  # noqa: E402 - needs the root on the path, above
+from harness.waiting import wait_for_http, wait_until  # noqa: E402
 
 
 def service_environment(*, database: str, redis_url: str, **settings: str) -> dict[str, str]:
@@ -30,12 +42,16 @@ def service_environment(*, database: str, redis_url: str, **settings: str) -> di
     }
 
 
+def ensure_database(name: str, server: str = "postgresql://postgres@127.0.0.1:5432") -> None:
+    """Create the database `name` unless it exists."""
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            connection.execute(f'CREATE DATABASE "{name}"')
+
+
 def prepare_service(environment: dict[str, str], *, cache: str, scope: str) -> str:
     """Create the database if need be, migrate, create `cache`; a new token with `scope`."""
-    database = environment["DATABASE_URL"].rsplit("/", 1)[1]
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
-            connection.execute(f"CREATE DATABASE {database}")
+    ensure_database(environment["DATABASE_URL"].rsplit("/", 1)[1])
 
     def manage(*args: str) -> str:
         return subprocess.run(
@@ -45,3 +61,43 @@ def prepare_service(environment: dict[str, str], *, cache: str, scope: str) -> s
     manage("migrate", "--noinput", "-v0")
     manage("createcache", cache)
     return manage("createtoken", "bench@example.org", "--scope", scope).strip().splitlines()[-1]
+
+
+def start_uvicorn(app: str, port: int, *, env: dict[str, str], workers: int = 1, **options) -> Process:
+    """`app` under uvicorn on 127.0.0.1:`port` (as the Procfile runs it, quieter), once it answers."""
+    command = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    command += ["--lifespan", "off", "--no-access-log", "--log-level", "warning", "--backlog", "4096"]
+    process = Process(app, command, env=env, **options).start()
+    wait_for_http(f"http://127.0.0.1:{port}/", status=None, timeout=30, what=f"{app} to answer")
+    return process
+
+
+def celery_worker(*options: str) -> list[str]:
+    """The command of a Celery worker of the service, with `options` (pool, concurrency, name...)."""
+    return [PYTHON, "-m", "celery", "-A", "config", "worker", "--loglevel=WARNING", *options]
+
+
+def wait_for_workers(app, count: int, *, timeout: float = 60) -> None:
+    """Wait until `count` Celery workers of `app` answer a ping."""
+    wait_until(
+        lambda: len(app.control.ping(timeout=0.5)) >= count, what=f"{count} Celery workers to answer", timeout=timeout
+    )
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
+
+
+def heading(title: str, setup: str) -> list[str]:
+    """The first lines of a results table: `title` and the time, then the machine and `setup`."""
+    return [f"{title} - {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", f"Machine: {machine()}{setup}"]
+
+
+def write_results(name: str, text: str, *, stamp: str = "%Y-%m-%d") -> Path:
+    """Print the results table and write it to bench/results/<name>-<date>.md."""
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{datetime.now(UTC):{stamp}}.md"
+    path.write_text(text)
+    print(f"Written to {path.relative_to(ROOT)}")
+    return path

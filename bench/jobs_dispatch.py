@@ -27,21 +27,19 @@ import json
 import os
 import platform
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.request import urlopen
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from common import PYTHON, ROOT, celery_worker, ensure_database, wait_for_workers, write_results
+
+from harness.processes import Processes
+from harness.waiting import free_port, poll, wait_for_port
+
 LOGS = ROOT / "var" / "bench-jobs"  # each process's output
-PYTHON = sys.executable
 DATABASE = "jobs_bench"
 DATABASE_SERVER = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -66,63 +64,15 @@ ENVIRONMENT = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-class Processes:
-    """The processes this run started, stopped by their own ids (and process groups) at the end."""
-
-    def __init__(self):
-        self.started: list[subprocess.Popen] = []
-
-    def start(self, *command: str, name: str) -> subprocess.Popen:
-        LOGS.mkdir(parents=True, exist_ok=True)
-        log = open(LOGS / f"{name}.log", "w")  # noqa: SIM115 - open while the process runs
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, **ENVIRONMENT},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.started.append(process)
-        return process
-
-    def kill(self, process: subprocess.Popen) -> None:
-        """SIGKILL the process and everything in its group (a worker and its pool)."""
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
-
-    def stop(self, process: subprocess.Popen) -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(30)
-
-    def stop_all(self) -> None:
-        for process in reversed(self.started):
-            self.stop(process)
-
-
 def prepare_storage() -> None:
-    import psycopg
     import redis
 
-    with psycopg.connect(f"{DATABASE_SERVER}/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
-            connection.execute(f'CREATE DATABASE "{DATABASE}"')
+    ensure_database(DATABASE, DATABASE_SERVER)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env={**os.environ, **ENVIRONMENT}, check=True
     )
@@ -131,7 +81,6 @@ def prepare_storage() -> None:
 
 def setup_django():
     os.environ.update(ENVIRONMENT)
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -191,15 +140,6 @@ def schedule_jobs(sink: str, times: list[datetime], name: str):
     return {str(job.delivery_id): job.at for job in jobs}
 
 
-def wait_for(condition, limit: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return False
-
-
 def jobs_done() -> bool:
     from jobs.models import Job, JobState
 
@@ -230,7 +170,7 @@ def lateness_report(sink: str, at_by_delivery: dict[str, datetime]) -> dict:
 def run_burst(sink: str, count: int) -> dict:
     due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
     at_by_delivery = schedule_jobs(sink, [due] * count, "burst")
-    wait_for(jobs_done, limit=max(120, count / 50))
+    poll(jobs_done, timeout=max(120, count / 50), every=0.5)
     report = lateness_report(sink, at_by_delivery)
     report["throughput"] = report["received"] / report["span"] if report["span"] > 0 else None
     return report
@@ -240,36 +180,26 @@ def run_spread(sink: str, count: int, seconds: float) -> dict:
     start = datetime.now(UTC) + timedelta(seconds=3)
     times = [start + timedelta(seconds=seconds * n / count) for n in range(count)]
     at_by_delivery = schedule_jobs(sink, times, "spread")
-    wait_for(lambda: datetime.now(UTC) > times[-1], limit=seconds + 10)
-    wait_for(jobs_done, limit=60)
+    poll(lambda: datetime.now(UTC) > times[-1], timeout=seconds + 10, every=0.5)
+    poll(jobs_done, timeout=60, every=0.5)
     return lateness_report(sink, at_by_delivery)
 
 
 def run_kill(sink: str, processes: Processes, count: int) -> dict:
+    from config.celery import app as celery_app
     from jobs.models import Attempt, AttemptOutcome
 
     workers = [
-        processes.start(
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--concurrency=1",
-            "--loglevel=WARNING",
-            f"--hostname=kill-{n}@%h",
-            name=f"kill-worker-{n}",
-        )
+        processes.start(f"kill-worker-{n}", celery_worker("--concurrency=1", f"--hostname=kill-{n}@%h"))
         for n in range(2)
     ]
-    time.sleep(6)  # both workers up
+    wait_for_workers(celery_app, 2)
     due = datetime.now(UTC) + timedelta(seconds=2)
     at_by_delivery = schedule_jobs(sink, [due] * count, "slow-kill")
-    wait_for(lambda: len(sink_hits(sink)) >= count * 0.3, limit=120, step=0.05)
+    poll(lambda: len(sink_hits(sink)) >= count * 0.3, timeout=120, every=0.05)
     killed_at = len(sink_hits(sink))
-    processes.kill(workers[0])
-    finished = wait_for(jobs_done, limit=LEASE_SECONDS * 4 + 120)
+    workers[0].kill()
+    finished = poll(jobs_done, timeout=LEASE_SECONDS * 4 + 120, every=0.5)
     done_after = time.time() - due.timestamp()
     report = lateness_report(sink, at_by_delivery)
     hits = [hit for hit in sink_hits(sink) if hit[0] in at_by_delivery]
@@ -287,7 +217,7 @@ def run_kill(sink: str, processes: Processes, count: int) -> dict:
         duplicates_explained=len(duplicated & explained),
         duplicates_unexplained=len(duplicated - explained),
     )
-    processes.stop(workers[1])
+    workers[1].stop(grace=30)
     return report
 
 
@@ -350,53 +280,32 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=10_000)
     args = parser.parse_args()
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
     load_at_start = os.getloadavg()[0]
     prepare_storage()
     setup_django()
-    processes = Processes()
+    from config.celery import app as celery_app
+
+    processes = Processes(env={**os.environ, **ENVIRONMENT}, log_dir=LOGS)
     port = free_port()
     sink = f"http://127.0.0.1:{port}"
     try:
         processes.start(
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "--app-dir",
-            "bench",
-            "jobs_sink:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--lifespan",
-            "off",
-            name="sink",
-        )
-        if not wait_for(lambda: _reachable(port), limit=30, step=0.1):
-            raise SystemExit("The sink did not start; see var/bench-jobs/sink.log.")
+            "sink",
+            [PYTHON, "-m", "uvicorn", "--app-dir", "bench", "jobs_sink:app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning", "--no-access-log", "--lifespan", "off"],
+        )  # fmt: skip
+        wait_for_port(port, what="the sink to listen (see var/bench-jobs/sink.log)")
         base = baseline(sink, args.baseline)
         print(f"baseline: {base['rate']:.0f} requests/s", flush=True)
 
-        processes.start(PYTHON, "manage.py", "dispatchjobs", name="dispatcher")
+        processes.start("dispatcher", [PYTHON, "manage.py", "dispatchjobs"])
         burst = spread = kill = None
         if args.burst or args.spread:
             worker = processes.start(
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "config",
                 "worker",
-                f"--concurrency={WORKER_CONCURRENCY}",
-                "--loglevel=WARNING",
-                f"--hostname=bench-{uuid.uuid4().hex[:6]}@%h",
-                name="worker",
+                celery_worker(f"--concurrency={WORKER_CONCURRENCY}", f"--hostname=bench-{uuid.uuid4().hex[:6]}@%h"),
             )
-            time.sleep(6)
+            wait_for_workers(celery_app, 1)
             if args.burst:
                 sink_reset(sink)
                 burst = run_burst(sink, args.burst)
@@ -405,27 +314,16 @@ def main() -> None:
                 sink_reset(sink)
                 spread = run_spread(sink, args.spread, args.spread_seconds)
                 print(f"(b) {spread}", flush=True)
-            processes.stop(worker)
+            worker.stop(grace=30)
         if args.kill:
             sink_reset(sink)
             kill = run_kill(sink, processes, args.kill)
             print(f"(c) {kill}", flush=True)
     finally:
-        processes.stop_all()
+        processes.stop_all(grace=30)
 
     text = table(base, burst, spread, kill, args, (load_at_start, os.getloadavg()[0]))
-    path = RESULTS / f"jobs-{datetime.now(UTC):%Y%m%d-%H%M}.md"
-    path.write_text(text)
-    print(text)
-    print(f"Written to {path.relative_to(ROOT)}")
-
-
-def _reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    write_results("jobs", text, stamp="%Y%m%d-%H%M")
 
 
 if __name__ == "__main__":

@@ -30,27 +30,21 @@ import json
 import os
 import platform
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+from common import PYTHON, ROOT, celery_worker, ensure_database, machine, wait_for_workers, write_results
+
+from harness.processes import Process, stop_all
+from harness.waiting import free_port, wait_for_port, wait_until
+
 DATABASE_NAME = "subscriptions_bench"
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DATABASE_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/9"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def environment(sink_port: int, arguments) -> dict[str, str]:
@@ -70,26 +64,6 @@ def environment(sink_port: int, arguments) -> dict[str, str]:
     )
     env.pop("IDENTITY_STORE_URL", None)
     return env
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-
-
-def wait_for_port(port: int, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"Nothing listens on port {port}")
 
 
 def sink_call(port: int, path: str, body: bytes | None = None) -> dict:
@@ -115,44 +89,16 @@ class Workers:
         self.pool = pool
         self.concurrency = concurrency
         self.log_dir = log_dir
-        self.processes: list[subprocess.Popen] = []
+        self.processes: list[Process] = []
         self.peaks: dict[int, float] = {}
 
-    def start(self) -> subprocess.Popen:
+    def start(self) -> Process:
         number = len(self.processes) + 1
-        log = open(self.log_dir / f"worker-{number}.log", "w")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [
-                str(Path(PYTHON).parent / "celery"),
-                "-A",
-                "config",
-                "worker",
-                "-P",
-                self.pool,
-                "-c",
-                str(self.concurrency),
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "WARNING",
-                "-n",
-                f"bench{number}@%h",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.processes.append(process)
+        command = celery_worker("-P", self.pool, "-c", str(self.concurrency), "-n", f"bench{number}@%h")
+        command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        process = Process(f"worker-{number}", command, env=self.env, log=self.log_dir / f"worker-{number}.log")
+        self.processes.append(process.start())
         return process
-
-    def wait_ready(self, app, count: int, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if len(app.control.ping(timeout=0.5)) >= count:
-                return
-        raise RuntimeError("The workers did not start")
 
     def note_peaks(self) -> None:
         for process in self.processes:
@@ -160,26 +106,17 @@ class Workers:
             if peak is not None:
                 self.peaks[process.pid] = max(peak, self.peaks.get(process.pid, 0))
 
-    def kill(self, process: subprocess.Popen) -> None:
+    def kill(self, process: Process) -> None:
         self.note_peaks()
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
+        process.kill()
 
     def stop(self) -> None:
         self.note_peaks()
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(self.processes, grace=15)
 
 
 def setup_django(env: dict[str, str]) -> None:
     os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -241,16 +178,6 @@ def run_state() -> tuple[bool, int, int]:
     return finished, advanced, pending
 
 
-def wait_for(condition, seconds: float, what: str, every: float = 0.25):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise RuntimeError(f"Gave up waiting for {what} after {seconds:g} s")
-
-
 def fire(app, schedule_id: int) -> float:
     started = time.time()
     app.send_task("subscriptions.send_schedule", args=[schedule_id])
@@ -265,8 +192,8 @@ def queue_length(app) -> int:
 def scenario_fire(app, workers: Workers, sink_port: int, schedule_id: int, count: int, timeout: float) -> dict:
     sink_call(sink_port, "/_reset", b"{}")
     started = fire(app, schedule_id)
-    wait_for(lambda: sink_call(sink_port, "/_stats")["distinct"] >= count, timeout, "every delivery")
-    wait_for(lambda: run_state()[0], timeout, "the send to finish")
+    wait_until(lambda: sink_call(sink_port, "/_stats")["distinct"] >= count, what="every delivery", timeout=timeout)
+    wait_until(lambda: run_state()[0], what="the send to finish", timeout=timeout)
     finished_at = time.time()
     workers.note_peaks()
     stats = sink_call(sink_port, "/_stats")
@@ -288,7 +215,8 @@ def scenario_kill(app, workers: Workers, sink_port: int, schedule_id: int, count
     reset_sends()
     sink_call(sink_port, "/_reset", b"{}")
     started = fire(app, schedule_id)
-    wait_for(lambda: sink_call(sink_port, "/_stats")["deliveries"] >= count // 3, timeout, "a third delivered")
+    third = count // 3
+    wait_until(lambda: sink_call(sink_port, "/_stats")["deliveries"] >= third, what="a third", timeout=timeout)
     victim = workers.processes[0]
     workers.kill(victim)
     killed_at = time.time()
@@ -300,10 +228,10 @@ def scenario_kill(app, workers: Workers, sink_port: int, schedule_id: int, count
         time.sleep(1.0)
         return queue_length(app) == 0 and sink_call(sink_port, "/_stats")["deliveries"] == before
 
-    wait_for(drained, timeout, "the queue to drain", every=0)
+    wait_until(drained, what="the queue to drain", timeout=timeout, every=0)
     stalled = run_state()
     refired = fire(app, schedule_id)
-    wait_for(lambda: run_state()[0], timeout, "the re-run send to finish")
+    wait_until(lambda: run_state()[0], what="the re-run send to finish", timeout=timeout)
     finished_at = time.time()
     workers.note_peaks()
     stats = sink_call(sink_port, "/_stats")
@@ -337,8 +265,7 @@ def table(arguments, baseline: float, first: dict, killed: dict, peaks: dict[int
     lines = [
         f"# Schedule send benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"Machine: {platform.node()}, {os.cpu_count()} cores, {platform.python_implementation()} "
-        f"{platform.python_version()}; PostgreSQL, Redis, sink and workers on the same machine (loopback).",
+        f"Machine: {platform.node()}, {machine()}; PostgreSQL, Redis, sink and workers on the same machine (loopback).",
         f"{count:,} subscriptions on one schedule; {arguments.workers} Celery worker processes "
         f"(`-P {arguments.pool} -c {arguments.worker_concurrency}`), "
         f"SEND_BATCH_SIZE={arguments.batch_size}, SEND_CONCURRENCY={arguments.concurrency}.",
@@ -386,7 +313,7 @@ def main() -> None:
 
     sink_port = free_port()
     env = environment(sink_port, arguments)
-    ensure_database()
+    ensure_database(DATABASE_NAME)
     subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     import redis
 
@@ -398,7 +325,8 @@ def main() -> None:
     schedule_id = make_data(arguments.subscriptions)
 
     log_dir = Path(tempfile.mkdtemp(prefix="bench-subscriptions-"))
-    sink = subprocess.Popen([PYTHON, str(ROOT / "bench" / "subscriptions_sink.py"), "serve", "--port", str(sink_port)])
+    sink = Process("sink", [PYTHON, str(ROOT / "bench" / "subscriptions_sink.py"), "serve", "--port", str(sink_port)])
+    sink.start()
     workers = Workers(env, log_dir, arguments.pool, arguments.worker_concurrency)
     try:
         wait_for_port(sink_port)
@@ -413,7 +341,7 @@ def main() -> None:
         baseline = json.loads(load.stdout)["requests_per_second"]
         for _ in range(arguments.workers):
             workers.start()
-        workers.wait_ready(app, arguments.workers, 60)
+        wait_for_workers(app, arguments.workers)
         print("Fire...", flush=True)
         first = scenario_fire(app, workers, sink_port, schedule_id, arguments.subscriptions, arguments.timeout)
         print(json.dumps(first), flush=True)
@@ -422,13 +350,10 @@ def main() -> None:
         print(json.dumps(killed), flush=True)
     finally:
         workers.stop()
-        sink.terminate()
-        sink.wait(10)
+        sink.stop(grace=10)
     result = table(arguments, baseline, first, killed, workers.peaks)
-    print(result)
-    out = ROOT / "bench" / "results" / f"subscriptions-{datetime.now(UTC):%Y%m%d-%H%M}.md"
-    out.write_text(result)
-    print(f"Written to {out.relative_to(ROOT)} (worker logs in {log_dir})")
+    write_results("subscriptions", result, stamp="%Y%m%d-%H%M")
+    print(f"Worker logs in {log_dir}")
 
 
 if __name__ == "__main__":

@@ -15,17 +15,13 @@ Redis database 10; all traffic stays on loopback and the run stops by itself.
 import argparse
 import asyncio
 import contextlib
-import datetime
-import os
-import platform
 import resource
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import redis.asyncio
-from common import PYTHON, ROOT, prepare_service, service_environment
+from common import heading, prepare_service, service_environment, start_uvicorn, write_results
 
 DATABASE = "bench_topics"
 REDIS_URL = "redis://127.0.0.1:6379/10"
@@ -48,21 +44,6 @@ def raise_file_limit() -> None:
 
 def prepare() -> str:
     return prepare_service(environment(), cache="bench", scope="topics:publishsubscribe:bench")
-
-
-def start_server() -> subprocess.Popen:
-    process = subprocess.Popen(
-        [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(PORT),
-         "--workers", "1", "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
-        cwd=ROOT, env=environment(), preexec_fn=raise_file_limit,
-    )  # fmt: skip
-    for _ in range(200):
-        try:
-            asyncio.run(asyncio.wait_for(asyncio.open_connection("127.0.0.1", PORT), 0.5))
-            return process
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the service did not start")
 
 
 def rss_kib(pid: int) -> int:
@@ -206,7 +187,8 @@ async def pubsub_round(rate: int, subscribers: int) -> dict:
                 latencies.append(time.time() * 1000 - float(message["data"]))
 
     listeners = [asyncio.ensure_future(listen(p)) for p in pubsubs]
-    publisher = redis.asyncio.Redis.from_url(REDIS_URL)
+    # As many publishes in flight as the rate needs (redis-py's default pool stops at 100 connections).
+    publisher = redis.asyncio.Redis.from_url(REDIS_URL, max_connections=10_000)
     start = time.perf_counter()
     sent = await paced(rate, lambda text: publisher.publish(channel, text))
     expected = sent * subscribers
@@ -293,20 +275,19 @@ def main() -> None:
     raise_file_limit()
     token = prepare()
     asyncio.run(redis.asyncio.Redis.from_url(REDIS_URL).flushdb())
-    server = start_server()
+    server = start_uvicorn("config.asgi:application", PORT, env=environment(), preexec_fn=raise_file_limit)
     try:
         ours = asyncio.run(fanout_service(token, args.subscribers))
         baseline = asyncio.run(fanout_pubsub(args.subscribers))
         idle = asyncio.run(idle_subscribers(token, args.idle, server.pid))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop(grace=30)
 
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"Topics fan-out vs Redis pub/sub - {when}",
-        f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}; "
-        f"one uvicorn worker; the client on the same cores; {SECONDS_PER_RATE} s per rate; loopback.",
+        *heading(
+            "Topics fan-out vs Redis pub/sub",
+            f"; one uvicorn worker; the client on the same cores; {SECONDS_PER_RATE} s per rate; loopback.",
+        ),
         "",
         f"(a) {args.subscribers} SSE subscribers on one topic",
         "",
@@ -327,11 +308,7 @@ def main() -> None:
         f"process memory {idle['rss_before_mib']:.0f} MiB before, {idle['rss_held_mib']:.0f} MiB holding them "
         f"({idle['per_subscriber_kib']:.1f} KiB per subscriber).",
     ]
-    table = "\n".join(lines) + "\n"
-    print(table)
-    out = ROOT / "bench" / "results" / f"topics-fanout-{datetime.date.today().isoformat()}.md"
-    out.write_text(table)
-    print(f"Written to {out.relative_to(ROOT)}")
+    write_results("topics-fanout", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .peers import Peer
+from harness.peer import RecordingPeer
+
 from .report import RESULTS, Report
 from .services import PrivatePostgres, PrivateRedis, Service, service_environment
 
@@ -74,7 +75,7 @@ def redis(log_dir):
 @pytest.fixture(scope="session")
 def sender():
     """The message sender: POST /outbound/, keyed by Idempotency-Key."""
-    peer = Peer().start()
+    peer = RecordingPeer().start()
     yield peer
     peer.stop()
 
@@ -82,7 +83,7 @@ def sender():
 @pytest.fixture(scope="session")
 def target():
     """Where jobs are sent: any path, keyed by Job-Delivery-Id."""
-    peer = Peer().start()
+    peer = RecordingPeer().start()
     yield peer
     peer.stop()
 

@@ -12,39 +12,21 @@ import glob
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import psycopg
 
+from harness.processes import Process, stop_all
+from harness.waiting import answers, free_port, wait_until
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], object], *, what: str, limit: float, every: float = 0.1):
-    """The first truthy value of `condition()`; RuntimeError naming `what` after `limit` seconds."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"Gave up waiting for {what} after {limit:g} s.")
-        time.sleep(every)
 
 
 def _postgres_bin() -> Path:
@@ -120,7 +102,7 @@ class PrivateRedis:
         self.port = free_port()
         self.home = Path(tempfile.mkdtemp(prefix="faults-redis-"))
         self.log = log_dir / "redis.log"
-        self.process: subprocess.Popen | None = None
+        self.process: Process | None = None
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -128,9 +110,8 @@ class PrivateRedis:
     def start(self) -> None:
         command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         command += ["--dir", str(self.home)]
-        with open(self.log, "a") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self.answers, what="Redis to start", limit=20)
+        self.process = Process("redis", command, log=self.log).start()
+        wait_until(self.answers, what="Redis to start", timeout=20)
 
     def answers(self) -> bool:
         try:
@@ -141,9 +122,8 @@ class PrivateRedis:
             return False
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(20)
+        if self.process is not None:
+            self.process.stop()
         self.process = None
 
     def llen(self, key: str) -> int:
@@ -154,49 +134,6 @@ class PrivateRedis:
     def destroy(self) -> None:
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
-
-
-class Process:
-    """One process of the Procfile, started in a session of its own so that it can be killed with its children."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log: Path):
-        self.name = name
-        self.command = command
-        self.env = env
-        self.log = log
-        self.popen: subprocess.Popen | None = None
-
-    def start(self) -> Process:
-        with open(self.log, "a") as log:
-            log.write(f"\n=== start {' '.join(self.command)} ({time.strftime('%H:%M:%S')})\n")
-            log.flush()
-            self.popen = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL to the process and every child of it (a machine losing power, for them)."""
-        if self.popen is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait(20)
-
-    def stop(self, grace: float = 20) -> None:
-        if not self.alive:
-            return
-        try:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        except ProcessLookupError:
-            pass
 
 
 def service_environment(*, postgres: PrivatePostgres, redis: PrivateRedis, **settings: str) -> dict[str, str]:
@@ -245,11 +182,14 @@ class Service:
                 "--no-server-header",
                 "--no-access-log",
             ],
-            env,
-            log_dir / "web.log",
+            env=env,
+            log=log_dir / "web.log",
         )
         self.scheduler = Process(
-            "scheduler", [PYTHON, "manage.py", "runscheduler", "--loglevel=INFO"], env, log_dir / "scheduler.log"
+            "scheduler",
+            [PYTHON, "manage.py", "runscheduler", "--loglevel=INFO"],
+            env=env,
+            log=log_dir / "scheduler.log",
         )
         self.worker: Process | None = None
 
@@ -291,36 +231,32 @@ class Service:
                 "-n",
                 f"faults{self.workers_started}@%h",
             ],
-            self.env,
-            self.log_dir / "worker.log",
+            env=self.env,
+            log=self.log_dir / "worker.log",
         ).start()
-        wait_until(self.worker_ready, what="the worker to be ready", limit=60, every=0.3)
+        wait_until(self.worker_ready, what="the worker to be ready", timeout=60, every=0.3)
         return self.worker
 
     def worker_ready(self) -> bool:
         """Whether the current worker has started consuming (it says `ready.` in its log)."""
         if self.worker is None or not self.worker.alive:
             raise RuntimeError(f"The worker is not running; see {self.worker and self.worker.log}")
-        text = self.worker.log.read_text(errors="replace")
-        return text.rfind("ready.") > text.rfind("=== start")
+        return "ready." in self.worker.output()
 
     def start(self) -> None:
         self.web.start()
         self.scheduler.start()
         self.start_worker()
-        wait_until(self.healthy, what="the web process to answer /api/health/", limit=60, every=0.3)
+        wait_until(self.healthy, what="the web process to answer /api/health/", timeout=60, every=0.3)
         wait_until(
-            lambda: "Jobs dispatcher started." in self.scheduler.log.read_text(errors="replace"),
+            lambda: "Jobs dispatcher started." in self.scheduler.output(),
             what="the scheduler to start",
-            limit=60,
+            timeout=60,
             every=0.3,
         )
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.base_url}/api/health/", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers(f"{self.base_url}/api/health/")
 
     @property
     def all_alive(self) -> bool:
@@ -335,12 +271,10 @@ class Service:
             self.scheduler.start()
         if self.worker is None or not self.worker.alive:
             self.start_worker()
-        wait_until(self.healthy, what="the service to be healthy", limit=60, every=0.3)
+        wait_until(self.healthy, what="the service to be healthy", timeout=60, every=0.3)
 
     def stop(self) -> None:
-        for process in (self.web, self.scheduler, self.worker):
-            if process is not None:
-                process.stop()
+        stop_all(process for process in (self.web, self.scheduler, self.worker) if process is not None)
 
     def client(self, timeout: float = 15) -> httpx.Client:
         """An HTTP client for the service with the all-scopes token, every wait bounded."""

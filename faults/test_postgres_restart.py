@@ -17,8 +17,9 @@ import json
 import time
 from collections import Counter
 
+from harness.waiting import wait_until
+
 from .helpers import create_jobs, jobs_of, json_error
-from .services import wait_until
 from .traffic import CHANGING, Traffic
 
 COMMAND = ".venv/bin/pytest faults/test_postgres_restart.py"
@@ -69,7 +70,7 @@ def test_postgres_restarted_under_messaging_api_traffic(service, postgres, targe
             with service.client() as client:
                 return client.get("/api/v1/schedule/", params={"page_size": 1}).status_code == 200
 
-        wait_until(serving, what="the messaging API to serve again", limit=60, every=0.5)
+        wait_until(serving, what="the messaging API to serve again", timeout=60, every=0.5)
         traffic.phase = "after"
         time.sleep(4)
     finally:
@@ -82,7 +83,7 @@ def test_postgres_restarted_under_messaging_api_traffic(service, postgres, targe
     job_ran = wait_until(
         lambda: jobs_of(postgres, job_ids)[job_ids[0]][0] == "succeeded",
         what="a job scheduled after the restart to run",
-        limit=90,
+        timeout=90,
         every=0.5,
     )
     with postgres.connect("faults") as connection:

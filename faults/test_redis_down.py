@@ -23,8 +23,9 @@ from collections import Counter
 
 import httpx
 
+from harness.waiting import wait_until
+
 from .helpers import create_jobs, jobs_of, json_error
-from .services import wait_until
 from .traffic import CHANGING, CONNECTION_ERROR, TIMEOUT, Traffic
 
 COMMAND = ".venv/bin/pytest faults/test_redis_down.py"
@@ -187,13 +188,13 @@ def test_redis_stopped_under_cache_and_topics_traffic(service, postgres, redis, 
                 sent = client.post(TOPIC, content="probe", headers={"Content-Type": "text/plain"})
             return put.status_code == 204 and got.status_code == 200 and sent.status_code == 204
 
-        wait_until(serving, what="the cache and topics to serve again", limit=60, every=0.5)
+        wait_until(serving, what="the cache and topics to serve again", timeout=60, every=0.5)
         traffic.phase = "after"
         time.sleep(6)  # more than a long poll's wait and an SSE heartbeat
         job_ran = wait_until(
             lambda: jobs_of(postgres, job_ids)[job_ids[0]][0] == "succeeded",
             what="the job scheduled during the outage to run",
-            limit=90,
+            timeout=90,
             every=0.5,
         )
         publishing.clear()  # then let the subscribers read what was published last
@@ -202,8 +203,8 @@ def test_redis_stopped_under_cache_and_topics_traffic(service, postgres, redis, 
             last = set(published.get("after", []))
             return all(last <= texts for texts in subscribers.texts.values())
 
-        with contextlib.suppress(RuntimeError):  # the assertions below say what is missing
-            wait_until(drained, what="the subscribers to read the last messages", limit=20, every=0.2)
+        with contextlib.suppress(TimeoutError):  # the assertions below say what is missing
+            wait_until(drained, what="the subscribers to read the last messages", timeout=20, every=0.2)
     finally:
         traffic.stop()
         for client in clients:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from harness.waiting import wait_until
+
 from .helpers import (
     attempts_of,
     create_jobs,
@@ -29,7 +31,6 @@ from .helpers import (
     send_finished,
     subscriptions_of,
 )
-from .services import wait_until
 
 COMMAND = ".venv/bin/pytest faults/test_slow_peers.py"
 SEND_ATTEMPTS = 3  # 1 + len(SEND_RETRY_DELAYS = 0.5,1)
@@ -62,11 +63,11 @@ def test_hanging_sender_and_job_target(service, postgres, sender, target, report
             states = jobs_of(postgres, fast)
             return send_finished(postgres, answered_schedule) and all(s == "succeeded" for s, _, _ in states.values())
 
-        wait_until(other_work_done, what="the answered sends and the fast jobs", limit=60, every=0.2)
+        wait_until(other_work_done, what="the answered sends and the fast jobs", timeout=60, every=0.2)
         held_still_open = sender.holding("/outbound/")
         held_send_unfinished = not send_finished(postgres, held_schedule)
 
-        wait_until(lambda: send_finished(postgres, held_schedule), what="the held send to give up", limit=90)
+        wait_until(lambda: send_finished(postgres, held_schedule), what="the held send to give up", timeout=90)
         held_positions = subscriptions_of(postgres, held_schedule)
         failures = send_failures(postgres, held_schedule)
         attempts_per_key = sender.keys("/outbound/")
@@ -76,9 +77,9 @@ def test_hanging_sender_and_job_target(service, postgres, sender, target, report
             states = jobs_of(postgres, hanging + flaky)
             return all(state in ("failed", "succeeded") for state, _, _ in states.values())
 
-        wait_until(jobs_settled, what="the hanging and flaky jobs to settle", limit=90, every=0.5)
+        wait_until(jobs_settled, what="the hanging and flaky jobs to settle", timeout=90, every=0.5)
         # A failure callback is a request of its own, made after the job is recorded as failed.
-        wait_until(lambda: target.count("/failed") >= HANGING_JOBS, what="the failure callbacks", limit=30, every=0.2)
+        wait_until(lambda: target.count("/failed") >= HANGING_JOBS, what="the failure callbacks", timeout=30, every=0.2)
         failure_callbacks = target.count("/failed")
 
         # The sender answers again: requeueing the recorded failures sends the held messages.
@@ -89,7 +90,7 @@ def test_hanging_sender_and_job_target(service, postgres, sender, target, report
         def requeued() -> bool:
             return all(number == 2 for number in subscriptions_of(postgres, held_schedule).values())
 
-        wait_until(requeued, what="the requeued messages to be sent", limit=60, every=0.3)
+        wait_until(requeued, what="the requeued messages to be sent", timeout=60, every=0.3)
 
     answered_positions = subscriptions_of(postgres, answered_schedule)
     final_positions = subscriptions_of(postgres, held_schedule)

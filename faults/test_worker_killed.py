@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import time
 
+from harness.waiting import wait_until
+
 from .helpers import create_jobs, fire, jobs_of, make_schedule, send_failures, send_finished, subscriptions_of
-from .services import wait_until
 
 COMMAND = ".venv/bin/pytest faults/test_worker_killed.py"
 SUBSCRIPTIONS = 1000
@@ -34,7 +35,7 @@ def wait_for_quiet(count, redis, *, limit: float) -> None:
         time.sleep(2)
         return redis.llen("celery") == 0 and count() == before
 
-    wait_until(quiet, what="the queue to drain", limit=limit, every=0)
+    wait_until(quiet, what="the queue to drain", timeout=limit, every=0)
 
 
 def test_worker_killed_during_a_schedule_fire(service, postgres, redis, sender, report):
@@ -45,7 +46,9 @@ def test_worker_killed_during_a_schedule_fire(service, postgres, redis, sender, 
 
     with service.client() as client:
         fire(client, schedule_id)
-        wait_until(lambda: sender.count("/outbound/") >= SUBSCRIPTIONS // 3, what="a third of the messages", limit=120)
+        wait_until(
+            lambda: sender.count("/outbound/") >= SUBSCRIPTIONS // 3, what="a third of the messages", timeout=120
+        )
         service.worker.kill()
         delivered_at_kill = sender.count("/outbound/")
         advanced_at_kill = sum(1 for number in subscriptions_of(postgres, schedule_id).values() if number > 1)
@@ -54,7 +57,7 @@ def test_worker_killed_during_a_schedule_fire(service, postgres, redis, sender, 
         advanced_before_refire = sum(1 for number in subscriptions_of(postgres, schedule_id).values() if number > 1)
         finished_before_refire = send_finished(postgres, schedule_id)
         fire(client, schedule_id)
-        wait_until(lambda: send_finished(postgres, schedule_id), what="the resumed send to finish", limit=120)
+        wait_until(lambda: send_finished(postgres, schedule_id), what="the resumed send to finish", timeout=120)
 
     keys = sender.keys("/outbound/")
     expected = {f"{subscription_id}:1" for subscription_id in subscription_ids}
@@ -96,7 +99,7 @@ def test_worker_killed_during_a_job_batch(service, postgres, target, report):
     target.behave("/job", delay=1.0, status=200)
     with service.client() as client:
         job_ids = create_jobs(client, [f"{target.url}/job"] * JOBS, delay=5, timeout=3)
-    wait_until(lambda: target.count("/job") >= JOBS // 3, what="a third of the jobs to be sent", limit=120)
+    wait_until(lambda: target.count("/job") >= JOBS // 3, what="a third of the jobs to be sent", timeout=120)
     service.worker.kill()
     received_at_kill = target.count("/job")
     service.start_worker()
@@ -105,7 +108,7 @@ def test_worker_killed_during_a_job_batch(service, postgres, target, report):
         return all(state == "succeeded" for state, _, _ in jobs_of(postgres, job_ids).values())
 
     # Jobs the dead worker held are claimed again once their lease (JOBS_LEASE_SECONDS) ends.
-    wait_until(settled, what="every job to succeed", limit=150, every=0.5)
+    wait_until(settled, what="every job to succeed", timeout=150, every=0.5)
 
     jobs = jobs_of(postgres, job_ids)
     keys = target.keys("/job")

@@ -1,3 +1,6 @@
+import inspect
+from dataclasses import dataclass
+
 import pytest
 import redis
 from django.conf import settings
@@ -5,10 +8,12 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.authentication import forget_recent_tokens
-from accounts.models import User
+from accounts.models import ApiToken, User
 from accounts.scopes import ScopeSet
 from cache_api.selectors import forget_known_caches
 from core.redis import get_redis
+from harness.peer import local_server
+from harness.waiting import free_port
 from tests.worker import running_worker
 
 BROKER_PREFIX = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"].encode()
@@ -86,6 +91,51 @@ def make_token(db):
     return make
 
 
+@dataclass
+class Person:
+    """A user and one token of theirs with its raw secret; unpacks as (user, raw)."""
+
+    user: User
+    token: ApiToken
+    raw: str
+
+    def __iter__(self):
+        return iter((self.user, self.raw))
+
+
+@pytest.fixture
+def scopes() -> tuple[str, ...]:
+    """The scopes of the owner's and the outsider's tokens (a test module or app overrides it)."""
+    return ("messaging:write",)
+
+
+@pytest.fixture
+def member_scopes() -> tuple[str, ...]:
+    """The scopes of the member's token: fewer than the owner's (a test module or app overrides it)."""
+    return ("messaging:read",)
+
+
+@pytest.fixture
+def owner(make_token, scopes) -> Person:
+    """A user with a token holding `scopes`."""
+    token, raw = make_token(*scopes)
+    return Person(token.user, token, raw)
+
+
+@pytest.fixture
+def member(make_token, owner, member_scopes) -> Person:
+    """Another token of the owner's account, holding only `member_scopes`."""
+    token, raw = make_token(*member_scopes, user=owner.user)
+    return Person(token.user, token, raw)
+
+
+@pytest.fixture
+def outsider(make_token, scopes) -> Person:
+    """Another user, with a token holding the same `scopes` as the owner's."""
+    token, raw = make_token(*scopes)
+    return Person(token.user, token, raw)
+
+
 @pytest.fixture
 def admin_user(db) -> User:
     return User.objects.create_superuser(username="root@example.org", email="root@example.org", password="x")
@@ -127,3 +177,32 @@ def reader(make_token, api):
     """A client whose token may only read through the messaging API."""
     _, raw = make_token("messaging:read")
     return api(raw)
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    return free_port()
+
+
+@pytest.fixture
+def seed_client(live_server, make_token, settings):
+    """The client in the field, `seed-services-client`, against a live server, with a messaging:write token.
+
+    Every list spans several pages (API_PAGE_SIZE 2). Its HTTP library (`demands`) still
+    calls `inspect.getargspec`, which Python 3.11 removed; the client's own calls are unchanged.
+    """
+    if not hasattr(inspect, "getargspec"):
+        inspect.getargspec = inspect.getfullargspec
+    from seed_services_client import StageBasedMessagingApiClient
+
+    settings.API_PAGE_SIZE = 2
+    _, raw = make_token("messaging:write")
+    return StageBasedMessagingApiClient(raw, f"{live_server.url}/api/v1")
+
+
+@pytest.fixture(scope="session")
+def http_server():
+    """A real HTTP server on 127.0.0.1 (pytest-httpserver) for the tests' peers, shared by the session."""
+    with local_server() as server:
+        yield server

@@ -1,10 +1,10 @@
-import socket
 from contextlib import contextmanager
 
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
 from config.celery import app as celery_app
+from harness.waiting import free_port
 
 
 @contextmanager
@@ -23,9 +23,7 @@ def running_worker():
 @contextmanager
 def unreachable_broker():
     """Celery's broker is a port nothing listens on (Redis down, for queueing tasks) until leaving."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     saved = celery_app.conf.broker_url
 
     def use(url: str) -> None:

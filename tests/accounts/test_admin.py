@@ -11,15 +11,9 @@ ADD_URL = "/admin/accounts/apitoken/add/"
 LIST_URL = "/admin/accounts/apitoken/"
 
 
-@pytest.fixture
-def staff_client(client, admin_user):
-    client.force_login(admin_user)
-    return client
-
-
-def test_the_admin_creates_a_token_and_shows_the_secret_once(staff_client):
+def test_the_admin_creates_a_token_and_shows_the_secret_once(admin_client):
     member = User.objects.create_user(username="member@example.org")
-    response = staff_client.post(
+    response = admin_client.post(
         ADD_URL,
         {
             "user": member.pk,
@@ -36,25 +30,25 @@ def test_the_admin_creates_a_token_and_shows_the_secret_once(staff_client):
     token = token_authenticate(raw)
     assert token.user == member and token.name == "reporting"
     assert str(token.scope_set) == "messaging:read, cache:readonly:news"
-    assert raw not in staff_client.get(LIST_URL).content.decode()
-    assert raw not in staff_client.get(f"{LIST_URL}{token.pk}/change/").content.decode()
+    assert raw not in admin_client.get(LIST_URL).content.decode()
+    assert raw not in admin_client.get(f"{LIST_URL}{token.pk}/change/").content.decode()
 
 
-def test_the_admin_refuses_a_bad_scope_line(staff_client):
+def test_the_admin_refuses_a_bad_scope_line(admin_client):
     member = User.objects.create_user(username="member@example.org")
-    response = staff_client.post(ADD_URL, {"user": member.pk, "scope_lines": "messaging:admin"})
+    response = admin_client.post(ADD_URL, {"user": member.pk, "scope_lines": "messaging:admin"})
     assert response.status_code == 200
     assert "This user may not hold messaging:admin." in response.content.decode()
-    response = staff_client.post(ADD_URL, {"user": member.pk, "scope_lines": "cache:sometimes"})
+    response = admin_client.post(ADD_URL, {"user": member.pk, "scope_lines": "cache:sometimes"})
     assert "Unknown cache role" in response.content.decode()
     assert not ApiToken.objects.exists()
 
 
-def test_the_admin_lists_and_revokes_tokens(staff_client, make_token):
+def test_the_admin_lists_and_revokes_tokens(admin_client, make_token):
     token, _ = make_token("messaging:read", name="to-revoke")
-    listing = staff_client.get(LIST_URL).content.decode()
+    listing = admin_client.get(LIST_URL).content.decode()
     assert "to-revoke" in listing and token.prefix in listing
-    response = staff_client.post(LIST_URL, {"action": "revoke", "_selected_action": [token.pk]}, follow=True)
+    response = admin_client.post(LIST_URL, {"action": "revoke", "_selected_action": [token.pk]}, follow=True)
     assert "Revoked 1 token(s)" in response.content.decode()
     token.refresh_from_db()
     assert token.status == "revoked"

@@ -201,28 +201,29 @@ def test_the_owner_lists_its_tokens_without_secrets(make_token, api):
     assert "digest" not in listed[1] and raw not in response.content.decode()
 
 
-def test_the_owner_revokes_one_of_its_tokens(make_token, api):
-    owner_token, raw = make_token("tokens:mint")
-    other, other_raw = make_token("tokens:mint", user=owner_token.user)
-    assert api(raw).delete(f"{TOKENS_URL}{other.pk}").status_code == 204
+@pytest.fixture
+def scopes() -> tuple[str, ...]:
+    """The owner and the outsider may mint tokens; the member (another token of the owner's) only reads."""
+    return ("tokens:mint",)
+
+
+def test_the_owner_revokes_one_of_its_tokens(owner, make_token, api):
+    other, other_raw = make_token("tokens:mint", user=owner.user)
+    assert api(owner.raw).delete(f"{TOKENS_URL}{other.pk}").status_code == 204
     assert api(other_raw).get(TOKENS_URL).status_code == 401
-    assert api(raw).get(f"{TOKENS_URL}{other.pk}/").json()["status"] == "revoked"
+    assert api(owner.raw).get(f"{TOKENS_URL}{other.pk}/").json()["status"] == "revoked"
 
 
-def test_a_member_token_without_the_mint_scope_may_not_manage_tokens(make_token, api):
-    owner_token, _ = make_token("tokens:mint")
-    _, member_raw = make_token("messaging:read", user=owner_token.user)
-    response = api(member_raw).delete(f"{TOKENS_URL}{owner_token.pk}/")
+def test_a_member_token_without_the_mint_scope_may_not_manage_tokens(owner, member, api):
+    response = api(member.raw).delete(f"{TOKENS_URL}{owner.token.pk}/")
     assert response.status_code == 403
     assert "tokens scope with role mint" in response.json()["detail"]
-    assert api(member_raw).get(TOKENS_URL).status_code == 403
+    assert api(member.raw).get(TOKENS_URL).status_code == 403
 
 
-def test_an_outsider_neither_sees_nor_revokes_anothers_tokens(make_token, api):
-    owner_token, _ = make_token("tokens:mint")
-    _, outsider_raw = make_token("tokens:mint")
-    assert api(outsider_raw).get(f"{TOKENS_URL}{owner_token.pk}/").status_code == 404
-    assert api(outsider_raw).delete(f"{TOKENS_URL}{owner_token.pk}/").status_code == 404
-    assert owner_token.pk not in [item["id"] for item in api(outsider_raw).get(TOKENS_URL).json()]
-    owner_token.refresh_from_db()
-    assert owner_token.revoked_at is None
+def test_an_outsider_neither_sees_nor_revokes_anothers_tokens(owner, outsider, api):
+    assert api(outsider.raw).get(f"{TOKENS_URL}{owner.token.pk}/").status_code == 404
+    assert api(outsider.raw).delete(f"{TOKENS_URL}{owner.token.pk}/").status_code == 404
+    assert owner.token.pk not in [item["id"] for item in api(outsider.raw).get(TOKENS_URL).json()]
+    owner.token.refresh_from_db()
+    assert owner.token.revoked_at is None

@@ -1,8 +1,5 @@
 """Plain factory functions for content store records, built through the services."""
 
-import time
-from collections.abc import Callable
-
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_celery_beat.models import PeriodicTask
 
@@ -34,21 +31,6 @@ def upload(name: str = "hello.mp3", data: bytes = AUDIO_BYTES, content_type: str
 
 def make_binary_content(name: str = "hello.mp3", data: bytes = AUDIO_BYTES) -> BinaryContent:
     return services.binary_content_create(content=upload(name, data))
-
-
-def in_use_refusal(record: str, users: str) -> dict:
-    """The 400 body of a delete refused while others use `record` (say "schedule 3")."""
-    return {"non_field_errors": [f"Cannot delete {record}: it is used by {users}. Change or delete those first."]}
-
-
-def wait_until(condition: Callable[[], bool], *, seconds: float = 10) -> bool:
-    """Whether `condition` holds within `seconds` (for work done by a worker thread)."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def fire_tasks():

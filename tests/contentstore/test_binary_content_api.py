@@ -5,16 +5,8 @@ import pytest
 
 from contentstore.models import BinaryContent
 
-from .factories import (
-    AUDIO_BYTES,
-    OGG_BYTES,
-    PNG_BYTES,
-    in_use_refusal,
-    make_binary_content,
-    make_message,
-    make_messageset,
-    upload,
-)
+from .factories import AUDIO_BYTES, OGG_BYTES, PNG_BYTES, make_binary_content, make_message, make_messageset, upload
+from .helpers import assert_delete_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -139,8 +131,7 @@ def test_it_refuses_to_delete_a_file_messages_use(writer, django_capture_on_comm
     make_message(make_messageset("baby"), 3, "eng", binary_content=item)
     with django_capture_on_commit_callbacks(execute=True):
         response = writer.delete(f"{URL}{item.pk}/")
-    assert response.status_code == 400
-    assert response.json() == in_use_refusal(f"binary content {item.pk}", "1 message (Message 3 in eng of baby)")
+    assert_delete_refused(response, what="binary content", pk=item.pk, users="1 message (Message 3 in eng of baby)")
     assert stored_path(item).exists()
 
 

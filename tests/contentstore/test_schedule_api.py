@@ -5,7 +5,8 @@ from django_celery_beat.models import PeriodicTask
 
 from contentstore.models import Schedule
 
-from .factories import fire_tasks, in_use_refusal, make_messageset, make_schedule
+from .factories import fire_tasks, make_messageset, make_schedule
+from .helpers import assert_delete_refused
 
 pytestmark = pytest.mark.django_db
 
@@ -144,8 +145,7 @@ def test_it_refuses_to_delete_a_schedule_a_message_set_uses(writer):
     schedule = make_schedule()
     make_messageset("baby-eng", schedule=schedule)
     response = writer.delete(f"{URL}{schedule.pk}/")
-    assert response.status_code == 400
-    assert response.json() == in_use_refusal(f"schedule {schedule.pk}", "1 message set (baby-eng)")
+    assert_delete_refused(response, what="schedule", pk=schedule.pk, users="1 message set (baby-eng)")
     assert Schedule.objects.filter(pk=schedule.pk).exists()
     assert PeriodicTask.objects.filter(pk=schedule.periodic_task_id).exists()
 

@@ -9,20 +9,23 @@ def schema():
     return SchemaGenerator().get_schema(request=None, public=True)
 
 
+def resource(name: str, *extra: tuple[str, set[str]]) -> list[tuple[str, set[str]]]:
+    """The list and item operations of the resource `name`, and `extra` (path under the item, methods)."""
+    base = f"/api/v1/{name}/"
+    return [
+        (base, {"get", "post"}),
+        (f"{base}{{id}}/", {"get", "put", "patch", "delete"}),
+        *((f"{base}{{id}}/{path}/", methods) for path, methods in extra),
+    ]
+
+
 @pytest.mark.parametrize(
     ("path", "methods"),
     [
-        ("/api/v1/schedule/", {"get", "post"}),
-        ("/api/v1/schedule/{id}/", {"get", "put", "patch", "delete"}),
-        ("/api/v1/schedule/{id}/send/", {"post"}),
-        ("/api/v1/messageset/", {"get", "post"}),
-        ("/api/v1/messageset/{id}/", {"get", "put", "patch", "delete"}),
-        ("/api/v1/messageset/{id}/messages/", {"get"}),
-        ("/api/v1/message/", {"get", "post"}),
-        ("/api/v1/message/{id}/", {"get", "put", "patch", "delete"}),
-        ("/api/v1/message/{id}/content/", {"get"}),
-        ("/api/v1/binarycontent/", {"get", "post"}),
-        ("/api/v1/binarycontent/{id}/", {"get", "put", "patch", "delete"}),
+        *resource("schedule", ("send", {"post"})),
+        *resource("messageset", ("messages", {"get"})),
+        *resource("message", ("content", {"get"})),
+        *resource("binarycontent"),
         ("/api/v1/messageset_languages/", {"get"}),
     ],
 )

@@ -2,17 +2,12 @@
 
 import logging
 import os
-import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
-
-import httpx
 
 from core.logging import RedactTokens, redact
+from harness.processes import Process
+from harness.waiting import free_port, wait_for_http
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -30,35 +25,15 @@ def test_the_filter_redacts_the_arguments_of_a_record():
     assert SECRET not in record.getMessage()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_the_web_processes_access_log_holds_no_token():
-    port = _free_port()
+def test_the_web_processes_access_log_holds_no_token(tmp_path):
+    port = free_port()
     environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    server = Process("web", command, env=environment, log=tmp_path / "web.log").start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/api/health/?token={SECRET}", timeout=5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_for_http(f"http://127.0.0.1:{port}/api/health/?token={SECRET}", status=None)
     finally:
-        server.terminate()
-        output, _ = server.communicate(timeout=30)
+        server.stop(grace=30)
+    output = server.output()
     assert "/api/health/?token=[redacted]" in output  # the request was logged...
     assert SECRET not in output  # ...without its token

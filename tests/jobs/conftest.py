@@ -1,40 +1,29 @@
 """Jobs are sent to real local HTTP servers; time is a manual clock the dispatcher and workers read."""
 
-import os
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
 from pytest_httpserver import HTTPServer
 from rest_framework.test import APIClient
 
 from core import outbound
 from jobs import clock as job_clock
 from jobs.dispatcher import dispatch_once
+from tests.processes import child_environment as service_environment
 
 from .helpers import celery_worker
 
 START = datetime(2030, 1, 31, 18, 36, 21, tzinfo=UTC)
 
 
-@pytest.fixture(scope="session")
-def _target_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 @pytest.fixture
-def target(_target_server) -> HTTPServer:
+def target(http_server) -> HTTPServer:
     """A real HTTP server on 127.0.0.1 (handles requests concurrently), fresh for each test."""
-    _target_server.clear()
-    _target_server.clear_all_handlers()
-    yield _target_server
-    _target_server.clear_all_handlers()
+    http_server.clear()
+    http_server.clear_all_handlers()
+    yield http_server
+    http_server.clear_all_handlers()
 
 
 @pytest.fixture(autouse=True)
@@ -48,14 +37,6 @@ def _loopback_allowed(settings):
 
 
 @pytest.fixture
-def unused_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
 def clock():
     """A manual clock, in use by the dispatcher and the deliveries for the test."""
     manual = job_clock.ManualClock(START)
@@ -64,10 +45,14 @@ def clock():
 
 
 @pytest.fixture
-def owner(make_token):
-    """(user, raw key) of a user whose key may read and write jobs."""
-    token, raw = make_token("jobs:readwrite")
-    return token.user, raw
+def scopes() -> tuple[str, ...]:
+    """The owner (unpacking as (user, raw key)) and the outsider may read and write jobs."""
+    return ("jobs:readwrite",)
+
+
+@pytest.fixture
+def member_scopes() -> tuple[str, ...]:
+    return ("jobs:readonly",)
 
 
 @pytest.fixture
@@ -96,15 +81,8 @@ def worker(transactional_db):
 @pytest.fixture
 def child_environment(transactional_db, settings) -> dict[str, str]:
     """Environment for a process of the service (a worker, the dispatcher) that shares the test's database."""
-    database = connection.settings_dict
-    credentials = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    environment.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        REDIS_URL=settings.REDIS_URL,
+    return service_environment(
         OUTBOUND_ALLOWED_NETWORKS=",".join(settings.OUTBOUND_ALLOWED_NETWORKS),
         JOBS_SIGNING_KEY=settings.JOBS_SIGNING_KEY,
         JOBS_DISPATCH_INTERVAL_MS="20",
     )
-    return environment

@@ -1,8 +1,6 @@
-import time
 from collections.abc import Callable
 
-import pytest
-
+from harness import waiting
 from jobs import services
 from jobs.models import Job
 from tests.worker import running_worker
@@ -13,12 +11,8 @@ def make_job(user, uri: str, **fields) -> Job:
 
 
 def wait_until(condition: Callable[[], bool], *, what: str, limit: float = 30.0) -> None:
-    """Wait for `condition` (a state the test then checks); fail naming `what` after `limit` seconds."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"Gave up waiting for {what}.")
-        time.sleep(0.02)
+    """Wait for `condition` (a state the test then checks); TimeoutError naming `what` after `limit` seconds."""
+    waiting.wait_until(condition, what=what, timeout=limit, every=0.02)
 
 
 def state_of(job: Job) -> str:

@@ -214,11 +214,10 @@ def test_a_job_shows_every_attempt(owner, jobs_api, target, run_due, clock):
     assert shown["callbacks"] == []
 
 
-def test_it_lists_your_jobs_newest_first_a_page_at_a_time(owner, jobs_api, make_token):
+def test_it_lists_your_jobs_newest_first_a_page_at_a_time(owner, outsider, jobs_api):
     user, key = owner
     jobs = [make_job(user, f"https://example.org/{n}") for n in range(3)]
-    other_user = make_token("jobs:readwrite")[0].user
-    make_job(other_user, "https://example.org/theirs")
+    make_job(outsider.user, "https://example.org/theirs")
     first = jobs_api.get(f"/jobs.json?apikey={key}&page_size=2").json()["success"]
     assert [job["id"] for job in first["jobs"]] == [str(jobs[2].pk), str(jobs[1].pk)]
     second = jobs_api.get(first["next"]).json()["success"]

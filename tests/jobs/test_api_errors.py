@@ -24,6 +24,11 @@ def error_of(response, status: int) -> dict:
     return body["error"]
 
 
+def bad(name: str, value: str, message: str) -> tuple[dict[str, str], str, str]:
+    """A job with the parameter `name` set to `value`, refused with `message`."""
+    return {"job[uri]": URI, f"job[{name}]": value}, name, message
+
+
 @pytest.mark.parametrize(
     ("params", "parameter", "message"),
     [
@@ -32,23 +37,23 @@ def error_of(response, status: int) -> dict:
         ({"job[uri]": "yourapp.com/hook"}, "uri", "Must be an absolute http or https URL"),
         ({"job[uri]": "http://example.org/a b"}, "uri", "Must be escaped: no spaces or control characters"),
         ({"job[uri]": "http://example.org:99999/"}, "uri", "Is not a valid URL"),
-        ({"job[uri]": "http://[::1/hook"}, "uri", "Is not a valid URL"),
-        ({"job[uri]": URI, "job[at]": "tomorrow"}, "at", "Is not a time: 'tomorrow'. Write it as 2030-01-31T18:36:21"),
-        ({"job[uri]": URI, "job[method]": "FETCH"}, "method", "Must be one of GET, POST, PUT, PATCH, DELETE"),
-        ({"job[uri]": URI, "job[timeout]": "0"}, "timeout", "Must be from 1 to 120 seconds."),
-        ({"job[uri]": URI, "job[timeout]": "121"}, "timeout", "Must be from 1 to 120 seconds."),
-        ({"job[uri]": URI, "job[timeout]": "soon"}, "timeout", "A valid integer is required."),
-        ({"job[uri]": URI, "job[retry_schedule]": "60,10"}, "retry_schedule", "Must be increasing seconds"),
-        ({"job[uri]": URI, "job[retry_schedule]": "10,x"}, "retry_schedule", "Must be whole seconds"),
-        ({"job[uri]": URI, "job[retry_schedule]": "10,999999999"}, "retry_schedule", "The last retry may be at most"),
-        ({"job[uri]": URI, "job[retry_schedule]": ",".join(map(str, range(1, 13)))}, "retry_schedule", "At most 10"),
-        ({"job[uri]": URI, "job[callback_uri]": "nowhere"}, "callback_uri", "Must be an absolute http or https URL"),
+        bad("uri", "http://[::1/hook", "Is not a valid URL"),
+        bad("at", "tomorrow", "Is not a time: 'tomorrow'. Write it as 2030-01-31T18:36:21"),
+        bad("method", "FETCH", "Must be one of GET, POST, PUT, PATCH, DELETE"),
+        bad("timeout", "0", "Must be from 1 to 120 seconds."),
+        bad("timeout", "121", "Must be from 1 to 120 seconds."),
+        bad("timeout", "soon", "A valid integer is required."),
+        bad("retry_schedule", "60,10", "Must be increasing seconds"),
+        bad("retry_schedule", "10,x", "Must be whole seconds"),
+        bad("retry_schedule", "10,999999999", "The last retry may be at most"),
+        bad("retry_schedule", ",".join(map(str, range(1, 13))), "At most 10"),
+        bad("callback_uri", "nowhere", "Must be an absolute http or https URL"),
         ({"job[uri]": URI, "job[headers][Host]": "evil"}, "headers", "Host is set by the service and cannot be given."),
         ({"job[uri]": URI, "job[headers][Job-Signature]": "x"}, "headers", "Job-Signature is set by the service"),
         ({"job[uri]": URI, "job[headers][Bad Name]": "x"}, "headers", "'Bad Name' is not a header name."),
-        ({"job[uri]": URI, "job[headers]": "[1]"}, "headers", "Must be an object of header names to values"),
-        ({"job[uri]": URI, "job[body]": "a\x00b"}, "body", "Null characters are not allowed."),
-        ({"job[uri]": URI, "job[colour]": "red"}, "colour", "Unknown job parameter; a job takes uri, at, method"),
+        bad("headers", "[1]", "Must be an object of header names to values"),
+        bad("body", "a\x00b", "Null characters are not allowed."),
+        bad("colour", "red", "Unknown job parameter; a job takes uri, at, method"),
         ({"job[uri]": URI, "job[headers][a][b]": "x"}, "job[headers][a][b]", "Unreadable parameter name"),
     ],
 )
@@ -179,9 +184,9 @@ def test_a_key_without_the_jobs_scope_may_not_read_jobs(make_token, jobs_api):
 
 
 @pytest.mark.parametrize("verb", ["get", "put", "delete"])
-def test_another_users_job_is_not_found(owner, make_token, jobs_api, verb):
+def test_another_users_job_is_not_found(owner, outsider, jobs_api, verb):
     _, key = owner
-    theirs = make_job(make_token("jobs:readwrite")[0].user, URI)
+    theirs = make_job(outsider.user, URI)
     response = getattr(jobs_api, verb)(f"/jobs/{theirs.pk}.json?apikey={key}&job[at]=2031-01-01T00:00:00")
     assert error_of(response, 404) == {"id": f"No job with id '{theirs.pk}'."}
     assert Job.objects.get(pk=theirs.pk).at == theirs.at

@@ -17,6 +17,19 @@ from .helpers import make_job, requests_to
 pytestmark = pytest.mark.django_db
 
 
+def answer_report(code: int, code_type: str, content_type: str, body: str, **more) -> dict:
+    """What a callback carries about the target's HTTP/1.1 answer `code` with `body` (and `more`)."""
+    return {
+        "response_http_version": "1.1",
+        "response_code": code,
+        "response_code_type": code_type,
+        "response_content_length": len(body.encode()),
+        "response_content_type": content_type,
+        "response_body": body,
+        **more,
+    }
+
+
 def test_a_success_posts_the_references_json_to_the_callback_uri(owner, target, run_due):
     user, _ = owner
     target.expect_request("/hook").respond_with_data('{"ok": true}', status=201, content_type="application/json")
@@ -28,14 +41,7 @@ def test_a_success_posts_the_references_json_to_the_callback_uri(owner, target, 
     [callback] = requests_to(target, "/done")
     assert callback.headers["Content-Type"] == "application/json"
     assert callback.headers["Job-Id"] == str(job.pk)
-    assert json.loads(callback.get_data()) == {
-        "response_http_version": "1.1",
-        "response_code": 201,
-        "response_code_type": "success",
-        "response_content_length": 12,
-        "response_content_type": "application/json",
-        "response_body": '{"ok": true}',
-    }
+    assert json.loads(callback.get_data()) == answer_report(201, "success", "application/json", '{"ok": true}')
     [record] = Job.objects.filter(parent=job)
     assert (record.kind, record.state) == (JobKind.CALLBACK, JobState.SUCCEEDED)
 
@@ -83,16 +89,9 @@ def test_a_failure_callback_follows_the_last_retry(owner, target, run_due, clock
     run_due()
     [report] = requests_to(target, "/failed")
     assert report.headers["Job-Id"] == str(job.pk)
-    assert json.loads(report.get_data()) == {
-        "response_http_version": "1.1",
-        "response_code": 404,
-        "response_code_type": "client_error",
-        "response_content_length": 13,
-        "response_content_type": "text/plain",
-        "response_body": "no such order",
-        "error": "HTTP 404",
-        "attempts": 2,
-    }
+    assert json.loads(report.get_data()) == answer_report(
+        404, "client_error", "text/plain", "no such order", error="HTTP 404", attempts=2
+    )
 
 
 def test_a_failure_callback_reports_a_request_that_got_no_response(owner, target, run_due, settings, unused_port):

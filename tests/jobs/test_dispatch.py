@@ -5,13 +5,10 @@ its own that is killed) and several dispatchers at once.
 """
 
 import json
-import signal
-import subprocess
 import sys
 import threading
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection, transaction
@@ -19,14 +16,13 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 from werkzeug import Response
 
+from harness.processes import Process
 from jobs import services
 from jobs.dispatcher import dispatch_once, run_dispatcher, start_dispatcher_thread
 from jobs.models import AttemptOutcome, Job, JobState
 from tests.worker import unreachable_broker
 
 from .helpers import celery_worker, make_job, requests_to, state_of, wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_due_job_is_sent_by_a_worker_and_not_before_it_is_due(owner, target, worker, clock):
@@ -164,31 +160,14 @@ def test_a_job_whose_worker_was_killed_is_sent_again_when_its_lease_expires(
     target.expect_oneshot_request("/hook").respond_with_handler(hang)
     target.expect_request("/hook").respond_with_data("ok")
     job = make_job(user, target.url_for("/hook"))
-    doomed = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            "--without-heartbeat",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env=child_environment,
-    )
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=WARNING"]
+    command += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
+    doomed = Process("worker", command, env=child_environment).start()
     try:
         assert dispatch_once() == 1
         assert arrived.wait(60), "the worker never sent the job"
-        doomed.send_signal(signal.SIGKILL)  # mid-request
-        doomed.wait(30)
     finally:
-        if doomed.poll() is None:
-            doomed.kill()
+        doomed.kill()  # mid-request
         release.set()
 
     job.refresh_from_db()
@@ -210,22 +189,17 @@ def test_a_job_whose_worker_was_killed_is_sent_again_when_its_lease_expires(
     assert (first.headers["Job-Attempt"], second.headers["Job-Attempt"]) == ("1", "2")
 
 
-def test_the_dispatch_command_claims_due_jobs_until_it_is_stopped(owner, child_environment):
+def test_the_dispatch_command_claims_due_jobs_until_it_is_stopped(owner, child_environment, tmp_path):
     user, _ = owner
     job = make_job(user, "https://example.org/hook", at=timezone.now())
-    command = subprocess.Popen(
-        [sys.executable, "manage.py", "dispatchjobs"],
-        cwd=ROOT,
-        env=child_environment,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    dispatcher = [sys.executable, "manage.py", "dispatchjobs"]
+    command = Process("dispatcher", dispatcher, env=child_environment, log=tmp_path / "dispatcher.log").start()
     try:
         wait_until(lambda: state_of(job) == JobState.RUNNING, what="the command to claim the job")
     finally:
-        command.send_signal(signal.SIGTERM)
-        output, _ = command.communicate(timeout=30)
+        command.stop(grace=30)
     assert command.returncode == 0
+    output = command.output()
     assert "Dispatching due jobs" in output
 
 

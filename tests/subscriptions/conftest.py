@@ -31,15 +31,6 @@ def _pipeline_settings(settings, tmp_path):
     outbound.close_clients()
 
 
-@pytest.fixture(scope="session")
-def _peer_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    server.stop()
-
-
 class Peer:
     """A local HTTP server standing in for the message sender and the identity store."""
 
@@ -84,15 +75,15 @@ def accepted(request: Request) -> Response:
 
 
 @pytest.fixture
-def sender(_peer_server, settings) -> Peer:
+def sender(http_server, settings) -> Peer:
     """The message sender (answering 201 with an id), fresh for each test."""
-    _peer_server.clear()
-    _peer_server.clear_all_handlers()
-    peer = Peer(_peer_server)
+    http_server.clear()
+    http_server.clear_all_handlers()
+    peer = Peer(http_server)
     peer.answer(accepted)
     settings.MESSAGE_SENDER_URL = peer.url
     yield peer
-    _peer_server.clear_all_handlers()
+    http_server.clear_all_handlers()
 
 
 @pytest.fixture

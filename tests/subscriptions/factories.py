@@ -1,6 +1,5 @@
 """Plain factory functions for subscriptions, built through the services, beside the content store's."""
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from contentstore.models import BinaryContent, Message, MessageSet, Schedule
@@ -11,7 +10,6 @@ from tests.contentstore.factories import PNG_BYTES, make_binary_content, make_me
 # The content store's factories; the tests here import make_messageset and make_schedule from this module.
 from tests.contentstore.factories import make_messageset as make_messageset
 from tests.contentstore.factories import make_schedule as make_schedule
-from tests.contentstore.factories import wait_until as content_wait_until
 
 # A Monday at 08:00 UTC: the run time of the default schedule below, and weekly after it.
 MONDAY_8AM = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
@@ -41,8 +39,3 @@ def fresh(subscription: Subscription) -> Subscription:
 def week(number: int) -> datetime:
     """The run time of the weekly default schedule, `number` weeks after the first."""
     return MONDAY_8AM + timedelta(weeks=number)
-
-
-def wait_until(condition: Callable[[], bool], *, seconds: float = 20) -> bool:
-    """Whether `condition` holds within `seconds` (for work done by a worker, slower than a thread)."""
-    return content_wait_until(condition, seconds=seconds)

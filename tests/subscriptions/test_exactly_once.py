@@ -1,25 +1,24 @@
 """Exactly once, with real concurrency: fires that overlap, batches that overlap, a worker killed mid-batch."""
 
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
-from config.celery import app as celery_app
+from harness.processes import Process
+from harness.waiting import wait_until
 from subscriptions import services, tasks
 from subscriptions.models import SendBatch, SendRun, Subscription
 from subscriptions.services.schedule_sends import period_start
+from tests.processes import child_environment
+from tests.worker import running_worker
 
 from .conftest import accepted
-from .factories import MONDAY_8AM, make_messages, make_messageset, make_subscription, wait_until
+from .factories import MONDAY_8AM, make_messages, make_messageset, make_subscription
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,8 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def worker(transactional_db):
     """A real Celery worker in a thread of this process, on the test broker."""
-    connection.close()
-    with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=30):
+    with running_worker():
         yield
 
 
@@ -77,7 +75,9 @@ def test_two_concurrent_fires_of_the_same_schedule_send_each_message_once(sender
     _in_threads(2, lambda: tasks.send_schedule.delay(schedule_id))
     _in_threads(2, lambda: services.schedule_send(schedule_id=schedule_id))
 
-    assert wait_until(lambda: SendRun.objects.filter(finished_at__isnull=False).exists())
+    wait_until(
+        lambda: SendRun.objects.filter(finished_at__isnull=False).exists(), what="the send to finish", timeout=20
+    )
     assert SendRun.objects.count() == 1
     counts = _sends_per_subscription(sender)
     assert counts == Counter({str(subscription.pk): 1 for subscription in subscriptions})
@@ -130,23 +130,17 @@ def test_a_worker_killed_mid_batch_advances_nothing_and_a_new_fire_finishes_the_
         return accepted(request)
 
     sender.answer(handler)
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import django; django.setup(); from subscriptions import services; "
-            f"services.send_batch_process(batch_id={batch.pk}, subscription_ids={[str(s.pk) for s in subscriptions]})",
-        ],
-        env=_child_environment(settings, SEND_CONCURRENCY="1", MESSAGE_SENDER_URL=sender.url),
+    code = (
+        "import django; django.setup(); from subscriptions import services; "
+        f"services.send_batch_process(batch_id={batch.pk}, subscription_ids={[str(s.pk) for s in subscriptions]})"
     )
+    environment = child_environment(SEND_CONCURRENCY="1", MESSAGE_SENDER_URL=sender.url)
+    child = Process("sender", [sys.executable, "-c", code], env=environment).start()
     try:
         assert third_arrived.wait(30), "the child never reached its third message"
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(10)
     finally:
+        child.kill()
         killed.set()
-        if child.poll() is None:
-            child.kill()
     accepted_before = list(received)
     assert len(accepted_before) == 3
     assert set(Subscription.objects.values_list("next_sequence_number", flat=True)) == {1}
@@ -161,16 +155,3 @@ def test_a_worker_killed_mid_batch_advances_nothing_and_a_new_fire_finishes_the_
     assert set(Subscription.objects.values_list("next_sequence_number", flat=True)) == {2}
     run.refresh_from_db()
     assert run.finished_at is not None
-
-
-def _child_environment(settings, **extra: str) -> dict[str, str]:
-    database = connection.settings_dict
-    credentials = database["USER"] + (f":{database['PASSWORD']}" if database["PASSWORD"] else "")
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    environment.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        REDIS_URL=settings.REDIS_URL,
-        **extra,
-    )
-    return environment

@@ -2,7 +2,9 @@
 
 import pytest
 
-from .factories import fresh, make_messages, make_messageset, make_schedule, make_subscription, wait_until
+from harness.waiting import wait_until
+
+from .factories import fresh, make_messages, make_messageset, make_schedule, make_subscription
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,8 +20,8 @@ def test_send_on_a_schedule_sends_each_ready_subscriber_its_next_message(sender,
     response = writer.post(f"/api/v1/schedule/{schedule.pk}/send/")
 
     assert response.status_code == 202
-    assert wait_until(lambda: len(sender.requests()) == 2)
+    wait_until(lambda: len(sender.requests()) == 2, what="both messages to reach the sender", timeout=20)
     assert sorted(p["to_identity"] for p in sender.payloads()) == ["mother-1", "mother-2"]
-    assert wait_until(lambda: fresh(second).next_sequence_number == 3)
+    wait_until(lambda: fresh(second).next_sequence_number == 3, what="the second subscription to advance", timeout=20)
     assert fresh(first).next_sequence_number == 2
     assert fresh(elsewhere).next_sequence_number == 1

@@ -9,6 +9,7 @@ from werkzeug import Response
 from subscriptions.models import SubscriptionSendFailure
 
 from .factories import fresh, make_messages, make_messageset, make_subscription
+from .helpers import assert_waits_for
 
 pytestmark = pytest.mark.django_db
 
@@ -95,8 +96,7 @@ def test_after_the_last_retry_the_failure_records_why(sender, fire):
     assert failure.subscription_id == subscription.pk
     assert failure.sequence_number == 1
     assert failure.reason == "The message sender answered HTTP 500: database is down (after 3 attempts)"
-    assert fresh(subscription).next_sequence_number == 1
-    assert fresh(subscription).process_status == 0
+    assert_waits_for(subscription, 1)
 
 
 def test_a_4xx_fails_at_once_with_the_response_recorded(sender, fire):
@@ -202,12 +202,7 @@ def test_a_failure_that_fails_again_is_recorded_again(sender, fire, run_queued):
 
 
 def test_failed_tasks_are_listed_newest_first_with_the_reference_fields(sender, fire, reader):
-    messageset = make_messageset()
-    make_messages(messageset, 3)
-    for number in range(3):
-        make_subscription(messageset, identity=f"id-{number}")
-    sender.answer(lambda request: _error(400, "bad"))
-    fire(messageset.default_schedule)
+    fire_refused_sends(sender, fire, count=3)
 
     response = reader.get("/api/v1/failed-tasks/")
 
@@ -222,12 +217,7 @@ def test_failed_tasks_are_listed_newest_first_with_the_reference_fields(sender, 
 
 
 def test_the_failed_tasks_list_costs_the_same_queries_however_many(sender, fire, reader, django_assert_num_queries):
-    messageset = make_messageset()
-    make_messages(messageset, 3)
-    for number in range(4):
-        make_subscription(messageset, identity=f"id-{number}")
-    sender.answer(lambda request: _error(400, "bad"))
-    fire(messageset.default_schedule)
+    fire_refused_sends(sender, fire, count=4)
     reader.get("/api/v1/failed-tasks/")
     with django_assert_num_queries(2):
         assert len(reader.get("/api/v1/failed-tasks/").json()["results"]) == 4
@@ -237,10 +227,11 @@ def _accepted() -> Response:
     return Response(json.dumps({"id": "5f5cd2e6-2d10-4f0b-8b5a-8a5c0c7b3b9e"}), status=201)
 
 
-@pytest.fixture
-def unused_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def fire_refused_sends(sender, fire, *, count: int) -> None:
+    """Fire a schedule to `count` subscriptions, each send refused with a 400 (a failed task each)."""
+    messageset = make_messageset()
+    make_messages(messageset, 3)
+    for number in range(count):
+        make_subscription(messageset, identity=f"id-{number}")
+    sender.answer(lambda request: _error(400, "bad"))
+    fire(messageset.default_schedule)

@@ -7,6 +7,7 @@ from subscriptions import services
 from subscriptions.models import SendBatch, SendRun, Subscription, SubscriptionSendFailure
 
 from .factories import MONDAY_8AM, fresh, make_messages, make_messageset, make_schedule, make_subscription, week
+from .helpers import assert_waits_for
 
 pytestmark = pytest.mark.django_db
 
@@ -61,8 +62,7 @@ def test_each_fire_advances_a_subscription_by_one(sender, fire):
         "Message 2 in eng",
         "Message 3 in eng",
     ]
-    assert fresh(subscription).next_sequence_number == 4
-    assert fresh(subscription).process_status == 0
+    assert_waits_for(subscription, 4)
 
 
 def test_a_second_fire_in_the_same_period_sends_nothing(sender, fire):

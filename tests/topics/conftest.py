@@ -1,5 +1,4 @@
 import threading
-import time
 
 import httpx
 import pytest
@@ -7,6 +6,7 @@ import uvicorn
 
 from cache_api import services
 from config.asgi import application
+from harness import waiting
 
 
 class LiveServer:
@@ -19,10 +19,7 @@ class LiveServer:
 
     def __enter__(self) -> "LiveServer":
         self.thread.start()
-        for _ in range(500):
-            if self.server.started:
-                break
-            time.sleep(0.01)
+        waiting.wait_until(lambda: self.server.started, what="the live server to start", timeout=5, every=0.01)
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         return self
@@ -112,13 +109,9 @@ class EventStream:
             self.ended.set()
 
     def wait_for(self, count: int, timeout: float = 10) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while len(self.events) < count and time.monotonic() < deadline and not self.ended.is_set():
-            time.sleep(0.01)
+        """The events so far, once there are `count` of them, the stream ended, or `timeout` passed."""
+        waiting.poll(lambda: len(self.events) >= count or self.ended.is_set(), timeout=timeout, every=0.01)
         return self.events
 
     def wait_for_comment(self, text: str, timeout: float = 10) -> bool:
-        deadline = time.monotonic() + timeout
-        while text not in self.comments and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return text in self.comments
+        return waiting.poll(lambda: text in self.comments, timeout=timeout, every=0.01)

@@ -1,27 +1,48 @@
-"""The service's HTTP peers, as real local servers: the message sender and job targets.
+"""A recording HTTP peer: a real local HTTP server that records every request and answers as told.
 
-One threaded server (pytest-httpserver, werkzeug) answers every path through
-`Peer.handle`, which records each request by its key (the `Idempotency-Key` the
-message sender receives, or the `Job-Delivery-Id` a job target receives) and
-behaves as the test has set it to: answer at once, after a delay, never (hang
-until released), or fail the first attempts of each key.
+It stands in for the service's peers (the message sender, the identity store, job
+targets). One threaded server (pytest-httpserver, werkzeug) answers every path through
+`RecordingPeer.handle`, which records each request (with its key: the `Idempotency-Key`
+the message sender receives, or the `Job-Delivery-Id` a job target receives) and
+behaves as the caller has set it to: answer at once, after a delay, never (hang until
+released), or fail the first attempts of each key. `local_server()` gives the bare
+server, for tests that set their expectations with pytest-httpserver's own API.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-# Longest a hanging request is held when the test never releases it.
+from .waiting import HOST, wait_until
+
+# Longest a hanging request is held when it is never released.
 HANG_LIMIT = 60.0
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request received
+
+
+@contextlib.contextmanager
+def local_server() -> Iterator[HTTPServer]:
+    """A started HTTP server on 127.0.0.1 (answering requests concurrently), stopped on leaving."""
+    server = HTTPServer(host=HOST, port=0, threaded=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        server.stop()
 
 
 @dataclass
@@ -35,10 +56,12 @@ class Behaviour:
 
 @dataclass
 class Received:
+    method: str
     path: str
     key: str
     at: float
     body: bytes
+    headers: dict[str, str]  # names in lower case
 
 
 @dataclass
@@ -47,16 +70,19 @@ class PathLog:
     open: int = 0  # requests being held right now
 
 
-class Peer:
-    def __init__(self):
-        self.server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+class RecordingPeer:
+    """Answers `status` with `{"id": ...}` to every request, unless `behave` says otherwise for its path."""
+
+    def __init__(self, status: int = 200):
+        self.status = status
+        self.server = HTTPServer(host=HOST, port=0, threaded=True)
         self.lock = threading.Lock()
         self.release = threading.Event()
         self.behaviours: dict[str, list[Behaviour]] = {}
         self.logs: dict[str, PathLog] = {}
         self.server.expect_request(re.compile(".*")).respond_with_handler(self.handle)
 
-    def start(self) -> Peer:
+    def start(self) -> RecordingPeer:
         self.server.start()
         return self
 
@@ -67,7 +93,7 @@ class Peer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"
+        return f"http://{HOST}:{self.server.port}"
 
     def behave(self, path: str, **behaviour) -> None:
         """How to answer requests to `path` (those whose body holds `match`, when given)."""
@@ -90,9 +116,13 @@ class Peer:
 
     # --- what was received ---------------------------------------------------
 
-    def received(self, path: str) -> list[Received]:
+    def received(self, path: str | None = None) -> list[Received]:
+        """The requests to `path` (to any path when None), in the order they arrived."""
         with self.lock:
-            return list(self.logs.get(path, PathLog()).requests)
+            if path is not None:
+                return list(self.logs.get(path, PathLog()).requests)
+            every = [request for log in self.logs.values() for request in log.requests]
+        return sorted(every, key=lambda request: request.at)
 
     def count(self, path: str) -> int:
         with self.lock:
@@ -105,18 +135,27 @@ class Peer:
     def keys(self, path: str) -> Counter:
         return Counter(request.key for request in self.received(path))
 
+    def matching(self, matches: Callable[[Received], bool]) -> list[Received]:
+        return [request for request in self.received() if matches(request)]
+
+    def wait_for(self, matches: Callable[[Received], bool], *, timeout: float, what: str = "") -> Received:
+        """The first request received for which `matches` holds, waiting up to `timeout` seconds for it."""
+        found = wait_until(lambda: self.matching(matches), what=what or "a matching request", timeout=timeout)
+        return found[0]
+
     # --- answering -----------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
         path = request.path
         key = request.headers.get("Idempotency-Key") or request.headers.get("Job-Delivery-Id") or ""
         body = request.get_data()
+        headers = {name.lower(): value for name, value in request.headers.items()}
         with self.lock:
             chosen = [rule for rule in self.behaviours.get(path, []) if rule.match in body]
-            behaviour = chosen[-1] if chosen else Behaviour(status=200)
+            behaviour = chosen[-1] if chosen else Behaviour(status=self.status)
             log = self.logs.setdefault(path, PathLog())
             attempt = sum(1 for seen in log.requests if seen.key == key) + 1
-            log.requests.append(Received(path, key, time.time(), body))
+            log.requests.append(Received(request.method, path, key, time.time(), body, headers))
             log.open += 1
             release = self.release
         try:
@@ -129,5 +168,5 @@ class Peer:
                 log.open -= 1
         if attempt <= behaviour.fail_first:
             return Response("try again", status=503)
-        body = json.dumps({"id": str(uuid.uuid4())})
-        return Response(body, status=behaviour.status, content_type="application/json")
+        answer = json.dumps({"id": str(uuid.uuid4())})
+        return Response(answer, status=behaviour.status, content_type="application/json")
