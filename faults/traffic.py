@@ -18,12 +18,14 @@ import httpx
 TIMEOUT = "timeout"
 CONNECTION_ERROR = "connection error"
 CHANGING = "changing"
-# Outcomes no fault may cause: a server error, a hang, a refused connection.
+# Answers no fault may cause: a server error, a hang, a refused connection.
 UNCLEAN = (500, TIMEOUT, CONNECTION_ERROR)
 
 
 @dataclass
-class Outcome:
+class Answer:
+    """What one request of the traffic got: its status (or TIMEOUT, CONNECTION_ERROR) and body."""
+
     kind: str
     phase: str
     status: int | str
@@ -33,14 +35,14 @@ class Outcome:
 @dataclass
 class Traffic:
     phase: str = "before"
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[Answer] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, kind: str, phase: str, status: int | str, body: bytes = b"") -> None:
         with self.lock:
-            self.outcomes.append(Outcome(kind, phase, status, body[:500]))
+            self.outcomes.append(Answer(kind, phase, status, body[:500]))
 
     def call(self, kind: str, send: Callable[[], httpx.Response]) -> httpx.Response | None:
         """Make one request, recording its outcome; the response, or None when there was none."""
@@ -82,7 +84,7 @@ class Traffic:
 
     # --- tallies -------------------------------------------------------------
 
-    def of(self, *, kind: str | None = None, phase: str | None = None) -> list[Outcome]:
+    def of(self, *, kind: str | None = None, phase: str | None = None) -> list[Answer]:
         with self.lock:
             return [
                 outcome
