@@ -96,9 +96,3 @@ class MessageSetMessagesSerializer(serializers.ModelSerializer):
         model = MessageSet
         fields = [*MESSAGESET_FIELDS, "messages", *TIMESTAMPS]
         read_only_fields = fields
-
-
-class ScheduleSendAcceptedSerializer(serializers.Serializer):
-    """The answer to `POST schedule/{id}/send/`."""
-
-    accepted = serializers.BooleanField()

@@ -59,6 +59,12 @@ class AcceptedSerializer(serializers.Serializer):
     accepted = serializers.BooleanField()
 
 
+class ScheduleSendAcceptedSerializer(serializers.Serializer):
+    """The answer to `POST schedule/{id}/send/`."""
+
+    accepted = serializers.BooleanField()
+
+
 class SendRefusedSerializer(serializers.Serializer):
     accepted = serializers.BooleanField()
     reason = serializers.CharField()

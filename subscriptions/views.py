@@ -16,7 +16,6 @@ from accounts.permissions import MessagingPermission
 from accounts.scopes import describe_missing
 from accounts.services import token_authenticate
 from contentstore.models import Schedule
-from contentstore.serializers import ScheduleSendAcceptedSerializer
 from core.errors import AuthenticationError
 from core.outbound import parse_networks
 from core.pagination import CursorPagination
@@ -32,6 +31,7 @@ from .serializers import (
     MetricsAvailableSerializer,
     MetricsStartedSerializer,
     RequeuedSerializer,
+    ScheduleSendAcceptedSerializer,
     SendRefusedSerializer,
     SubscriptionRequestSerializer,
     SubscriptionSendFailureSerializer,
