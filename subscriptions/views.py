@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.generics import GenericAPIView
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -41,16 +41,15 @@ from .serializers import (
 DATA_REQUIRED = {"data": ["This field is required."]}
 
 
-class ScheduleSendView(GenericAPIView):
+class ScheduleSendView(APIView):
     """`POST schedule/{id}/send/`: a content store schedule's send, now."""
 
     permission_classes = [MessagingPermission]
-    queryset = Schedule.objects.all()
 
     @extend_schema(request=None, responses={202: ScheduleSendAcceptedSerializer})
     def post(self, request, pk=None):
         """Queue the send of this schedule now (it also fires by itself on its cron)."""
-        services.schedule_send_queue(schedule=self.get_object())
+        services.schedule_send_queue(schedule=get_object_or_404(Schedule, pk=pk))
         return Response({"accepted": True}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -75,3 +75,10 @@ def test_the_migration_points_the_periodic_tasks_of_a_deployed_database_at_the_s
     tasks_by_name = dict(PeriodicTask.objects.values_list("name", "task"))
     assert tasks_by_name["Fire schedule 1"] == "subscriptions.send_schedule"
     assert tasks_by_name["Something else"] == "subscriptions.estimate_daily_sends"
+
+
+def test_options_on_send_describes_the_operation(writer):
+    schedule = make_schedule()
+    response = writer.options(f"{URL}{schedule.pk}/send/")
+    assert response.status_code == 200
+    assert "POST" in response["Allow"]
