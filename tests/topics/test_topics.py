@@ -121,9 +121,9 @@ def test_every_scope_allows_what_it_says_and_no_more(live, chat, token, scope, c
 def test_publishing_past_the_rate_limit_is_a_429(live, chat, token, settings):
     settings.CACHE_RATE_LIMIT_REQUESTS = 2
     raw = token()
-    statuses = [publish(live.url, raw, "x").status_code for _ in range(6)]
-    assert 429 in statuses
-    refused = next(r for r in (publish(live.url, raw, "x") for _ in range(4)) if r.status_code == 429)
+    # The limit counts per second: a few more publishes than it in a row always put more than it into one second.
+    refused = next((r for r in (publish(live.url, raw, "x") for _ in range(20)) if r.status_code == 429), None)
+    assert refused is not None
     assert refused.headers["retry-after"] == "1"
 
 
