@@ -1,7 +1,12 @@
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+"""The token endpoints: `user/token` for admins, and `tokens/` where a token mints,
+lists and revokes itself and the tokens minted from it."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from core.schema import DETAIL
 
 from . import services
 from .models import ApiToken
@@ -13,6 +18,7 @@ from .serializers import (
     UserTokenRequestSerializer,
     UserTokenResponseSerializer,
 )
+from .throttles import MintRateThrottle, mint_limit_message
 
 
 class UserTokenView(APIView):
@@ -33,15 +39,33 @@ class UserTokenView(APIView):
 
 
 class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
-    """Your tokens: mint a short-lived one, list them (never the secret), revoke one."""
+    """This token and those minted from it: mint a short-lived one, list them (never
+    the secret), revoke one."""
 
     permission_classes = [TokensPermission]
     serializer_class = TokenSerializer
 
     def get_queryset(self):
-        return ApiToken.objects.filter(user=self.request.user).order_by("-id")
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no token
+            return ApiToken.objects.none()
+        return services.token_family(self.request.auth).order_by("-id")
 
-    @extend_schema(request=MintRequestSerializer, responses={201: MintedTokenSerializer})
+    def get_throttles(self):
+        return [MintRateThrottle()] if self.action == "create" else []
+
+    def throttled(self, request, wait):
+        raise exceptions.Throttled(wait, detail=mint_limit_message())
+
+    @extend_schema(
+        request=MintRequestSerializer,
+        responses={
+            201: MintedTokenSerializer,
+            429: OpenApiResponse(
+                response=DETAIL,
+                description="The user has minted TOKEN_MINT_RATE_LIMIT tokens this second; see Retry-After.",
+            ),
+        },
+    )
     def create(self, request):
         serializer = MintRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
