@@ -1,12 +1,10 @@
 """The token endpoints: `user/token` for admins, and `tokens/` where a token mints,
 lists and revokes itself and the tokens minted from it."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, mixins, status, viewsets
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
-
-from core.schema import DETAIL
 
 from . import services
 from .models import ApiToken
@@ -18,15 +16,15 @@ from .serializers import (
     UserTokenRequestSerializer,
     UserTokenResponseSerializer,
 )
-from .throttles import MintRateThrottle, mint_limit_message
+from .throttles import MINT_LIMITED, MintLimited
 
 
-class UserTokenView(APIView):
+class UserTokenView(MintLimited, APIView):
     """Create a user for an email address (or use the existing one) and a new token for it."""
 
     permission_classes = [MessagingAdminPermission]
 
-    @extend_schema(request=UserTokenRequestSerializer, responses={201: UserTokenResponseSerializer})
+    @extend_schema(request=UserTokenRequestSerializer, responses={201: UserTokenResponseSerializer, 429: MINT_LIMITED})
     def post(self, request):
         serializer = UserTokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -38,7 +36,9 @@ class UserTokenView(APIView):
         return Response({"token": raw}, status=status.HTTP_201_CREATED)
 
 
-class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class TokenViewSet(
+    MintLimited, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
     """This token and those minted from it: mint a short-lived one, list them (never
     the secret), revoke one."""
 
@@ -50,22 +50,7 @@ class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             return ApiToken.objects.none()
         return services.token_family(self.request.auth).order_by("-id")
 
-    def get_throttles(self):
-        return [MintRateThrottle()] if self.action == "create" else []
-
-    def throttled(self, request, wait):
-        raise exceptions.Throttled(wait, detail=mint_limit_message())
-
-    @extend_schema(
-        request=MintRequestSerializer,
-        responses={
-            201: MintedTokenSerializer,
-            429: OpenApiResponse(
-                response=DETAIL,
-                description="The user has minted TOKEN_MINT_RATE_LIMIT tokens this second; see Retry-After.",
-            ),
-        },
-    )
+    @extend_schema(request=MintRequestSerializer, responses={201: MintedTokenSerializer, 429: MINT_LIMITED})
     def create(self, request):
         serializer = MintRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -277,19 +277,19 @@ def test_a_superusers_token_too_sees_only_itself_and_what_it_minted(admin_user, 
 # --- Minting is limited per user -------------------------------------------------
 
 
-def mint_in_one_second(clients: list, count: int) -> list:
-    """`count` mint requests, taking `clients` in turn, all within one clock second of
-    the limit's windows (started afresh whenever a second's boundary fell between them)."""
+MINT = (TOKENS_URL, {"scopes": ["jobs:readonly"]})
+
+
+def in_one_second(requests: list) -> list:
+    """The answers to `requests` ((client, url, body) each, posted in turn), all made within
+    one clock second of the limit's windows (made afresh when a second's boundary fell among them)."""
     for _ in range(20):
         time.sleep(1 - time.time() % 1)  # a fresh window, counted from zero
         second = int(time.time())
-        responses = [
-            clients[n % len(clients)].post(TOKENS_URL, {"scopes": ["jobs:readonly"]}, format="json")
-            for n in range(count)
-        ]
+        responses = [client.post(url, body, format="json") for client, url, body in requests]
         if int(time.time()) == second:
             return responses
-    pytest.fail(f"{count} mint requests never fitted in one second")
+    pytest.fail(f"{len(requests)} requests never fitted in one second")
 
 
 def test_minting_is_limited_per_user_across_their_tokens(make_token, api, settings):
@@ -297,7 +297,8 @@ def test_minting_is_limited_per_user_across_their_tokens(make_token, api, settin
     first, first_raw = make_token("tokens:mint", "jobs:readonly")
     _, second_raw = make_token("tokens:mint", "jobs:readonly", user=first.user)
     _, stranger_raw = make_token("tokens:mint", "jobs:readonly")
-    responses = mint_in_one_second([api(first_raw), api(second_raw), api(first_raw), api(stranger_raw)], 4)
+    clients = [api(first_raw), api(second_raw), api(first_raw), api(stranger_raw)]
+    responses = in_one_second([(client, *MINT) for client in clients])
     assert [response.status_code for response in responses] == [201, 201, 429, 201]
     refused = responses[2]
     assert refused["Retry-After"] == "1"
@@ -306,3 +307,12 @@ def test_minting_is_limited_per_user_across_their_tokens(make_token, api, settin
         "Expected available in 1 second."
     }
     assert ApiToken.objects.filter(parent__isnull=False).count() == 3
+
+
+def test_user_token_counts_against_the_same_limit(admin_user, make_token, api, settings):
+    settings.TOKEN_MINT_RATE_LIMIT = 2
+    _, raw = make_token(user=admin_user)
+    user_token = (USER_TOKEN_URL, {"email": "bob@example.org"})
+    responses = in_one_second([(api(raw), *MINT), (api(raw), *user_token), (api(raw), *user_token)])
+    assert [response.status_code for response in responses] == [201, 201, 429]
+    assert responses[2]["Retry-After"] == "1"
