@@ -1,15 +1,49 @@
+"""Users, what they may hold (their grants), and their API tokens.
+
+A token's own scopes are fixed when it is made; what it may do is those scopes
+bounded by its user's grants as they are now (`ApiToken.scope_set`), so taking a
+grant away, or demoting a superuser, takes it from every token of theirs.
+"""
+
 import hashlib
 from functools import cached_property
 
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from .scopes import ScopeSet
+from .scopes import ScopeError, ScopeSet, all_scopes
+
+EVERYTHING = all_scopes(admin=True)
+
+
+def validate_scopes(value) -> None:
+    """A JSON list of scopes in the grammar of accounts/scopes.py."""
+    try:
+        ScopeSet.parse(value)
+    except ScopeError as error:
+        raise ValidationError(str(error)) from None
 
 
 class User(AbstractUser):
     """A person or service that owns tokens; identified by email in the API."""
+
+    grants = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_scopes],
+        help_text="The scopes this user's tokens may hold. A superuser holds every scope.",
+    )
+
+    @property
+    def grant_set(self) -> ScopeSet:
+        """What the user may do now: nothing when inactive, everything for a superuser."""
+        if not self.is_active:
+            return ScopeSet(())
+        if self.is_superuser:
+            return EVERYTHING
+        return ScopeSet.parse(self.grants)
 
 
 def token_digest(raw: str) -> str:
@@ -35,7 +69,9 @@ class ApiToken(models.Model):
         max_length=PREFIX_LENGTH, db_index=True, help_text="The first characters of the token, to tell it apart."
     )
     digest = models.CharField(max_length=64, unique=True, editable=False)
-    scopes = models.JSONField(default=list, help_text="The grants this token holds.")
+    scopes = models.JSONField(
+        default=list, help_text="The grants this token holds, bounded at each use by its user's grants."
+    )
     parent = models.ForeignKey(
         "self",
         null=True,
@@ -59,8 +95,15 @@ class ApiToken(models.Model):
         return f"{self.prefix}… ({self.name or self.user})"
 
     @cached_property
-    def scope_set(self) -> ScopeSet:
+    def own_scope_set(self) -> ScopeSet:
+        """The scopes the token was made with."""
         return ScopeSet.parse(self.scopes)
+
+    @cached_property
+    def scope_set(self) -> ScopeSet:
+        """What the token may do: its own scopes, bounded by its user's grants as loaded
+        with it (every request on the REST API; TOKEN_CACHE_SECONDS on the hot paths)."""
+        return self.own_scope_set.intersection(self.user.grant_set)
 
     @property
     def is_expired(self) -> bool:

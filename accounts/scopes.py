@@ -12,7 +12,9 @@ object (the API, and how it is stored)::
     {"face": "cache", "role": "readonly", "cache": "news", "key_prefix": "user-"}
 
 A missing or `*` cache means every cache. Several grants combine: a request is
-allowed when any one grant allows it.
+allowed when any one grant allows it. What a token may do now is its own grants
+intersected with its user's (`ScopeSet.intersection`): a request is allowed when
+both allow it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,29 @@ ALL_CACHES = "*"
 # The narrowing each face accepts: (exact name, name prefix).
 NARROWING = {"cache": ("key", "key_prefix"), "topics": ("topic", "topic_prefix")}
 GRANT_FIELDS = ("face", "role", "cache", "key", "key_prefix", "topic", "topic_prefix")
+
+
+def _role_with(face: str, actions: frozenset[str]) -> str | None:
+    """The role of `face` that allows exactly `actions`, if any."""
+    return next((role for role, allowed in ROLE_ACTIONS[face].items() if allowed == actions and actions), None)
+
+
+def _narrowing_intersection(
+    one: tuple[str | None, str | None], other: tuple[str | None, str | None]
+) -> tuple[str | None, str | None] | None:
+    """The (exact, prefix) narrowing allowing what both allow; None when nothing is."""
+    if one == (None, None):
+        return other
+    if other == (None, None):
+        return one
+    (exact, prefix), (other_exact, other_prefix) = one, other
+    if exact is not None:
+        return one if _matches(exact, exact=other_exact, prefix=other_prefix) else None
+    if other_exact is not None:
+        return other if _matches(other_exact, exact=exact, prefix=prefix) else None
+    if prefix.startswith(other_prefix):
+        return one
+    return other if other_prefix.startswith(prefix) else None
 
 
 class ScopeError(ValueError):
@@ -124,6 +149,28 @@ class Grant:
         if other_prefix is not None and exact is None:
             return other_prefix.startswith(prefix)
         return False
+
+    def intersection(self, other: Grant) -> Grant | None:
+        """The grant allowing exactly what both allow, or None when they share nothing.
+
+        Every face's roles are closed under intersection (readwrite and readonly share
+        readonly; readonly and writeonly share nothing), and so are its narrowings.
+        """
+        if other.face != self.face:
+            return None
+        role = _role_with(self.face, self.actions & other.actions)
+        if role is None:
+            return None
+        caches = {name for name in (self.cache, other.cache) if name not in (None, ALL_CACHES)}
+        if len(caches) > 1:
+            return None
+        fields = {"face": self.face, "role": role, "cache": caches.pop() if caches else None}
+        if self.face in NARROWING:
+            narrowing = _narrowing_intersection(self._narrowing, other._narrowing)
+            if narrowing is None:
+                return None
+            fields.update(zip(NARROWING[self.face], narrowing, strict=True))
+        return Grant(**fields)
 
     def as_json(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in GRANT_FIELDS if getattr(self, name) is not None}
@@ -216,6 +263,21 @@ class ScopeSet:
         """The grants of `other` that no grant of this set covers."""
         return [wanted for wanted in other.grants if not any(held.covers(wanted) for held in self.grants)]
 
+    def intersection(self, other: ScopeSet) -> ScopeSet:
+        """What both sets allow: a request is allowed by the result when both allow it.
+
+        A grant the result holds twice over (covered by a wider one) is left out.
+        """
+        shared = [
+            common
+            for mine in self.grants
+            for theirs in other.grants
+            if (common := mine.intersection(theirs)) is not None
+        ]
+        return ScopeSet(
+            grant for grant in shared if not any(wider.covers(grant) and not grant.covers(wider) for wider in shared)
+        )
+
     def as_json(self) -> list[dict[str, str]]:
         return [grant.as_json() for grant in self.grants]
 
@@ -246,7 +308,7 @@ def describe_missing(face: str, action: str, **resource) -> str:
 
 
 def all_scopes(*, admin: bool) -> ScopeSet:
-    """Everything a user may do: admins also hold messaging admin."""
+    """Every face's widest grant; with `admin`, messaging admin too (everything a superuser holds)."""
     return ScopeSet.parse(
         [
             "messaging:admin" if admin else "messaging:write",

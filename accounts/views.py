@@ -1,3 +1,6 @@
+"""The token endpoints: `user/token` for admins, and `tokens/` where a token mints,
+lists and revokes itself and the tokens minted from it."""
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
@@ -13,14 +16,15 @@ from .serializers import (
     UserTokenRequestSerializer,
     UserTokenResponseSerializer,
 )
+from .throttles import MINT_LIMITED, MintLimited
 
 
-class UserTokenView(APIView):
+class UserTokenView(MintLimited, APIView):
     """Create a user for an email address (or use the existing one) and a new token for it."""
 
     permission_classes = [MessagingAdminPermission]
 
-    @extend_schema(request=UserTokenRequestSerializer, responses={201: UserTokenResponseSerializer})
+    @extend_schema(request=UserTokenRequestSerializer, responses={201: UserTokenResponseSerializer, 429: MINT_LIMITED})
     def post(self, request):
         serializer = UserTokenRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -32,16 +36,21 @@ class UserTokenView(APIView):
         return Response({"token": raw}, status=status.HTTP_201_CREATED)
 
 
-class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
-    """Your tokens: mint a short-lived one, list them (never the secret), revoke one."""
+class TokenViewSet(
+    MintLimited, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """This token and those minted from it: mint a short-lived one, list them (never
+    the secret), revoke one."""
 
     permission_classes = [TokensPermission]
     serializer_class = TokenSerializer
 
     def get_queryset(self):
-        return ApiToken.objects.filter(user=self.request.user).order_by("-id")
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no token
+            return ApiToken.objects.none()
+        return services.token_family(self.request.auth).order_by("-id")
 
-    @extend_schema(request=MintRequestSerializer, responses={201: MintedTokenSerializer})
+    @extend_schema(request=MintRequestSerializer, responses={201: MintedTokenSerializer, 429: MINT_LIMITED})
     def create(self, request):
         serializer = MintRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -1,3 +1,5 @@
+"""Caches in the admin site: who created each; deleting one purges its items."""
+
 from django.contrib import admin
 
 from . import services
@@ -6,14 +8,20 @@ from .models import Cache
 
 @admin.register(Cache)
 class CacheAdmin(admin.ModelAdmin):
-    list_display = ["name", "created_at", "max_item_bytes", "max_ttl_seconds"]
+    list_display = ["name", "created_by", "created_at", "max_item_bytes", "max_ttl_seconds"]
+    list_select_related = ["created_by"]
     search_fields = ["name"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["created_by", "created_at"]
 
     def get_readonly_fields(self, request, obj=None):
         # Items are stored under the cache's id, so renaming is safe, but a
         # name is what clients and tokens use: keep it fixed once created.
-        return ["name", "created_at"] if obj else ["created_at"]
+        return ["name", *self.readonly_fields] if obj else self.readonly_fields
+
+    def save_model(self, request, obj: Cache, form, change) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
 
     def delete_model(self, request, obj: Cache) -> None:
         services.cache_delete(cache=obj)

@@ -1,3 +1,6 @@
+"""A cache: a name clients and tokens use, its limits, and who created it."""
+
+from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
@@ -13,6 +16,14 @@ class Cache(models.Model):
         max_length=64, unique=True, validators=[RegexValidator(NAME_PATTERN, NAME_RULE)], help_text=NAME_RULE
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The user who created the cache (empty: an operator's command, or before this was recorded).",
+    )
     max_item_bytes = models.PositiveIntegerField(
         null=True,
         blank=True,

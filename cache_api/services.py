@@ -1,3 +1,5 @@
+"""Caches: creating one (recording who did), deleting one with its items."""
+
 import re
 
 from django.core.exceptions import ValidationError
@@ -16,16 +18,18 @@ def cache_name_validate(name: str) -> None:
 
 
 def cache_create(
-    *, name: str, max_item_bytes: int | None = None, max_ttl_seconds: int | None = None
+    *, name: str, max_item_bytes: int | None = None, max_ttl_seconds: int | None = None, created_by=None
 ) -> tuple[Cache, bool]:
-    """The cache with this name, and whether it was created now."""
+    """The cache with this name, and whether it was created now (by `created_by`, a user or None)."""
     cache_name_validate(name)
     existing = Cache.objects.filter(name=name).first()
     if existing is not None:
         return existing, False
     try:
         with transaction.atomic():
-            cache = Cache(name=name, max_item_bytes=max_item_bytes, max_ttl_seconds=max_ttl_seconds)
+            cache = Cache(
+                name=name, max_item_bytes=max_item_bytes, max_ttl_seconds=max_ttl_seconds, created_by=created_by
+            )
             cache.full_clean()
             cache.save()
     except IntegrityError:  # created by a concurrent request

@@ -1,3 +1,5 @@
+"""Cache control over REST: list caches, create one, delete one (with a grant covering it)."""
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
@@ -34,7 +36,7 @@ class CacheViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def update(self, request, name: str):
         serializer = CacheSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        cache, created = services.cache_create(name=name, **serializer.validated_data)
+        cache, created = services.cache_create(name=name, created_by=request.user, **serializer.validated_data)
         if not created:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(CacheSerializer(cache).data, status=status.HTTP_201_CREATED)

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.authentication import forget_recent_tokens
 from accounts.models import ApiToken, User
-from accounts.scopes import ScopeSet
+from accounts.scopes import ScopeSet, all_scopes
 from cache_api.selectors import forget_known_caches
 from core.redis import get_redis
 from harness.peer import local_server
@@ -80,12 +80,17 @@ def celery_worker():
 
 @pytest.fixture
 def make_token(db):
-    """make_token(*scopes, user=None, **kwargs) -> (token, raw secret)."""
+    """make_token(*scopes, user=None, **kwargs) -> (token, raw secret).
+
+    The user (a new one when None) is granted the scopes first; without scopes, a
+    plain user is granted every face's widest scope but messaging admin."""
 
     def make(*scopes: str, user: User | None = None, **kwargs):
         if user is None:
             user = User.objects.create_user(username=f"user{User.objects.count() + 1}@example.org")
         scope_set = ScopeSet.parse(scopes) if scopes else None
+        if not user.is_superuser:
+            services.user_grant(user=user, scopes=scope_set or all_scopes(admin=False))
         return services.token_create(user=user, scopes=scope_set, **kwargs)
 
     return make

@@ -117,3 +117,83 @@ def test_the_missing_scope_message_names_face_action_and_resource():
         "This token does not allow cache write cache 'news' key 'k\\\\xff': "
         "it needs a cache scope with role readwrite or writeonly covering it."
     )
+
+
+# --- Intersection: what a token may do within its user's grants -------------
+
+UNIVERSE = [
+    "messaging:read",
+    "messaging:write",
+    "messaging:admin",
+    "cache:readwrite",
+    "cache:readonly",
+    "cache:writeonly",
+    "cache:readwrite:news",
+    "cache:readonly:other",
+    "cache:readwrite:news:key=user-1",
+    "cache:readonly:key=user-1",
+    "cache:writeonly:news:key_prefix=user-",
+    "cache:readwrite:key_prefix=user-1",
+    "cache:readonly:news:key_prefix=admin",
+    "topics:publishsubscribe",
+    "topics:subscribeonly:news:topic=room-1",
+    "topics:publishonly:news:topic_prefix=room-",
+    "topics:publishsubscribe:other:topic_prefix=room",
+    "jobs:readwrite",
+    "jobs:readonly",
+    "tokens:mint",
+]
+REQUESTS = [
+    (face, action, resource)
+    for face, actions in [
+        ("messaging", ["read", "write", "admin"]),
+        ("jobs", ["read", "write"]),
+        ("tokens", ["mint"]),
+    ]
+    for action in actions
+    for resource in [{}]
+] + [
+    (face, action, {"cache": cache, name: value})
+    for face, name, actions in [("cache", "key", ["read", "write"]), ("topics", "topic", ["publish", "subscribe"])]
+    for action in actions
+    for cache in ["news", "other"]
+    for value in ["user-1", "user-12", "room-1", "room-2", "admin", "x"]
+]
+
+
+@pytest.mark.parametrize("one", UNIVERSE)
+def test_a_grants_intersection_allows_exactly_what_both_allow(one):
+    mine = parse_grant(one)
+    for other in map(parse_grant, UNIVERSE):
+        common = mine.intersection(other)
+        for face, action, resource in REQUESTS:
+            both = mine.allows(face, action, **resource) and other.allows(face, action, **resource)
+            assert (common is not None and common.allows(face, action, **resource)) is both, (
+                mine,
+                other,
+                common,
+                face,
+                action,
+                resource,
+            )
+
+
+@pytest.mark.parametrize(
+    ("token", "user", "effective"),
+    [
+        (["cache:readwrite"], ["cache:readonly:news"], "cache:readonly:news"),
+        (["cache:readonly:news:key=a"], ["cache:readwrite"], "cache:readonly:news:key=a"),
+        (["cache:readonly"], ["cache:writeonly"], ""),
+        (
+            ["cache:readwrite:news:key_prefix=user-"],
+            ["cache:readwrite:key_prefix=user-4"],
+            "cache:readwrite:news:key_prefix=user-4",
+        ),
+        (["messaging:admin", "tokens:mint"], ["messaging:read"], "messaging:read"),
+        (["cache:readwrite"], ["cache:readwrite", "cache:readonly:news"], "cache:readwrite:*"),
+        (["topics:publishsubscribe:news"], ["topics:subscribeonly"], "topics:subscribeonly:news"),
+        (["jobs:readwrite"], [], ""),
+    ],
+)
+def test_a_scope_sets_intersection_keeps_the_shared_grants(token, user, effective):
+    assert str(ScopeSet.parse(token).intersection(ScopeSet.parse(user))) == effective

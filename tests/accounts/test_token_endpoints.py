@@ -1,9 +1,11 @@
+import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
+from accounts.services import token_authenticate
 
 pytestmark = pytest.mark.django_db
 
@@ -22,11 +24,19 @@ def test_an_admin_token_creates_a_user_and_a_token(admin_user, make_token, api):
     user = User.objects.get(email="bob@example.org")
     token = ApiToken.objects.get(user=user)
     assert token.prefix == raw[:8]
-    assert (
-        str(token.scope_set)
-        == "messaging:write, cache:readwrite:*, topics:publishsubscribe:*, jobs:readwrite, tokens:mint"
-    )
-    assert api(raw).get(TOKENS_URL).status_code == 200
+    assert user.grants == [{"face": "messaging", "role": "write"}]
+    assert str(token.scope_set) == "messaging:write"
+    assert api(raw).get("/api/v1/messageset/").status_code == 200
+    assert api(raw).get(TOKENS_URL).status_code == 403
+
+
+def test_user_token_grants_a_new_user_the_scopes_asked_for(admin_user, make_token, api):
+    _, admin_raw = make_token(user=admin_user)
+    scopes = ["cache:readonly:news", "tokens:mint"]
+    response = api(admin_raw).post(USER_TOKEN_URL, {"email": "bob@example.org", "scopes": scopes}, format="json")
+    assert response.status_code == 201
+    assert str(User.objects.get(email="bob@example.org").grant_set) == "cache:readonly:news, tokens:mint"
+    assert str(token_authenticate(response.json()["token"]).scope_set) == "cache:readonly:news, tokens:mint"
 
 
 def test_each_call_makes_a_new_token_for_the_same_user(admin_user, make_token, api):
@@ -190,13 +200,14 @@ def test_revoking_a_token_revokes_what_it_minted(make_token, api):
 # --- Listing and revoking: owner, member, outsider --------------------------
 
 
-def test_the_owner_lists_its_tokens_without_secrets(make_token, api):
-    owner_token, raw = make_token("tokens:mint", name="deploy")
-    other, _ = make_token(user=owner_token.user, name="other")
+def test_a_token_lists_itself_and_what_it_minted_without_secrets(make_token, api):
+    owner_token, raw = make_token("tokens:mint", "jobs:readonly", name="deploy")
+    make_token("jobs:readonly", user=owner_token.user, name="sibling")
+    child = api(raw).post(TOKENS_URL, {"scopes": ["jobs:readonly"], "name": "child"}, format="json").json()
     response = api(raw).get(TOKENS_URL)
     assert response.status_code == 200
     listed = response.json()
-    assert [item["id"] for item in listed] == [other.pk, owner_token.pk]
+    assert [item["id"] for item in listed] == [child["id"], owner_token.pk]
     assert listed[1]["name"] == "deploy" and listed[1]["status"] == "active"
     assert "digest" not in listed[1] and raw not in response.content.decode()
 
@@ -207,11 +218,18 @@ def scopes() -> tuple[str, ...]:
     return ("tokens:mint",)
 
 
-def test_the_owner_revokes_one_of_its_tokens(owner, make_token, api):
-    other, other_raw = make_token("tokens:mint", user=owner.user)
-    assert api(owner.raw).delete(f"{TOKENS_URL}{other.pk}").status_code == 204
-    assert api(other_raw).get(TOKENS_URL).status_code == 401
-    assert api(owner.raw).get(f"{TOKENS_URL}{other.pk}/").json()["status"] == "revoked"
+def test_the_owner_revokes_a_token_it_minted(owner, api):
+    child = api(owner.raw).post(TOKENS_URL, {"scopes": ["tokens:mint"]}, format="json").json()
+    assert api(owner.raw).delete(f"{TOKENS_URL}{child['id']}").status_code == 204
+    assert api(child["authToken"]).get(TOKENS_URL).status_code == 401
+    assert api(owner.raw).get(f"{TOKENS_URL}{child['id']}/").json()["status"] == "revoked"
+
+
+def test_a_token_neither_sees_nor_revokes_its_users_other_tokens(owner, make_token, api):
+    sibling, sibling_raw = make_token("tokens:mint", user=owner.user)
+    assert api(owner.raw).get(f"{TOKENS_URL}{sibling.pk}/").status_code == 404
+    assert api(owner.raw).delete(f"{TOKENS_URL}{sibling.pk}/").status_code == 404
+    assert api(sibling_raw).get(TOKENS_URL).status_code == 200
 
 
 def test_a_member_token_without_the_mint_scope_may_not_manage_tokens(owner, member, api):
@@ -227,3 +245,74 @@ def test_an_outsider_neither_sees_nor_revokes_anothers_tokens(owner, outsider, a
     assert owner.token.pk not in [item["id"] for item in api(outsider.raw).get(TOKENS_URL).json()]
     owner.token.refresh_from_db()
     assert owner.token.revoked_at is None
+
+
+# --- A token manages only itself and what it minted --------------------------
+
+
+def test_a_narrow_minted_token_sees_and_revokes_only_its_own_line(make_token, api):
+    parent, raw = make_token()
+    broad, _ = make_token(user=parent.user)
+    child = api(raw).post(TOKENS_URL, {"scopes": ["tokens:mint", "cache:readonly:news:key=zzz"]}, format="json")
+    narrow = api(child.json()["authToken"])
+    grandchild = narrow.post(TOKENS_URL, {"scopes": ["cache:readonly:news:key=zzz"]}, format="json").json()
+
+    assert [item["id"] for item in narrow.get(TOKENS_URL).json()] == [grandchild["id"], child.json()["id"]]
+    for other in (parent.pk, broad.pk):
+        assert narrow.get(f"{TOKENS_URL}{other}/").status_code == 404
+        assert narrow.delete(f"{TOKENS_URL}{other}/").status_code == 404
+    assert not ApiToken.objects.filter(revoked_at__isnull=False).exists()
+    assert narrow.delete(f"{TOKENS_URL}{grandchild['id']}/").status_code == 204
+    listed = {item["id"] for item in api(raw).get(TOKENS_URL).json()}
+    assert listed == {parent.pk, child.json()["id"], grandchild["id"]}
+
+
+def test_a_superusers_token_too_sees_only_itself_and_what_it_minted(admin_user, make_token, api):
+    token, raw = make_token(user=admin_user)
+    sibling, _ = make_token(user=admin_user)
+    assert [item["id"] for item in api(raw).get(TOKENS_URL).json()] == [token.pk]
+    assert api(raw).delete(f"{TOKENS_URL}{sibling.pk}/").status_code == 404
+
+
+# --- Minting is limited per user -------------------------------------------------
+
+
+MINT = (TOKENS_URL, {"scopes": ["jobs:readonly"]})
+
+
+def in_one_second(requests: list) -> list:
+    """The answers to `requests` ((client, url, body) each, posted in turn), all made within
+    one clock second of the limit's windows (made afresh when a second's boundary fell among them)."""
+    for _ in range(20):
+        time.sleep(1 - time.time() % 1)  # a fresh window, counted from zero
+        second = int(time.time())
+        responses = [client.post(url, body, format="json") for client, url, body in requests]
+        if int(time.time()) == second:
+            return responses
+    pytest.fail(f"{len(requests)} requests never fitted in one second")
+
+
+def test_minting_is_limited_per_user_across_their_tokens(make_token, api, settings):
+    settings.TOKEN_MINT_RATE_LIMIT = 2
+    first, first_raw = make_token("tokens:mint", "jobs:readonly")
+    _, second_raw = make_token("tokens:mint", "jobs:readonly", user=first.user)
+    _, stranger_raw = make_token("tokens:mint", "jobs:readonly")
+    clients = [api(first_raw), api(second_raw), api(first_raw), api(stranger_raw)]
+    responses = in_one_second([(client, *MINT) for client in clients])
+    assert [response.status_code for response in responses] == [201, 201, 429, 201]
+    refused = responses[2]
+    assert refused["Retry-After"] == "1"
+    assert refused.json() == {
+        "detail": "Too many tokens minted: a user may mint 2 tokens per second (TOKEN_MINT_RATE_LIMIT). "
+        "Expected available in 1 second."
+    }
+    assert ApiToken.objects.filter(parent__isnull=False).count() == 3
+
+
+def test_user_token_counts_against_the_same_limit(admin_user, make_token, api, settings):
+    settings.TOKEN_MINT_RATE_LIMIT = 2
+    _, raw = make_token(user=admin_user)
+    user_token = (USER_TOKEN_URL, {"email": "bob@example.org"})
+    responses = in_one_second([(api(raw), *MINT), (api(raw), *user_token), (api(raw), *user_token)])
+    assert [response.status_code for response in responses] == [201, 201, 429]
+    assert responses[2]["Retry-After"] == "1"

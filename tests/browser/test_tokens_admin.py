@@ -18,7 +18,7 @@ def api_status(live_server, raw: str) -> tuple[int, dict]:
 
 def test_a_staff_member_creates_an_api_token_and_revokes_it(admin_page, live_server):
     page = admin_page
-    member = User.objects.create_user(username="reports@example.org")
+    member = User.objects.create_user(username="reports@example.org", grants=["messaging:read"])
 
     page.goto(f"{ADMIN}/add/")
     page.get_by_label("User").fill(str(member.pk))

@@ -155,3 +155,28 @@ def test_a_cache_created_again_does_not_see_the_old_items(make_token, api):
 
     forget_known_caches()  # as if CACHE_LOOKUP_SECONDS had passed
     assert client.get("/cache/news", params={"key": "k"}).status_code == 404
+
+
+@pytest.mark.django_db
+class TestWhoMayCreateAndDelete:
+    def test_a_cache_records_who_created_it(self, make_token, api, admin_client, admin_user):
+        token, raw = make_token("cache:readwrite")
+        assert api(raw).put(f"{CACHES_URL}news", {}, format="json").status_code == 201
+        assert Cache.objects.get(name="news").created_by == token.user
+        call_command("createcache", "ops", stdout=StringIO())
+        assert Cache.objects.get(name="ops").created_by is None
+        admin_client.post("/admin/cache_api/cache/add/", {"name": "site", "max_item_bytes": "", "max_ttl_seconds": ""})
+        assert Cache.objects.get(name="site").created_by == admin_user
+
+    def test_deleting_a_cache_needs_a_grant_that_covers_it_now(self, make_token, api):
+        for name in ("mine", "theirs"):
+            services.cache_create(name=name)
+        token, raw = make_token("cache:readwrite")
+        token.user.grants = ["cache:readwrite:mine", "cache:readonly"]
+        token.user.save()
+        response = api(raw).delete(f"{CACHES_URL}theirs")
+        assert response.status_code == 403
+        assert "needs a cache:readwrite scope covering all of it" in response.json()["detail"]
+        assert api(raw).put(f"{CACHES_URL}fresh", {}, format="json").status_code == 403
+        assert api(raw).delete(f"{CACHES_URL}mine").status_code == 204
+        assert list(Cache.objects.values_list("name", flat=True)) == ["theirs"]
