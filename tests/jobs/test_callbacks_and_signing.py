@@ -176,7 +176,7 @@ def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(owner, target
 def test_the_signature_is_the_documented_hmac(owner, target, run_due):
     user, raw = owner
     target.expect_request("/hook").respond_with_data("ok")
-    make_job(user, target.url_for("/hook"), method="POST", body="hello")
+    job = make_job(user, target.url_for("/hook"), method="POST", body="hello")
     run_due()
     [request] = requests_to(target, "/hook")
     key = base64.b64decode(secret_of(raw).removeprefix("whsec_"))
@@ -184,7 +184,7 @@ def test_the_signature_is_the_documented_hmac(owner, target, run_due):
     signed = f"{webhook_id}.{timestamp}.hello".encode()
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     assert request.headers["webhook-signature"] == f"v1,{expected}"
-    target_digest = hashlib.sha256(f"POST\n{target.url_for('/hook')}\n".encode()).hexdigest()
+    target_digest = hashlib.sha256(f"POST\n{job.uri}\n".encode()).hexdigest()
     assert webhook_id.rpartition("_")[2] == target_digest
 
 
@@ -218,8 +218,8 @@ def test_the_receivers_example_in_the_docs_verifies_real_requests_and_callbacks(
     user, raw = owner
     target.expect_request("/hook").respond_with_data("ok")
     target.expect_request("/done").respond_with_data("ok")
-    hook, done = target.url_for("/hook"), target.url_for("/done")
-    job = make_job(user, hook, method="POST", body="hello", callback_uri=done)
+    job = make_job(user, target.url_for("/hook"), method="POST", body="hello", callback_uri=target.url_for("/done"))
+    hook, done = job.uri, job.callback_uri  # as the API shows them
     run_due()
     run_due()
     secret = secret_of(raw)
