@@ -10,6 +10,7 @@ Reading needs jobs:readonly, the rest jobs:readwrite. Answers come in the face's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from . import signing
-from .errors import JobConflict
+from .errors import JobConflict, JobParameterError
 from .models import SigningSecret
 from .schema import APIKEY, BODY_ERRORS, ERRORS, JobsErrorSerializer
 from .serializers import JobTimeField, OptionalJobTimeField
@@ -44,6 +45,8 @@ class SigningSecretSerializer(serializers.ModelSerializer):
 
 
 class RevealedSecretSerializer(SigningSecretSerializer):
+    """A secret with its value, as it is shown once."""
+
     secret = serializers.SerializerMethodField(help_text="whsec_<base64>: keep it; it is not shown again.")
 
     class Meta(SigningSecretSerializer.Meta):
@@ -53,8 +56,17 @@ class RevealedSecretSerializer(SigningSecretSerializer):
         return self.context["secret"]
 
 
+class WholeNumberField(serializers.IntegerField):
+    """An integer written as one: DRF's own also takes 2.0, "2.0" and true."""
+
+    def to_internal_value(self, data) -> int:
+        if isinstance(data, (bool, float)) or (isinstance(data, str) and not re.fullmatch(r"\s*[+-]?\d+\s*", data)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class RotationSerializer(serializers.Serializer):
-    overlap = serializers.IntegerField(
+    overlap = WholeNumberField(
         required=False,
         min_value=0,
         help_text="Seconds the previous secret still signs (0: it stops now); at most, and by default, "
@@ -67,6 +79,17 @@ class RotationSerializer(serializers.Serializer):
                 f"Ensure this value is less than or equal to {settings.JOBS_SIGNING_SECRET_OVERLAP}."
             )
         return value
+
+
+def _overlaps_given(request) -> list:
+    """Every `overlap` the request gives: in the query, then in the body (form or JSON)."""
+    given = list(request.query_params.getlist("overlap"))
+    data = request.data
+    if not isinstance(data, Mapping):
+        raise JobParameterError("body", 'The body must be a JSON object, e.g. {"overlap": 3600}.')
+    if "overlap" in data:
+        given += data.getlist("overlap") if hasattr(data, "getlist") else [data["overlap"]]
+    return given
 
 
 def _revealed(secret: SigningSecret, value: str) -> Response:
@@ -82,7 +105,9 @@ LISTED = inline_serializer(
     "JobSigningSecretsSuccess",
     {"success": inline_serializer("JobSigningSecrets", {"signing_secrets": SigningSecretSerializer(many=True)})},
 )
-NOT_FOUND = 404  # no object is looked up by id here
+# No record is looked up by id here (no 404); a GET takes no parameter to be wrong (no 400).
+READ_ERRORS = {code: error for code, error in ERRORS.items() if code in (401, 403)}
+WRITE_ERRORS = {code: error for code, error in BODY_ERRORS.items() if code != 404}
 
 
 class SigningSecretView(JobsView):
@@ -91,7 +116,7 @@ class SigningSecretView(JobsView):
     @extend_schema(
         operation_id="jobs_signing_secrets_list",
         parameters=[APIKEY],
-        responses={200: LISTED, **{code: error for code, error in ERRORS.items() if code != NOT_FOUND}},
+        responses={200: LISTED, **READ_ERRORS},
         description="The secrets that sign your requests and callbacks now, the current one first; never their values.",
     )
     def get(self, request):
@@ -105,7 +130,7 @@ class SigningSecretView(JobsView):
         responses={
             200: REVEALED,
             409: OpenApiResponse(JobsErrorSerializer, description="It was shown already: rotate it for a new one."),
-            **{code: error for code, error in BODY_ERRORS.items() if code != NOT_FOUND},
+            **WRITE_ERRORS,
         },
         description=(
             "The value of your current signing secret, shown this once (made now if you have none). "
@@ -132,17 +157,16 @@ class SigningSecretRotationView(JobsView):
             OpenApiParameter("overlap", int, description=RotationSerializer().fields["overlap"].help_text),
         ],
         request=RotationSerializer,
-        responses={200: REVEALED, **{code: error for code, error in BODY_ERRORS.items() if code != NOT_FOUND}},
+        responses={200: REVEALED, **WRITE_ERRORS},
         description=(
             "Make a new current secret and show it this once. Requests and callbacks are signed with "
             "both the new and the previous secret for `overlap` seconds, then with the new one only."
         ),
     )
     def post(self, request):
-        given = (
-            request.data if isinstance(request.data, Mapping) and "overlap" in request.data else request.query_params
-        )
-        rotation = RotationSerializer(data={key: given[key] for key in ("overlap",) if key in given})
-        rotation.is_valid(raise_exception=True)
-        overlap = rotation.validated_data.get("overlap", settings.JOBS_SIGNING_SECRET_OVERLAP)
+        overlap = settings.JOBS_SIGNING_SECRET_OVERLAP
+        for value in _overlaps_given(request):  # each is checked; the body's wins over the query's
+            rotation = RotationSerializer(data={"overlap": value})
+            rotation.is_valid(raise_exception=True)
+            overlap = rotation.validated_data["overlap"]
         return _revealed(*signing.signing_secret_rotate(user=request.user, overlap=overlap))

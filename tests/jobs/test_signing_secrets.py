@@ -117,7 +117,14 @@ def test_a_rotation_may_be_asked_for_from_form_fields_or_the_query(owner, jobs_a
 
 @pytest.mark.parametrize(
     ("overlap", "message"),
-    [(601, "less than or equal to 600"), (-1, "greater than or equal to 0"), ("soon", "valid integer")],
+    [
+        (601, "less than or equal to 600"),
+        (-1, "greater than or equal to 0"),
+        ("soon", "valid integer"),
+        ("0.0", "valid integer"),
+        (1.0, "valid integer"),
+        (True, "valid integer"),
+    ],
 )
 def test_an_overlap_out_of_bounds_is_refused(owner, jobs_api, settings, overlap, message):
     settings.JOBS_SIGNING_SECRET_OVERLAP = 600
@@ -125,6 +132,17 @@ def test_an_overlap_out_of_bounds_is_refused(owner, jobs_api, settings, overlap,
     answer = rotate(jobs_api, key, overlap=overlap)
     assert answer.status_code == 400
     assert message in answer.json()["error"]["overlap"]
+    assert SigningSecret.objects.count() == 0
+
+
+def test_every_overlap_given_is_checked_wherever_it_comes(owner, jobs_api):
+    _, key = owner
+    answer = jobs_api.post(f"{ROTATE}?apikey={key}&overlap=null", {"overlap": 0}, format="json")
+    assert answer.status_code == 400
+    assert "valid integer" in answer.json()["error"]["overlap"]
+    answer = jobs_api.post(f"{ROTATE}?apikey={key}&overlap=0", [None], format="json")
+    assert answer.status_code == 400
+    assert "JSON object" in answer.json()["error"]["body"]
     assert SigningSecret.objects.count() == 0
 
 
