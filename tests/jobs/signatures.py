@@ -4,6 +4,10 @@ made with the `standardwebhooks` library, as receivers make it."""
 from rest_framework.test import APIClient
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from jobs.models import Job
+
+from .helpers import make_job, requests_to
+
 
 def secret_of(raw_token: str) -> str:
     """The owner's current signing secret, through the API's show-once endpoint."""
@@ -19,3 +23,12 @@ def verifies(secret: str, headers, body: bytes) -> bool:
     except WebhookVerificationError:
         return False
     return True
+
+
+def delivered(user, target, run_due, *, body: str, path: str = "/hook", **fields) -> tuple[Job, object]:
+    """A POST job of `user`'s with `body`, sent to `target` at `path`: the job and the request as received."""
+    target.expect_request(path).respond_with_data("ok")
+    job = make_job(user, target.url_for(path), method="POST", body=body, **fields)
+    run_due()
+    [request] = requests_to(target, path)
+    return job, request

@@ -16,7 +16,7 @@ from jobs.dispatcher import dispatch_once
 from jobs.models import Job, JobKind, JobState
 
 from .helpers import make_job, requests_to, wait_until
-from .signatures import secret_of, verifies
+from .signatures import delivered, secret_of, verifies
 
 pytestmark = pytest.mark.django_db
 
@@ -114,10 +114,7 @@ def test_a_failure_callback_reports_a_request_that_got_no_response(owner, target
 
 def test_every_request_is_signed_for_its_owner_in_the_standard_webhooks_format(owner, target, run_due):
     user, raw = owner
-    target.expect_request("/hook").respond_with_data("ok")
-    job = make_job(user, target.url_for("/hook"), method="POST", body='{"order": 7}')
-    run_due()
-    [request] = requests_to(target, "/hook")
+    job, request = delivered(user, target, run_due, body='{"order": 7}')
     secret = secret_of(raw)  # made when the first job was sent; shown now, once
     assert secret.startswith("whsec_")
     assert request.headers["webhook-signature"].count("v1,") == 1
@@ -175,10 +172,7 @@ def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(owner, target
 
 def test_the_signature_is_the_documented_hmac(owner, target, run_due):
     user, raw = owner
-    target.expect_request("/hook").respond_with_data("ok")
-    job = make_job(user, target.url_for("/hook"), method="POST", body="hello")
-    run_due()
-    [request] = requests_to(target, "/hook")
+    job, request = delivered(user, target, run_due, body="hello")
     key = base64.b64decode(secret_of(raw).removeprefix("whsec_"))
     webhook_id, timestamp = request.headers["webhook-id"], request.headers["webhook-timestamp"]
     signed = f"{webhook_id}.{timestamp}.hello".encode()

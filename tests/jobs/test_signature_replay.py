@@ -14,7 +14,7 @@ import pytest
 from jobs.models import Job
 
 from .helpers import make_job, requests_to
-from .signatures import secret_of, verifies
+from .signatures import delivered, secret_of, verifies
 
 pytestmark = pytest.mark.django_db
 
@@ -33,17 +33,8 @@ FORGED_REPORT = {
 def captured(owner, target, run_due):
     """What the attacker (`owner`) captured: a request of theirs, signed, with a callback's body."""
     attacker, _ = owner
-    target.expect_request("/attacker").respond_with_data("ok")
-    make_job(
-        attacker,
-        target.url_for("/attacker"),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-        body=json.dumps(FORGED_REPORT),
-    )
-    run_due()
-    [request] = requests_to(target, "/attacker")
-    return request
+    headers = {"Content-Type": "application/json"}
+    return delivered(attacker, target, run_due, body=json.dumps(FORGED_REPORT), path="/attacker", headers=headers)[1]
 
 
 @pytest.fixture

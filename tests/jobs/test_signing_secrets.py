@@ -13,7 +13,7 @@ from jobs import signing
 from jobs.models import AttemptOutcome, JobState, SigningSecret
 
 from .helpers import make_job, requests_to, state_of
-from .signatures import secret_of, verifies
+from .signatures import delivered, secret_of, verifies
 
 pytestmark = pytest.mark.django_db
 
@@ -174,10 +174,7 @@ def test_after_the_operator_rotates_the_key_at_rest_the_same_secret_still_signs(
     call_command("reencryptsigningsecrets", stdout=output)
     assert output.getvalue().startswith("1 signing secret(s)")
     settings.JOBS_SIGNING_KEY, settings.JOBS_SIGNING_NEXT_KEY = "the-next-key-at-rest", None
-    target.expect_request("/hook").respond_with_data("ok")
-    make_job(user, target.url_for("/hook"), method="POST", body="still")
-    run_due()
-    [request] = requests_to(target, "/hook")
+    _, request = delivered(user, target, run_due, body="still")
     assert verifies(value, request.headers, b"still")
 
 
@@ -198,13 +195,9 @@ def test_a_secret_that_no_longer_decrypts_fails_its_owners_attempts_only(owner, 
     assert len(requests_to(target, "/hook")) == 2  # nothing unsigned left
 
 
-@pytest.fixture
-def admin_client(client, admin_user):
+def test_the_admin_lists_secrets_without_their_values(client, admin_user, owner):
     client.force_login(admin_user)
-    return client
-
-
-def test_the_admin_lists_secrets_without_their_values(admin_client, owner):
+    admin_client = client
     user, key = owner
     value = secret_of(key)
     stored = SigningSecret.objects.get(user=user)
