@@ -352,12 +352,14 @@ require(
     JOBS_DEFAULT_TIMEOUT <= JOBS_MAX_TIMEOUT,
     f"JOBS_DEFAULT_TIMEOUT ({JOBS_DEFAULT_TIMEOUT}) must not be above JOBS_MAX_TIMEOUT ({JOBS_MAX_TIMEOUT}).",
 )
-# Secret that signs every job request and callback (Job-Signature); required when DEBUG is off.
+# Key that encrypts the job owners' signing secrets in the database; required when DEBUG is off.
 JOBS_SIGNING_KEY = env_secret(
     "JOBS_SIGNING_KEY", debug=DEBUG, development_value="insecure-local-development-signing-key"
 )
-# The key that will replace JOBS_SIGNING_KEY: while set, requests carry a signature with each key.
+# The key that will replace JOBS_SIGNING_KEY: while set, new secrets are encrypted with it, old ones read with either.
 JOBS_SIGNING_NEXT_KEY = env_str("JOBS_SIGNING_NEXT_KEY")
+# Seconds an owner's previous signing secret still signs after a rotation (the most a rotation may ask for).
+JOBS_SIGNING_SECRET_OVERLAP = env_int("JOBS_SIGNING_SECRET_OVERLAP", 86_400, minimum=0)
 
 # Secrets that are unset while DEBUG is off: settings still load (management commands
 # work), but the web, worker, scheduler and dispatcher processes refuse to start

@@ -9,7 +9,7 @@ HOW_TO_SET = {
         '(python -c "import secrets; print(secrets.token_urlsafe(50))"), or set DEBUG=true for local development.'
     ),
     "JOBS_SIGNING_KEY": (
-        "JOBS_SIGNING_KEY is not set. Set it to a long random string that receivers of job requests share "
+        "JOBS_SIGNING_KEY is not set. Set it to a long random string (it encrypts job owners' signing secrets) "
         '(python -c "import secrets; print(secrets.token_urlsafe(32))"), or set DEBUG=true for local development.'
     ),
 }

@@ -1,11 +1,14 @@
-"""Jobs in the admin: watched, retried and cancelled (through the services), never written by hand."""
+"""Jobs in the admin: watched, retried and cancelled (through the services), never written by hand.
+
+Owners' signing secrets are listed by their metadata only; their values never reach the admin.
+"""
 
 from django.contrib import admin, messages
 
 from core.admin import ReadOnlyInline
 
 from . import services
-from .models import Attempt, Job, JobKind
+from .models import Attempt, Job, JobKind, SigningSecret
 
 
 class AttemptInline(ReadOnlyInline):
@@ -80,3 +83,19 @@ class JobAdmin(admin.ModelAdmin):
         for job in queryset:
             services.job_cancel(job=job)
         self.message_user(request, f"{queryset.count()} job(s) cancelled.", messages.SUCCESS)
+
+
+@admin.register(SigningSecret)
+class SigningSecretAdmin(admin.ModelAdmin):
+    """Which secrets sign whose jobs, and until when. Deleting one revokes it: its owner's next
+    delivery makes a new one, which they see once through the API."""
+
+    list_display = ["fingerprint", "user", "created_at", "shown_at", "expires_at"]
+    list_select_related = ["user"]
+    search_fields = ["=fingerprint", "user__username", "user__email"]
+    ordering = ["-created_at"]
+    fields = ["fingerprint", "user", "created_at", "shown_at", "expires_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -136,3 +136,31 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.job_id}: {self.outcome}"
+
+
+class SigningSecret(models.Model):
+    """A job owner's secret that signs their requests and callbacks (Standard Webhooks).
+
+    Kept encrypted (it must be read back to sign); shown to its owner once. The current
+    secret has no `expires_at`; after a rotation the previous one stays valid until then.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_signing_secrets")
+    encrypted = models.TextField(editable=False, help_text="The secret, encrypted with a key from JOBS_SIGNING_KEY.")
+    fingerprint = models.CharField(max_length=16, editable=False, help_text="Tells secrets apart; reveals nothing.")
+    created_at = models.DateTimeField()
+    shown_at = models.DateTimeField(null=True, blank=True, help_text="When its owner was shown it (only once).")
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: the current secret. Else: signs alongside the new one until then."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=models.Q(expires_at__isnull=True), name="jobs_one_current_signing_secret"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"signing secret {self.fingerprint} of {self.user_id}"

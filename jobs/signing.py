@@ -1,33 +1,61 @@
-"""Signatures on every job request and callback.
+"""Signatures on every job request and callback: Standard Webhooks, with a secret per owner.
 
-    Job-Signature: t=1767225600,v1=5257a869...,v1=9c1e0b4d...
+    webhook-id: 3b9d5d4e-6f9c-4f1e-9a5a-3d1c2b0a9e77_5b1c...e0   (the delivery id _ the target)
+    webhook-timestamp: 1767225600
+    webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
 
-`t` is the Unix time of signing; each `v1` is the hex HMAC-SHA256, under one key,
-of `"<t>." + body` (the body's bytes, empty for a request without one). One `v1`
-is given per key in use: JOBS_SIGNING_KEY and, during a rotation,
-JOBS_SIGNING_NEXT_KEY. A receiver accepts the request when any `v1` matches a key
-it knows and `t` is recent. `docs/jobs.md` has a receiver's snippet.
+Each `v1` is the base64 HMAC-SHA256 of `"{id}.{timestamp}.{body}"` under one of the
+job owner's secrets (`whsec_<base64>`), so a receiver verifies with a `standardwebhooks`
+library. The id binds the delivery to where it was meant to go: its second part is the
+hex SHA-256 of `"{method}\\n{uri}\\n{Job-Id}"` (Job-Id empty for a request), so a
+signature made for one destination, job or owner proves nothing anywhere else.
+
+Secrets are kept encrypted with a key derived from JOBS_SIGNING_KEY (and, while the
+operator rotates that key, JOBS_SIGNING_NEXT_KEY), shown to their owner once, and
+rotated with an overlap in which both the old and the new secret sign. An owner with no
+secret gets one the first time one of their jobs is sent, or when they ask for it.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
 import hmac
+import secrets
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, models, transaction
 
 from core.startup import HOW_TO_SET
 
-SIGNATURE_HEADER = "Job-Signature"
+from . import clock
+from .models import Job, SigningSecret
+
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 DELIVERY_HEADER = "Job-Delivery-Id"
 ATTEMPT_HEADER = "Job-Attempt"
 JOB_HEADER = "Job-Id"
+# Where signatures under one key for the whole service used to travel; refused, so nothing looks signed that way.
+RETIRED_SIGNATURE_HEADER = "Job-Signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+SECRET_BYTES = 32
 # Headers a job may not set itself: ours and those the HTTP client manages.
 RESERVED_HEADERS = frozenset(
     {
-        SIGNATURE_HEADER.lower(),
+        ID_HEADER,
+        TIMESTAMP_HEADER,
+        SIGNATURE_HEADER,
+        RETIRED_SIGNATURE_HEADER.lower(),
         DELIVERY_HEADER.lower(),
         ATTEMPT_HEADER.lower(),
         JOB_HEADER.lower(),
@@ -45,34 +73,183 @@ RESERVED_HEADERS = frozenset(
 )
 
 
-def signing_keys() -> list[str]:
-    """The keys requests are signed with; never none, so nothing leaves unsigned."""
+class SecretAlreadyShown(Exception):
+    """The current secret was shown once; only a rotation gives one to see."""
+
+
+class SecretUnreadable(Exception):
+    """A stored secret does not decrypt with the configured keys."""
+
+
+# --- Signing ---------------------------------------------------------------
+
+
+def target_digest(method: str, uri: str, job_id: str = "") -> str:
+    """What the id binds a delivery to: the method, the job's `uri` and, for a callback, its Job-Id."""
+    return hashlib.sha256(f"{method}\n{uri}\n{job_id}".encode()).hexdigest()
+
+
+def delivery_id(job: Job) -> str:
+    """The webhook-id: the same on every attempt of the job, different for every destination."""
+    job_id = str(job.parent_id) if job.parent_id is not None else ""
+    return f"{job.delivery_id}_{target_digest(job.method, job.uri, job_id)}"
+
+
+def signatures(keys: Iterable[bytes], webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The webhook-signature value: one `v1,<base64>` per key, space-separated."""
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    return " ".join("v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode() for key in keys)
+
+
+def delivery_headers(job: Job, body: bytes, *, timestamp: int) -> dict[str, str]:
+    """The signature headers of one attempt of `job`, with its owner's keys (see `signing_keys_attach`)."""
+    keys = getattr(job, "signing_keys", None)
+    if keys is None:
+        raise RuntimeError(f"Job {job.pk} has no signing keys attached: call signing_keys_attach first.")
+    if isinstance(keys, Exception):
+        raise keys
+    webhook_id = delivery_id(job)
+    return {
+        ID_HEADER: webhook_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: signatures(keys, webhook_id, timestamp, body),
+    }
+
+
+def signing_keys_attach(jobs: list[Job]) -> None:
+    """Give each job its owner's valid keys (current first) as `job.signing_keys`, before the jobs
+    are sent from other threads: one query, plus a new secret for an owner who has none.
+
+    An owner whose secrets do not decrypt gets the error instead: their jobs' attempts fail
+    with it, the others are sent.
+    """
+    owners = {job.user_id for job in jobs}
+    by_owner: dict[int, list[SigningSecret]] = {owner: [] for owner in owners}
+    for secret in valid_secrets(SigningSecret.objects.filter(user_id__in=owners), now=clock.now()):
+        by_owner[secret.user_id].append(secret)
+    keys: dict[int, list[bytes] | Exception] = {}
+    for owner, owned in by_owner.items():
+        try:
+            keys[owner] = [_key(decrypt(secret)) for secret in owned or [current_secret(user_id=owner)]]
+        except (SecretUnreadable, ImproperlyConfigured) as error:
+            keys[owner] = error
+    for job in jobs:
+        job.signing_keys = keys[job.user_id]
+
+
+def valid_secrets(queryset: models.QuerySet, *, now: datetime) -> models.QuerySet:
+    """The secrets that sign at `now`: the current one first, then those in their overlap."""
+    return queryset.filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)).order_by(
+        models.F("expires_at").desc(nulls_first=True), "-id"
+    )
+
+
+def _key(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+# --- Secrets at rest -------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _fernet_key(key: str) -> bytes:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"jobs: owners' signing secrets").derive(
+        key.encode()
+    )
+    return base64.urlsafe_b64encode(derived)
+
+
+def _cipher() -> MultiFernet:
+    """Encrypts with JOBS_SIGNING_NEXT_KEY while it is set (it is about to become the key), else
+    JOBS_SIGNING_KEY; decrypts with either."""
     if not settings.JOBS_SIGNING_KEY:
         raise ImproperlyConfigured(HOW_TO_SET["JOBS_SIGNING_KEY"])
-    return [key for key in (settings.JOBS_SIGNING_KEY, settings.JOBS_SIGNING_NEXT_KEY) if key]
+    keys = [key for key in (settings.JOBS_SIGNING_NEXT_KEY, settings.JOBS_SIGNING_KEY) if key]
+    return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
 
 
-def signature(key: str, timestamp: int, body: bytes) -> str:
-    return hmac.new(key.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+def decrypt(secret: SigningSecret) -> str:
+    try:
+        return _cipher().decrypt(secret.encrypted.encode()).decode()
+    except InvalidToken:
+        raise SecretUnreadable(
+            f"The job signing secret {secret.fingerprint} of user {secret.user_id} does not decrypt with "
+            "JOBS_SIGNING_KEY or JOBS_SIGNING_NEXT_KEY (was the key changed without a rotation?)."
+        ) from None
 
 
-def signature_header(*, timestamp: int, body: bytes, keys: Iterable[str] | None = None) -> str:
-    """The Job-Signature value for `body` signed at `timestamp`."""
-    keys = signing_keys() if keys is None else keys
-    return ",".join([f"t={timestamp}", *(f"v1={signature(key, timestamp, body)}" for key in keys)])
+def fingerprint(secret: str) -> str:
+    """The first 12 hex digits of the secret's SHA-256: tells secrets apart, gives nothing away."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
-def verify(header: str, body: bytes, *, key: str, now: int, tolerance: int = 300) -> bool:
-    """Whether `header` holds a signature of `body` under `key` made within `tolerance` seconds of `now`.
+def _new_secret(*, user_id: int, now: datetime, shown: bool) -> tuple[SigningSecret, str]:
+    secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+    record = SigningSecret.objects.create(
+        user_id=user_id,
+        encrypted=_cipher().encrypt(secret.encode()).decode(),
+        fingerprint=fingerprint(secret),
+        created_at=now,
+        shown_at=now if shown else None,
+    )
+    return record, secret
 
-    The same check a receiver makes (see docs/jobs.md).
+
+def signing_secrets_reencrypt() -> int:
+    """Encrypt every stored secret again with the current key (to finish a key rotation); how many."""
+    cipher = _cipher()
+    count = 0
+    for secret in SigningSecret.objects.only("pk", "encrypted").iterator():
+        SigningSecret.objects.filter(pk=secret.pk, encrypted=secret.encrypted).update(
+            encrypted=cipher.rotate(secret.encrypted.encode()).decode()
+        )
+        count += 1
+    return count
+
+
+# --- The owner's secret ----------------------------------------------------
+
+
+def current_secret(*, user_id: int) -> SigningSecret:
+    """The owner's current secret, made (not yet shown) if they have none."""
+    current = SigningSecret.objects.filter(user_id=user_id, expires_at__isnull=True).first()
+    if current is not None:
+        return current
+    try:
+        with transaction.atomic():
+            return _new_secret(user_id=user_id, now=clock.now(), shown=False)[0]
+    except IntegrityError:  # made meanwhile by another process
+        return SigningSecret.objects.get(user_id=user_id, expires_at__isnull=True)
+
+
+def signing_secret_reveal(*, user) -> tuple[SigningSecret, str]:
+    """The owner's current secret and its value, once (made now if they have none).
+
+    Raises SecretAlreadyShown when it was shown before: rotate to get a new one.
     """
-    fields = [part.split("=", 1) for part in header.split(",") if "=" in part]
-    timestamps = [value for name, value in fields if name.strip() == "t"]
-    if len(timestamps) != 1 or not timestamps[0].isdigit():
-        return False
-    timestamp = int(timestamps[0])
-    if abs(now - timestamp) > tolerance:
-        return False
-    expected = signature(key, timestamp, body)
-    return any(name.strip() == "v1" and hmac.compare_digest(value, expected) for name, value in fields)
+    current = current_secret(user_id=user.pk)
+    now = clock.now()
+    if not SigningSecret.objects.filter(pk=current.pk, shown_at__isnull=True).update(shown_at=now):
+        raise SecretAlreadyShown(f"The signing secret {current.fingerprint} was shown already.")
+    current.shown_at = now
+    return current, decrypt(current)
+
+
+@transaction.atomic
+def signing_secret_rotate(*, user, overlap: int) -> tuple[SigningSecret, str]:
+    """A new current secret (returned with its value, shown now); the previous one signs too for
+    `overlap` more seconds. Older secrets stop signing at once: at most two are ever valid."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one rotation at a time
+    now = clock.now()
+    owned = SigningSecret.objects.filter(user=user)
+    owned.filter(expires_at__isnull=False).delete()
+    if overlap > 0:
+        owned.filter(expires_at__isnull=True).update(expires_at=now + timedelta(seconds=overlap))
+    else:
+        owned.filter(expires_at__isnull=True).delete()
+    return _new_secret(user_id=user.pk, now=now, shown=True)
+
+
+def signing_secrets_of(*, user) -> list[SigningSecret]:
+    """The owner's secrets that sign now, the current one first."""
+    return list(valid_secrets(SigningSecret.objects.filter(user=user), now=clock.now()))

@@ -69,7 +69,7 @@ def _request_headers(job: Job, number: int, body: bytes) -> dict[str, str]:
     headers[signing.ATTEMPT_HEADER] = str(number)
     if job.parent_id is not None:
         headers[signing.JOB_HEADER] = str(job.parent_id)
-    headers[signing.SIGNATURE_HEADER] = signing.signature_header(timestamp=int(time.time()), body=body)
+    headers.update(signing.delivery_headers(job, body, timestamp=int(time.time())))
     return headers
 
 
@@ -241,6 +241,7 @@ def jobs_deliver(*, job_ids: list[str], lease: str) -> int:
     jobs = list(Job.objects.filter(id__in=job_ids, lease=lease, state=JobState.RUNNING))
     if not jobs:
         return 0
+    signing.signing_keys_attach(jobs)
     started = clock.now()
     to_send = [job for job in jobs if job.attempt_count <= job.max_attempts]
     sent = list(_executor().map(_send, to_send))

@@ -1,18 +1,22 @@
-"""Callbacks carry the reference's JSON and are retried; every request and callback is signed."""
+"""Callbacks carry the reference's JSON and are retried; every request and callback is signed with its
+owner's secret in the Standard Webhooks format, which the `standardwebhooks` library verifies."""
 
+import base64
 import hashlib
 import hmac
 import json
-import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from rest_framework.test import APIClient
 
-from jobs import signing
+from jobs.dispatcher import dispatch_once
 from jobs.models import Job, JobKind, JobState
 
-from .helpers import make_job, requests_to
+from .helpers import make_job, requests_to, wait_until
+from .signatures import delivered, secret_of, verifies
 
 pytestmark = pytest.mark.django_db
 
@@ -108,49 +112,74 @@ def test_a_failure_callback_reports_a_request_that_got_no_response(owner, target
     assert payload["error"].startswith("OutboundConnectionError: ")
 
 
-def test_every_request_is_signed_with_the_current_key(owner, target, run_due):
-    user, _ = owner
-    target.expect_request("/hook").respond_with_data("ok")
-    job = make_job(user, target.url_for("/hook"), method="POST", body='{"order": 7}')
-    run_due()
-    [request] = requests_to(target, "/hook")
-    header = request.headers["Job-Signature"]
-    assert header.count("v1=") == 1
+def test_every_request_is_signed_for_its_owner_in_the_standard_webhooks_format(owner, target, run_due):
+    user, raw = owner
+    job, request = delivered(user, target, run_due, body='{"order": 7}')
+    secret = secret_of(raw)  # made when the first job was sent; shown now, once
+    assert secret.startswith("whsec_")
+    assert request.headers["webhook-signature"].count("v1,") == 1
+    assert request.headers["webhook-id"].startswith(f"{job.delivery_id}_")
     assert request.headers["Job-Delivery-Id"] == str(job.delivery_id)
     assert request.headers["Job-Attempt"] == "1"
-    now = int(time.time())
-    assert signing.verify(header, b'{"order": 7}', key="current-signing-key-for-tests", now=now)
-    assert not signing.verify(header, b'{"order": 8}', key="current-signing-key-for-tests", now=now)
-    assert not signing.verify(header, b'{"order": 7}', key="another-key", now=now)
-    assert not signing.verify(header, b'{"order": 7}', key="current-signing-key-for-tests", now=now + 3600)
+    assert "Job-Signature" not in request.headers
+    assert verifies(secret, request.headers, b'{"order": 7}')
+    assert not verifies(secret, request.headers, b'{"order": 8}')
+    assert not verifies(
+        "whsec_" + base64.b64encode(b"another secret of 32 bytes......").decode(), request.headers, b'{"order": 7}'
+    )
 
 
-def test_during_a_rotation_the_signature_verifies_with_either_key(owner, target, run_due, settings):
-    settings.JOBS_SIGNING_NEXT_KEY = "next-signing-key-for-tests"
-    user, _ = owner
+def test_a_real_worker_sends_requests_and_callbacks_a_receiver_verifies(owner, target, worker, clock):
+    user, raw = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    target.expect_request("/done").respond_with_data("thanks")
+    job = make_job(user, target.url_for("/hook"), method="PUT", body="payload", callback_uri=target.url_for("/done"))
+    dispatch_once()
+    wait_until(lambda: Job.objects.filter(parent=job, state=JobState.SCHEDULED).exists(), what="the callback")
+    dispatch_once()
+    wait_until(lambda: Job.objects.filter(parent=job, state=JobState.SUCCEEDED).exists(), what="the callback sent")
+    secret = secret_of(raw)
+    [request], [callback] = requests_to(target, "/hook"), requests_to(target, "/done")
+    assert verifies(secret, request.headers, b"payload")
+    assert verifies(secret, callback.headers, callback.get_data())
+    assert callback.headers["Job-Id"] == str(job.pk)
+
+
+def test_after_a_rotation_both_secrets_sign_until_the_overlap_ends(owner, target, run_due, clock, settings):
+    settings.JOBS_SIGNING_SECRET_OVERLAP = 3600
+    user, raw = owner
+    old = secret_of(raw)
+    rotated = APIClient().post(f"/jobs/signing-secret/rotate.json?apikey={raw}")
+    new = rotated.json()["success"]["signing_secret"]["secret"]
     target.expect_request("/hook").respond_with_data("ok")
     target.expect_request("/done").respond_with_data("ok")
     make_job(user, target.url_for("/hook"), method="PUT", body="payload", callback_uri=target.url_for("/done"))
     run_due()
     run_due()
-    now = int(time.time())
     for request in (*requests_to(target, "/hook"), *requests_to(target, "/done")):
-        header, body = request.headers["Job-Signature"], request.get_data()
-        assert header.count("v1=") == 2
-        assert signing.verify(header, body, key="current-signing-key-for-tests", now=now)
-        assert signing.verify(header, body, key="next-signing-key-for-tests", now=now)
-        assert not signing.verify(header, body, key="an-old-key", now=now)
+        assert request.headers["webhook-signature"].count("v1,") == 2
+        assert verifies(old, request.headers, request.get_data())
+        assert verifies(new, request.headers, request.get_data())
+
+    clock.advance(seconds=3600)
+    later = make_job(user, target.url_for("/hook"), method="POST", body="later")
+    run_due()
+    [request] = [r for r in requests_to(target, "/hook") if r.headers["Job-Delivery-Id"] == str(later.delivery_id)]
+    assert request.headers["webhook-signature"].count("v1,") == 1
+    assert verifies(new, request.headers, b"later")
+    assert not verifies(old, request.headers, b"later")
 
 
 def test_the_signature_is_the_documented_hmac(owner, target, run_due):
-    user, _ = owner
-    target.expect_request("/hook").respond_with_data("ok")
-    make_job(user, target.url_for("/hook"))
-    run_due()
-    [request] = requests_to(target, "/hook")
-    fields = dict(part.split("=", 1) for part in request.headers["Job-Signature"].split(","))
-    expected = hmac.new(b"current-signing-key-for-tests", f"{fields['t']}.".encode(), hashlib.sha256).hexdigest()
-    assert fields["v1"] == expected
+    user, raw = owner
+    job, request = delivered(user, target, run_due, body="hello")
+    key = base64.b64decode(secret_of(raw).removeprefix("whsec_"))
+    webhook_id, timestamp = request.headers["webhook-id"], request.headers["webhook-timestamp"]
+    signed = f"{webhook_id}.{timestamp}.hello".encode()
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert request.headers["webhook-signature"] == f"v1,{expected}"
+    target_digest = hashlib.sha256(f"POST\n{job.uri}\n".encode()).hexdigest()
+    assert webhook_id.rpartition("_")[2] == target_digest
 
 
 def test_a_jobs_own_headers_and_body_are_sent(owner, target, run_due):
@@ -170,21 +199,29 @@ def test_a_jobs_own_headers_and_body_are_sent(owner, target, run_due):
     assert request.args.to_dict() == {"a": "1", "b": "2"}
 
 
-def test_the_receivers_snippet_in_the_docs_verifies_a_real_request(owner, target, run_due, settings):
-    settings.JOBS_SIGNING_NEXT_KEY = "next-signing-key-for-tests"
+def _documented_check():
     text = (Path(__file__).resolve().parents[2] / "docs" / "jobs.md").read_text()
     snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict = {}
     exec(compile(snippet, "docs/jobs.md", "exec"), namespace)  # noqa: S102 - the documented code itself
-    is_genuine = namespace["job_request_is_genuine"]
+    return namespace["job_request_is_genuine"]
 
-    user, _ = owner
+
+def test_the_receivers_example_in_the_docs_verifies_real_requests_and_callbacks(owner, target, run_due):
+    is_genuine = _documented_check()
+    user, raw = owner
     target.expect_request("/hook").respond_with_data("ok")
-    make_job(user, target.url_for("/hook"), method="POST", body="hello")
+    target.expect_request("/done").respond_with_data("ok")
+    job = make_job(user, target.url_for("/hook"), method="POST", body="hello", callback_uri=target.url_for("/done"))
+    hook, done = job.uri, job.callback_uri  # as the API shows them
     run_due()
-    [request] = requests_to(target, "/hook")
-    header, body = request.headers["Job-Signature"], request.get_data()
-    assert is_genuine(header, body, ["current-signing-key-for-tests"])
-    assert is_genuine(header, body, ["next-signing-key-for-tests"])
-    assert not is_genuine(header, body + b"!", ["current-signing-key-for-tests"])
-    assert not is_genuine(header, body, ["some-other-key"])
+    run_due()
+    secret = secret_of(raw)
+    [request], [callback] = requests_to(target, "/hook"), requests_to(target, "/done")
+    headers, body = request.headers, request.get_data()
+    assert is_genuine(headers, body, secret, "POST", hook)
+    assert is_genuine(callback.headers, callback.get_data(), secret, "POST", done, str(job.pk))
+    assert not is_genuine(headers, body + b"!", secret, "POST", hook)
+    assert not is_genuine(headers, body, secret, "PUT", hook)  # meant for another method
+    assert not is_genuine(headers, body, secret, "POST", done)  # meant for another address
+    assert not is_genuine(callback.headers, callback.get_data(), secret, "POST", done, str(uuid.uuid4()))
