@@ -29,11 +29,12 @@ WRITE_BATCH = 500
 
 Progress = Callable[[str, int, int], None]
 
-# A cell a spreadsheet would run (OWASP, CSV injection): one starting with =, +, - or @, also after
-# leading whitespace, or with a tab or carriage return. The export writes such a cell after a '
-# (which spreadsheets take as "this is text"), and so also a cell that is already ' then such a
-# cell; the import takes one ' off exactly those, so every text reads back as it was.
-_FORMULA = r"(?:\s*[=+\-@]|[\t\r])"
+# A cell a spreadsheet would run (OWASP, CSV injection): one starting with =, +, - or @ (or their
+# full-width forms), also after leading whitespace or invisible characters, or with a tab or carriage
+# return. The export writes such a cell after a ' (which spreadsheets take as "this is text"), and so
+# also a cell that is already ' then such a cell; the import takes one ' off exactly those, so every
+# text reads back as it was.
+_FORMULA = r"(?:[\s\u200b-\u200d\u2060\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]|[\t\r])"
 _NEEDS_ESCAPE = re.compile(f"'*{_FORMULA}")
 _ESCAPED = re.compile(f"'+{_FORMULA}")
 

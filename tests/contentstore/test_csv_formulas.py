@@ -34,14 +34,19 @@ FORMULAS = [
     "\t=1+1",
     "\u00a0@SUM(A1)",
     "\r=1",
+    "\n=1+1",
+    "\ufeff=1+1",
+    "\u200b @SUM(A1)",
+    "\uff1d1+1",
 ]
 # Texts that look like the escape itself: they must come back with their quotes.
 QUOTED = ["'=1+1", "''@SUM(A1)", "'plain", "'", "' -1", "it's =fine"]
 
 
 def runs_in_a_spreadsheet(cell: str) -> bool:
-    """Whether a spreadsheet would treat `cell` as a formula (told apart from the code under test)."""
-    return cell[:1] in ("\t", "\r") or cell.lstrip()[:1] in ("=", "+", "-", "@")
+    """Whether a spreadsheet may treat `cell` as a formula (told apart from the code under test)."""
+    visible = cell.lstrip().lstrip("\u200b\u200c\u200d\u2060\ufeff").lstrip()
+    return cell[:1] in ("\t", "\r") or visible[:1] in ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def exported_cells(text: str) -> list[list[str]]:
