@@ -53,10 +53,11 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The address policy is the standard library's classification (an address it does not call
 # global, or flags as private, loopback, link-local, multicast, reserved, unspecified or
-# site-local, is refused) together with the ranges below, which it calls global in some
-# Python versions. Each range is named, most specific first, so that a refusal says what
-# the address is. IPv6 forms that carry an IPv4 address are refused as such, and the IPv4
-# address they carry is judged too (it decides when the operator allows the IPv6 form).
+# site-local, is refused) together with the ranges below. Some of these it calls global
+# (in Python 3.11: 100.64.0.0/10 is only "not global", ::/96, ::ffff:0:0:0/96, NAT64, 6to4,
+# 192.88.99.0/24, fec0::/10, 3fff::/20); each is named, most specific first, so that a refusal
+# says what the address is. IPv6 forms that carry an IPv4 address are refused as such, and the
+# IPv4 address they carry is judged too (it decides when the operator allows the IPv6 form).
 BLOCKED_NETWORKS: tuple[tuple[IPNetwork, str], ...] = tuple(
     (ipaddress.ip_network(network), reason)
     for network, reason in (
