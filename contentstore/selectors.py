@@ -7,7 +7,7 @@ from typing import TextIO
 from django.db.models import Prefetch, QuerySet
 
 from .models import Message, MessageSet
-from .services.message_csv import CSV_COLUMNS
+from .services.message_csv import CSV_COLUMNS, csv_cell
 
 
 def messageset_languages() -> dict[int, list[str]]:
@@ -30,19 +30,21 @@ def messagesets_with_messages() -> QuerySet[MessageSet]:
 
 
 def message_export_csv(*, messageset: MessageSet, file: TextIO) -> int:
-    """Write the set's messages as CSV in the format the import reads; return how many."""
+    """Write the set's messages as CSV in the format the import reads; return how many.
+
+    A cell a spreadsheet would run as a formula is written after a ' (`csv_cell`), which the import takes off.
+    """
     writer = csv.writer(file)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for message in messages_in_order().filter(messageset=messageset).iterator(chunk_size=1000):
-        writer.writerow(
-            [
-                message.sequence_number,
-                message.lang,
-                message.text_content or "",
-                message.binary_content.content.name if message.binary_content else "",
-                json.dumps(message.metadata, ensure_ascii=False) if message.metadata else "",
-            ]
-        )
+        cells = [
+            str(message.sequence_number),
+            message.lang,
+            message.text_content or "",
+            message.binary_content.content.name if message.binary_content else "",
+            json.dumps(message.metadata, ensure_ascii=False) if message.metadata else "",
+        ]
+        writer.writerow([csv_cell(cell) for cell in cells])
         count += 1
     return count

@@ -146,34 +146,62 @@ def validate_upload_size(file) -> None:
         raise ValidationError("The file is empty.", code="empty")
 
 
-def sniff_media_type(file) -> str | None:
-    """A file's media type, told from its first bytes (None when they match no known format)."""
+# Names a format may have besides the one `filetype` gives it (its `extension`, here with a dot).
+OTHER_EXTENSIONS = {
+    "jpg": (".jpeg", ".jpe", ".jfif"),
+    "tif": (".tiff",),
+    "ogg": (".oga", ".opus", ".spx"),
+    "aiff": (".aif", ".aifc"),
+    "midi": (".mid",),
+    "heic": (".heif",),
+}
+# Never accepted, whatever BINARY_CONTENT_TYPES says: SVG is a document that can carry scripts.
+REFUSED_TYPES = ("image/svg+xml",)
+SVG_MARKUP = b"<svg"
+SNIFFED_BYTES = 8192
+
+
+def format_extensions(kind: filetype.Type) -> tuple[str, ...]:
+    """The extensions a file of this format (as `filetype` tells it) may be named with."""
+    return (f".{kind.extension}", *OTHER_EXTENSIONS.get(kind.extension, ()))
+
+
+def sniff_format(file) -> tuple[filetype.Type | None, bytes]:
+    """A file's format, told from its first bytes (None when they match no known one), and those bytes."""
     position = file.tell()
     try:
-        head = file.read(8192)
+        head = file.read(SNIFFED_BYTES)
     finally:
         file.seek(position)
-    kind = filetype.guess(head)
-    return kind.mime if kind else None
+    return filetype.guess(head), head
 
 
 def validate_upload_type(file) -> None:
-    """The name must say an allowed type, and the bytes must be a file of that kind (an image
-    named .png, audio named .mp3), so a page or a script cannot be served as media."""
+    """The name must say an allowed type, and the bytes must be a file of exactly that format (an
+    image named .png is a PNG, audio named .mp3 is MP3), so a file is always served as what it is
+    and a page, a script or an SVG cannot be served as media."""
     if _stored(file):
         return
     allowed = settings.BINARY_CONTENT_TYPES
     name = PurePath(file.name or "").name
     named = guess_media_type(name)
+    if named in REFUSED_TYPES:
+        raise ValidationError(
+            f"{name!r} is of type {named}, which is never accepted: it can carry scripts.", code="file_type"
+        )
     if not media_type_allowed(named, allowed):
         told = f"of type {named}" if named else "of unknown type (from its extension)"
         raise ValidationError(
             f"{name!r} is {told}; allowed types: {', '.join(allowed)} (BINARY_CONTENT_TYPES).", code="file_type"
         )
-    sniffed = sniff_media_type(file)
-    if sniffed is None or sniffed.split("/")[0] != named.split("/")[0] or not media_type_allowed(sniffed, allowed):
-        found = f"{sniffed} data" if sniffed else "no audio or image format this service recognises"
+    kind, head = sniff_format(file)
+    if kind is None or PurePath(name).suffix.lower() not in format_extensions(kind):
+        found = f"{kind.mime} data" if kind else "no audio or image format this service recognises"
         raise ValidationError(
             f"{name!r} is named as {named} but its content is {found}; upload the file itself.",
             code="file_content",
+        )
+    if SVG_MARKUP in head.lower():
+        raise ValidationError(
+            f"{name!r} holds SVG markup, which is never accepted: it can carry scripts.", code="file_content"
         )

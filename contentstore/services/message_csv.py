@@ -1,7 +1,12 @@
-"""Bulk import of a message set's messages from CSV: all rows or none."""
+"""Bulk import of a message set's messages from CSV: all rows or none.
+
+Also the one rule for cells a spreadsheet would run as formulas, which the export
+writes escaped and the import reads back (`csv_cell`, `csv_cell_value`).
+"""
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -23,6 +28,25 @@ CSV_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 WRITE_BATCH = 500
 
 Progress = Callable[[str, int, int], None]
+
+# A cell a spreadsheet would run (OWASP, CSV injection): one starting with =, +, - or @ (or their
+# full-width forms), also after leading whitespace or invisible characters, or with a tab or carriage
+# return. The export writes such a cell after a ' (which spreadsheets take as "this is text"), and so
+# also a cell that is already ' then such a cell; the import takes one ' off exactly those, so every
+# text reads back as it was.
+_FORMULA = r"(?:[\s\u200b-\u200d\u2060\ufeff]*[=+\-@\uff1d\uff0b\uff0d\uff20]|[\t\r])"
+_NEEDS_ESCAPE = re.compile(f"'*{_FORMULA}")
+_ESCAPED = re.compile(f"'+{_FORMULA}")
+
+
+def csv_cell(value: str) -> str:
+    """`value` as the export writes it: after a ' when a spreadsheet would run it."""
+    return f"'{value}" if _NEEDS_ESCAPE.match(value) else value
+
+
+def csv_cell_value(cell: str) -> str:
+    """What an exported cell holds: `csv_cell` undone."""
+    return cell[1:] if _ESCAPED.match(cell) else cell
 
 
 @dataclass(frozen=True)
@@ -58,7 +82,7 @@ def _read_rows(file: TextIO) -> list[_Row]:
         if None in record:
             problems.append(f"Row {index}: more values than columns.")
             continue
-        values = {name: (value or "") for name, value in record.items()}
+        values = {name: csv_cell_value(value or "") for name, value in record.items()}
         if any(value.strip() for value in values.values()):
             rows.append(_Row(index, values))
     if problems:

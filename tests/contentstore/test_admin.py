@@ -6,7 +6,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from contentstore.models import BinaryContent, Message, MessageSet, Schedule
 
-from .factories import fire_tasks, make_binary_content, make_message, make_messageset, make_schedule, upload
+from .factories import (
+    OGG_BYTES,
+    fire_tasks,
+    make_binary_content,
+    make_message,
+    make_messageset,
+    make_schedule,
+    upload,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -160,7 +168,7 @@ def test_the_admin_exports_a_sets_messages(admin_client, content):
 
 
 def test_a_file_uploaded_in_the_admin_is_stored_like_an_api_upload(admin_client):
-    response = admin_client.post(f"{ADMIN}/binarycontent/add/", {"content": upload("Intro.ogg")})
+    response = admin_client.post(f"{ADMIN}/binarycontent/add/", {"content": upload("Intro.ogg", OGG_BYTES)})
     assert response.status_code == 302
     item = BinaryContent.objects.get()
     assert item.content.name.endswith(".ogg")

@@ -108,7 +108,7 @@ def test_it_replaces_the_file_and_deletes_the_old_one(writer, django_capture_on_
     item = make_binary_content("old.mp3")
     old = stored_path(item)
     with django_capture_on_commit_callbacks(execute=True):
-        response = writer.put(f"{URL}{item.pk}/", {"content": upload("new.ogg")}, format="multipart")
+        response = writer.put(f"{URL}{item.pk}/", {"content": upload("new.ogg", OGG_BYTES)}, format="multipart")
     assert response.status_code == 200, response.content
     item.refresh_from_db()
     assert item.content.name.endswith(".ogg")

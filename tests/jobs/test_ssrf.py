@@ -39,6 +39,18 @@ def nothing_allowed(settings):
         ("[::ffff:10.0.0.1]", "::ffff:a00:1 is an IPv4-mapped IPv6 address"),
         ("2130706433", "127.0.0.1 is a loopback address"),
         ("0x7f.1", "127.0.0.1 is a loopback address"),
+        ("017700000001", "127.0.0.1 is a loopback address"),
+        ("127.1", "127.0.0.1 is a loopback address"),
+        ("127.0.0.1.", "127.0.0.1 is a loopback address"),
+        ("0", "0.0.0.0 is an unspecified ('this network') address"),
+        ("[::7f00:1]", "::7f00:1 is an IPv4-compatible IPv6 address"),
+        ("[::127.0.0.1]", "::7f00:1 is an IPv4-compatible IPv6 address"),
+        ("[::ffff:0:7f00:1]", "::ffff:0:7f00:1 is an IPv4-translated IPv6 address"),
+        ("[::ffff:0:169.254.169.254]", "::ffff:0:a9fe:a9fe is an IPv4-translated IPv6 address"),
+        ("[64:ff9b::10.0.0.1]", "64:ff9b::a00:1 is an IPv4/IPv6 translation (NAT64) address"),
+        ("[2002:a9fe:a9fe::1]", "2002:a9fe:a9fe::1 is a 6to4 address"),
+        ("[fec0::1]", "fec0::1 is a site-local address"),
+        ("[ff02::1]", "ff02::1 is a multicast address"),
     ],
 )
 def test_a_literal_internal_address_is_refused_at_creation_naming_why(owner, jobs_api, nothing_allowed, host, reason):
@@ -51,6 +63,17 @@ def test_a_literal_internal_address_is_refused_at_creation_naming_why(owner, job
             "(the operator can exempt networks with OUTBOUND_ALLOWED_NETWORKS)."
         }
     }
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize("host", ["0177.0.0.1", "127.000.000.001", "[::ffff:127.0.0.1%25lo]"])
+def test_an_internal_address_in_a_spelling_the_sender_cannot_read_is_refused_at_creation(
+    owner, jobs_api, nothing_allowed, host
+):
+    _, key = owner
+    response = jobs_api.post("/jobs.json", {"job[uri]": f"http://{host}:8080/hook", "apikey": key})
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]) == ["uri"]
     assert not Job.objects.exists()
 
 
@@ -86,9 +109,11 @@ def test_a_name_that_resolves_to_loopback_is_refused_at_send_time(owner, target,
     assert requests_to(target, "/hook") == []
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "2130706433"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "[::ffff:127.0.0.1]", "2130706433", "0x7f.1", "[::7f00:1]", "[::ffff:0:7f00:1]"]
+)
 def test_an_internal_address_that_got_past_creation_is_refused_at_send_time(owner, target, run_due, settings, host):
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8", "::ffff:0:0/96"]  # while the job is created
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8", "::/0"]  # while the job is created
     user, _ = owner
     target.expect_request("/hook").respond_with_data("should never be reached")
     job = make_job(user, f"http://{host}:{target.port}/hook")
@@ -96,7 +121,18 @@ def test_an_internal_address_that_got_past_creation_is_refused_at_send_time(owne
     run_due()
     [attempt] = Job.objects.get(pk=job.pk).attempts.all()
     assert attempt.outcome == AttemptOutcome.REFUSED
+    assert attempt.error.startswith("Refused: ")
     assert requests_to(target, "/hook") == []
+
+
+def test_an_allowed_ipv6_form_does_not_let_a_job_reach_the_internal_address_it_carries(owner, jobs_api, settings):
+    settings.OUTBOUND_ALLOWED_NETWORKS = ["::/0"]
+    _, key = owner
+    response = jobs_api.post("/jobs.json", {"job[uri]": "http://[::ffff:0:10.0.0.1]/hook", "apikey": key})
+    assert response.status_code == 400
+    assert response.json()["error"]["uri"].startswith(
+        "Refused: ::ffff:0:a00:1 is an IPv4-translated IPv6 address for 10.0.0.1, a private address, "
+    )
 
 
 def test_an_allowed_network_is_reachable(owner, target, run_due, settings):
