@@ -24,8 +24,9 @@ from .services import JOB_FIELDS
 JSON_EXAMPLE = (
     '{"job": {"uri": "https://example.org/hook", "at": "2030-01-31T18:36:21", "method": "POST"}, "apikey": "<key>"}'
 )
-_BRACKETED = re.compile(r"^job\[([^\[\]]*)\](.*)$")
-_SUBKEY = re.compile(r"^\[([^\[\]]*)\]$")
+# \Z and DOTALL: a name holding a line break is read (and refused by the rules of values), not skipped.
+_BRACKETED = re.compile(r"^job\[([^\[\]]*)\](.*)\Z", re.DOTALL)
+_SUBKEY = re.compile(r"^\[([^\[\]]*)\]\Z")
 
 
 def _single_quoted_to_json(text: str) -> str | None:
@@ -54,8 +55,20 @@ def _single_quoted_to_json(text: str) -> str | None:
     return "".join(out)
 
 
+def _loads(text: str) -> object:
+    """`json.loads(text)`; ParseError for a body nested too deeply or holding a number Python refuses."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ParseError("The body is nested too deeply: send a JSON object of job parameters.") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise ParseError(f"The body holds a value that cannot be read ({error}).") from None
+
+
 class LenientJSONParser(JSONParser):
-    """JSON, also with single-quoted strings; a 400 saying what to fix otherwise."""
+    """JSON, also with single-quoted strings; a 400 saying what to fix otherwise (never a 500)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
@@ -66,14 +79,14 @@ class LenientJSONParser(JSONParser):
         if not text.strip():
             return {}
         try:
-            return json.loads(text)
+            return _loads(text)
         except json.JSONDecodeError as error:
             problem = error
         if "'" in text:
             converted = _single_quoted_to_json(text)
             if converted is not None:
                 try:
-                    return json.loads(converted)
+                    return _loads(converted)
                 except json.JSONDecodeError:
                     pass
         raise ParseError(
