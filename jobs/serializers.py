@@ -51,6 +51,8 @@ class JobTimeField(serializers.Field):
             self.fail("invalid", value=data)
         try:
             return values.parse_at(data)
+        except values.InvalidValue as error:
+            raise serializers.ValidationError(str(error)) from None
         except ValueError:
             self.fail("invalid", value=data)
 
@@ -116,6 +118,14 @@ class RetryDelaysField(serializers.Field):
         return value
 
 
+class ShownUriField(serializers.CharField):
+    """A URI as the API shows it (these serializers only write): credentials a row may hold from
+    before they were refused are masked."""
+
+    def to_representation(self, value) -> str:
+        return values.without_userinfo(value)
+
+
 class JobInputSerializer(serializers.Serializer):
     """A job's parameters; for an update, only those given change."""
 
@@ -160,6 +170,7 @@ class JobSerializer(serializers.ModelSerializer):
     """A job as the API shows it: the reference's id, uri, method, at, and its state."""
 
     id = serializers.CharField()
+    uri = ShownUriField()
     at = JobTimeField(read_only=True)
     next_attempt_at = OptionalJobTimeField(read_only=True)
     callback_uri = serializers.SerializerMethodField()
@@ -183,14 +194,15 @@ class JobSerializer(serializers.ModelSerializer):
         ]
 
     def get_callback_uri(self, job: Job) -> str | None:
-        return job.callback_uri or None
+        return values.without_userinfo(job.callback_uri) or None
 
     def get_failure_callback_uri(self, job: Job) -> str | None:
-        return job.failure_callback_uri or None
+        return values.without_userinfo(job.failure_callback_uri) or None
 
 
 class JobCallbackSerializer(serializers.ModelSerializer):
     id = serializers.CharField()
+    uri = ShownUriField()
     at = JobTimeField(read_only=True)
     next_attempt_at = OptionalJobTimeField(read_only=True)
     attempts = JobAttemptSerializer(many=True)
