@@ -55,16 +55,33 @@ def _single_quoted_to_json(text: str) -> str | None:
     return "".join(out)
 
 
-def _loads(text: str) -> object:
-    """`json.loads(text)`; ParseError for a body nested too deeply or holding a number Python refuses."""
+class UnreadableJSON(ValueError):
+    """JSON the service cannot hold; the message says why."""
+
+
+def read_json(text: str) -> object:
+    """`json.loads(text)` for text a client sent: json.JSONDecodeError when it is not JSON, and
+    UnreadableJSON when it is JSON that cannot be held: nested too deeply, a number of more
+    digits than Python converts, or a string that is not text (a lone surrogate such as \\ud800,
+    which could be neither stored nor repeated in an answer)."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
+        json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate cannot be encoded
     except RecursionError:
-        raise ParseError("The body is nested too deeply: send a JSON object of job parameters.") from None
+        raise UnreadableJSON("it is nested too deeply") from None
     except json.JSONDecodeError:
         raise
-    except ValueError as error:  # e.g. an integer of more digits than Python converts
-        raise ParseError(f"The body holds a value that cannot be read ({error}).") from None
+    except ValueError as error:  # UnicodeEncodeError is one too
+        raise UnreadableJSON(f"it holds a value that cannot be read: {error}") from None
+    return value
+
+
+def _loads(text: str) -> object:
+    """`read_json(text)`, JSON the service cannot hold as a ParseError."""
+    try:
+        return read_json(text)
+    except UnreadableJSON as error:
+        raise ParseError(f"The body cannot be read: {error}. Send a JSON object of job parameters.") from None
 
 
 class LenientJSONParser(JSONParser):

@@ -7,7 +7,6 @@ them. The envelopes the responses come in are described in `schema`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
@@ -18,6 +17,7 @@ from rest_framework import serializers
 
 from . import values
 from .models import Attempt, HttpMethod, Job
+from .parsers import read_json
 from .values import AT_HELP
 
 T = TypeVar("T")
@@ -85,8 +85,8 @@ class HeadersField(serializers.Field):
             if not data.strip():
                 return {}
             try:
-                data = json.loads(data)
-            except json.JSONDecodeError:
+                data = read_json(data)
+            except ValueError:  # not JSON, or JSON that cannot be held (nested too deeply, ...)
                 data = None
         if not isinstance(data, dict):
             raise serializers.ValidationError(

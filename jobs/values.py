@@ -142,7 +142,7 @@ def request_headers(headers: dict) -> dict[str, str]:
         raise InvalidValue(f"At most {settings.JOBS_MAX_HEADERS} headers.")
     checked = {}
     for name, value in headers.items():
-        if not _TOKEN.match(str(name)):
+        if not _TOKEN.fullmatch(str(name)):
             raise InvalidValue(f"{name!r} is not a header name.")
         if name.lower() in RESERVED_HEADERS:
             raise InvalidValue(f"{name} is set by the service and cannot be given.")
@@ -151,7 +151,7 @@ def request_headers(headers: dict) -> dict[str, str]:
         text = str(value).strip(" \t")
         if any(char in text for char in "\r\n\x00"):
             raise InvalidValue(f"The value of {name} may not contain line breaks or NUL.")
-        if not _HEADER_VALUE.match(text):
+        if not _HEADER_VALUE.fullmatch(text):
             raise InvalidValue(
                 f"The value of {name} may hold only visible ASCII characters, spaces and tabs; "
                 "encode other text first (e.g. percent-encoding, or RFC 8187: UTF-8''Zo%C3%AB)."

@@ -167,6 +167,8 @@ UNSENDABLE_HEADERS = [
     ("X-Name:", "v"),
     ("Zo\u00eb", "v"),
     ("X-Name\r\nX-Evil", "v"),
+    ("X-Name\n", "v"),
+    ("X-Name", "v\n"),
 ]
 
 
@@ -259,7 +261,29 @@ def test_a_number_python_will_not_read_is_a_400(owner, jobs_api):
     _, key = owner
     body = json.dumps({"job": {"uri": URI}})[:-2] + ', "timeout": ' + "9" * 5000 + "}}"
     response = jobs_api.generic("POST", f"/jobs.json?apikey={key}", body, content_type="application/json")
-    assert error_of(response, 400)["body"].startswith("The body holds a value that cannot be read")
+    assert error_of(response, 400)["body"].startswith("The body cannot be read: it holds a value that cannot be read")
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"uri": URI, "body": "\ud800"},
+        {"uri": URI, "\udfff": "x"},
+        {"uri": URI, "headers": {"X-Name": "a\ud800"}},
+    ],
+)
+def test_a_json_string_that_is_not_text_is_a_400(owner, jobs_api, job):
+    _, key = owner
+    body = json.dumps({"job": job})  # ensure_ascii: the lone surrogate is sent as its \\u escape
+    response = jobs_api.generic("POST", f"/jobs.json?apikey={key}", body, content_type="application/json")
+    assert error_of(response, 400)["body"].startswith("The body cannot be read: it holds a value")
+
+
+@pytest.mark.parametrize("headers", ["[" * 100_000, '{"X-Name": ' + "9" * 5000 + "}"])
+def test_headers_as_json_text_that_cannot_be_read_are_a_400(owner, jobs_api, headers):
+    _, key = owner
+    response = send_job(jobs_api, key, "form", {"uri": URI, "headers": headers})
+    assert error_of(response, 400)["headers"].startswith("Must be an object of header names to values")
 
 
 def test_a_json_body_over_the_request_limit_is_a_413(owner, jobs_api, settings):
