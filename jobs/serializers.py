@@ -119,8 +119,7 @@ class RetryDelaysField(serializers.Field):
 
 
 class ShownUriField(serializers.CharField):
-    """A URI as the API shows it (these serializers only write): credentials a row may hold from
-    before they were refused are masked."""
+    """A URI as the API shows it: credentials a row may hold from before they were refused are masked."""
 
     def to_representation(self, value) -> str:
         return values.without_userinfo(value)
