@@ -119,8 +119,8 @@ def normalize_uri(value: str) -> str:
         raise InvalidValue(f"Must be an absolute http or https URL such as https://example.org/hook, not {shown!r}.")
     if "@" in parts.netloc:
         raise InvalidValue(
-            "Must not hold credentials (user:password@host): they would be sent in clear to whoever the URL "
-            "names. Send them in a header instead, e.g. job[headers][Authorization]=Basic <base64 of user:password>."
+            "Must not hold credentials (user:password@host): they are not sent from a URL, and a URL is shown "
+            "back. Send them in a header instead, e.g. job[headers][Authorization]=Basic <base64 of user:password>."
         )
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
