@@ -1,5 +1,7 @@
 """Jobs in the admin: watched, retried and cancelled (through the services), never written by hand.
 
+URIs are shown without credentials a row may hold from before they were refused; the dates
+browsed by are the creation dates, which the service sets (a job's `at` is the client's).
 Owners' signing secrets are listed by their metadata only; their values never reach the admin.
 """
 
@@ -7,8 +9,19 @@ from django.contrib import admin, messages
 
 from core.admin import ReadOnlyInline
 
-from . import services
+from . import services, values
 from .models import Attempt, Job, JobKind, SigningSecret
+
+
+def _shown(name: str, label: str):
+    """An admin column showing the URI field `name` with credentials masked."""
+
+    @admin.display(description=label, ordering=name)
+    def column(self, job: Job) -> str:
+        return values.without_userinfo(getattr(job, name))
+
+    column.__name__ = f"shown_{name}"
+    return column
 
 
 class AttemptInline(ReadOnlyInline):
@@ -21,19 +34,21 @@ class CallbackInline(ReadOnlyInline):
     model = Job
     fk_name = "parent"
     show_change_link = True
-    fields = ["kind", "uri", "state", "attempt_count", "next_attempt_at", "finished_at"]
+    fields = ["kind", "shown_uri", "state", "attempt_count", "next_attempt_at", "finished_at"]
+    readonly_fields = fields
     verbose_name = "callback"
+    shown_uri = _shown("uri", "uri")
 
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
     """Jobs are created through the API; here they are watched, retried and cancelled."""
 
-    list_display = ["id", "kind", "method", "uri", "at", "state", "attempt_count", "next_attempt_at", "user"]
+    list_display = ["id", "kind", "method", "shown_uri", "at", "state", "attempt_count", "next_attempt_at", "user"]
     list_filter = ["state", "kind", "method", "at"]
     search_fields = ["=id", "uri", "user__username", "user__email"]
     list_select_related = ["user"]
-    date_hierarchy = "at"
+    date_hierarchy = "created_at"
     ordering = ["-created_at"]
     inlines = [AttemptInline, CallbackInline]
     actions = ["retry_now", "cancel"]
@@ -43,14 +58,14 @@ class JobAdmin(admin.ModelAdmin):
         "kind",
         "parent",
         "method",
-        "uri",
+        "shown_uri",
         "at",
         "headers",
         "body",
         "timeout",
         "retry_schedule",
-        "callback_uri",
-        "failure_callback_uri",
+        "shown_callback_uri",
+        "shown_failure_callback_uri",
         "state",
         "next_attempt_at",
         "first_attempt_at",
@@ -63,6 +78,9 @@ class JobAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     readonly_fields = fields
+    shown_uri = _shown("uri", "uri")
+    shown_callback_uri = _shown("callback_uri", "callback uri")
+    shown_failure_callback_uri = _shown("failure_callback_uri", "failure callback uri")
 
     def has_add_permission(self, request) -> bool:
         return False

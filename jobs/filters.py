@@ -1,8 +1,30 @@
+"""The filters of a jobs list; a time a client filters by follows the rule of a job's time (`values`)."""
+
 import django_filters
+from django import forms
+from django_filters.fields import IsoDateTimeField
 
 from core.filters import FilterSet
 
+from . import values
 from .models import Job, JobState
+
+
+class JobTimeFormField(IsoDateTimeField):
+    """An ISO 8601 time within the times a job may have."""
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return values.time_in_range(moment)
+        except values.InvalidValue as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+class JobTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = JobTimeFormField
 
 
 class JobFilter(FilterSet):
@@ -10,8 +32,8 @@ class JobFilter(FilterSet):
         choices=JobState.choices,
         help_text="Only jobs in this state (repeat for several); `failed` is the dead-letter list.",
     )
-    at_after = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="Due at or after.")
-    at_before = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", help_text="Due before.")
+    at_after = JobTimeFilter(field_name="at", lookup_expr="gte", help_text="Due at or after.")
+    at_before = JobTimeFilter(field_name="at", lookup_expr="lt", help_text="Due before.")
 
     class Meta:
         model = Job

@@ -1,7 +1,27 @@
+"""Jobs and their attempts as stored.
+
+A time a client gives (a job's `at`, and `next_attempt_at` that starts from it) is read
+back within the times a job may have (`values.EARLIEST..LATEST`): a row written around
+the API with a time Python cannot hold (before year 1 or after 9999 in UTC) still lists,
+shows and sends, instead of failing every query that reads it.
+"""
+
 import uuid
 
 from django.conf import settings
 from django.db import models
+
+from . import values
+
+
+class ClientTimeField(models.DateTimeField):
+    """A time a client gives: read back clamped to `values.EARLIEST..LATEST`."""
+
+    def select_format(self, compiler, sql, params):
+        sql, params = super().select_format(compiler, sql, params)
+        low, high = values.EARLIEST, values.LATEST  # NULL stays NULL (LEAST and GREATEST would skip it)
+        clamped = f"CASE WHEN {sql} < %s THEN %s WHEN {sql} > %s THEN %s ELSE {sql} END"
+        return clamped, (*params, low, low, *params, high, high, *params)
 
 
 class JobState(models.TextChoices):
@@ -48,7 +68,7 @@ class Job(models.Model):
 
     method = models.CharField(max_length=7, choices=HttpMethod.choices, default=HttpMethod.GET)
     uri = models.TextField()
-    at = models.DateTimeField(help_text="When the first attempt is due.")
+    at = ClientTimeField(help_text="When the first attempt is due.")
     headers = models.JSONField(default=dict, blank=True, help_text="Headers to send: name to value.")
     body = models.TextField(blank=True)
     timeout = models.PositiveIntegerField(help_text="Seconds each attempt may take.")
@@ -61,7 +81,7 @@ class Job(models.Model):
     failure_callback_uri = models.TextField(blank=True)
 
     state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.SCHEDULED)
-    next_attempt_at = models.DateTimeField(
+    next_attempt_at = ClientTimeField(
         null=True,
         blank=True,
         help_text="Scheduled: when the next attempt is due. Running: when the worker's lease expires.",
@@ -92,7 +112,7 @@ class Job(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.method} {self.uri} at {self.at:%Y-%m-%d %H:%M:%S%z}"
+        return f"{self.method} {values.without_userinfo(self.uri)} at {self.at.isoformat()}"
 
     @property
     def retry_delays(self) -> list[int]:

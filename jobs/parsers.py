@@ -24,8 +24,9 @@ from .services import JOB_FIELDS
 JSON_EXAMPLE = (
     '{"job": {"uri": "https://example.org/hook", "at": "2030-01-31T18:36:21", "method": "POST"}, "apikey": "<key>"}'
 )
-_BRACKETED = re.compile(r"^job\[([^\[\]]*)\](.*)$")
-_SUBKEY = re.compile(r"^\[([^\[\]]*)\]$")
+# \Z and DOTALL: a name holding a line break is read (and refused by the rules of values), not skipped.
+_BRACKETED = re.compile(r"^job\[([^\[\]]*)\](.*)\Z", re.DOTALL)
+_SUBKEY = re.compile(r"^\[([^\[\]]*)\]\Z")
 
 
 def _single_quoted_to_json(text: str) -> str | None:
@@ -54,8 +55,37 @@ def _single_quoted_to_json(text: str) -> str | None:
     return "".join(out)
 
 
+class UnreadableJSON(ValueError):
+    """JSON the service cannot hold; the message says why."""
+
+
+def read_json(text: str) -> object:
+    """`json.loads(text)` for text a client sent: json.JSONDecodeError when it is not JSON, and
+    UnreadableJSON when it is JSON that cannot be held: nested too deeply, a number of more
+    digits than Python converts, or a string that is not text (a lone surrogate such as \\ud800,
+    which could be neither stored nor repeated in an answer)."""
+    try:
+        value = json.loads(text)
+        json.dumps(value, ensure_ascii=False).encode()  # a lone surrogate cannot be encoded
+    except RecursionError:
+        raise UnreadableJSON("it is nested too deeply") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as error:  # UnicodeEncodeError is one too
+        raise UnreadableJSON(f"it holds a value that cannot be read: {error}") from None
+    return value
+
+
+def _loads(text: str) -> object:
+    """`read_json(text)`, JSON the service cannot hold as a ParseError."""
+    try:
+        return read_json(text)
+    except UnreadableJSON as error:
+        raise ParseError(f"The body cannot be read: {error}. Send a JSON object of job parameters.") from None
+
+
 class LenientJSONParser(JSONParser):
-    """JSON, also with single-quoted strings; a 400 saying what to fix otherwise."""
+    """JSON, also with single-quoted strings; a 400 saying what to fix otherwise (never a 500)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
@@ -66,14 +96,14 @@ class LenientJSONParser(JSONParser):
         if not text.strip():
             return {}
         try:
-            return json.loads(text)
+            return _loads(text)
         except json.JSONDecodeError as error:
             problem = error
         if "'" in text:
             converted = _single_quoted_to_json(text)
             if converted is not None:
                 try:
-                    return json.loads(converted)
+                    return _loads(converted)
                 except json.JSONDecodeError:
                     pass
         raise ParseError(

@@ -7,7 +7,6 @@ them. The envelopes the responses come in are described in `schema`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
@@ -18,6 +17,7 @@ from rest_framework import serializers
 
 from . import values
 from .models import Attempt, HttpMethod, Job
+from .parsers import read_json
 from .values import AT_HELP
 
 T = TypeVar("T")
@@ -51,6 +51,8 @@ class JobTimeField(serializers.Field):
             self.fail("invalid", value=data)
         try:
             return values.parse_at(data)
+        except values.InvalidValue as error:
+            raise serializers.ValidationError(str(error)) from None
         except ValueError:
             self.fail("invalid", value=data)
 
@@ -83,8 +85,8 @@ class HeadersField(serializers.Field):
             if not data.strip():
                 return {}
             try:
-                data = json.loads(data)
-            except json.JSONDecodeError:
+                data = read_json(data)
+            except ValueError:  # not JSON, or JSON that cannot be held (nested too deeply, ...)
                 data = None
         if not isinstance(data, dict):
             raise serializers.ValidationError(
@@ -114,6 +116,13 @@ class RetryDelaysField(serializers.Field):
 
     def to_representation(self, value):
         return value
+
+
+class ShownUriField(serializers.CharField):
+    """A URI as the API shows it: credentials a row may hold from before they were refused are masked."""
+
+    def to_representation(self, value) -> str:
+        return values.without_userinfo(value)
 
 
 class JobInputSerializer(serializers.Serializer):
@@ -160,6 +169,7 @@ class JobSerializer(serializers.ModelSerializer):
     """A job as the API shows it: the reference's id, uri, method, at, and its state."""
 
     id = serializers.CharField()
+    uri = ShownUriField()
     at = JobTimeField(read_only=True)
     next_attempt_at = OptionalJobTimeField(read_only=True)
     callback_uri = serializers.SerializerMethodField()
@@ -183,14 +193,15 @@ class JobSerializer(serializers.ModelSerializer):
         ]
 
     def get_callback_uri(self, job: Job) -> str | None:
-        return job.callback_uri or None
+        return values.without_userinfo(job.callback_uri) or None
 
     def get_failure_callback_uri(self, job: Job) -> str | None:
-        return job.failure_callback_uri or None
+        return values.without_userinfo(job.failure_callback_uri) or None
 
 
 class JobCallbackSerializer(serializers.ModelSerializer):
     id = serializers.CharField()
+    uri = ShownUriField()
     at = JobTimeField(read_only=True)
     next_attempt_at = OptionalJobTimeField(read_only=True)
     attempts = JobAttemptSerializer(many=True)

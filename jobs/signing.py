@@ -37,40 +37,15 @@ from django.db import IntegrityError, models, transaction
 from core.startup import HOW_TO_SET
 
 from . import clock
+from .headers import (
+    ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+)
 from .models import Job, SigningSecret
 
-ID_HEADER = "webhook-id"
-TIMESTAMP_HEADER = "webhook-timestamp"
-SIGNATURE_HEADER = "webhook-signature"
-DELIVERY_HEADER = "Job-Delivery-Id"
-ATTEMPT_HEADER = "Job-Attempt"
-JOB_HEADER = "Job-Id"
-# Where signatures under one key for the whole service used to travel; refused, so nothing looks signed that way.
-RETIRED_SIGNATURE_HEADER = "Job-Signature"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 SECRET_BYTES = 32
-# Headers a job may not set itself: ours and those the HTTP client manages.
-RESERVED_HEADERS = frozenset(
-    {
-        ID_HEADER,
-        TIMESTAMP_HEADER,
-        SIGNATURE_HEADER,
-        RETIRED_SIGNATURE_HEADER.lower(),
-        DELIVERY_HEADER.lower(),
-        ATTEMPT_HEADER.lower(),
-        JOB_HEADER.lower(),
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
-        "proxy-connection",
-        "expect",
-    }
-)
 
 
 class SecretAlreadyShown(Exception):

@@ -1,16 +1,18 @@
 """The values a job is made of, and the rules they follow.
 
-When (a time, read and written in JOBS_TIME_ZONE), where (an absolute http or https
-URI, kept with its explicit port), what it sends (headers, body, timeout) and when
-it retries (delays after the first attempt), within the service's limits. Each
-check returns the value as it is stored, or raises `InvalidValue` with the message
-a client reads; the serializers apply them to what a client sends.
+When (a time, read and written in JOBS_TIME_ZONE, within EARLIEST..LATEST so that it
+stays a time in UTC, in PostgreSQL and in Python whatever offset it is shown with),
+where (an absolute http or https URI without credentials, kept with its explicit port),
+what it sends (headers that HTTP/1.1 can carry, body, timeout) and when it retries
+(delays after the first attempt), within the service's limits. Each check returns the
+value as it is stored, or raises `InvalidValue` with the message a client reads; the
+serializers and filters apply them to what a client sends.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -19,7 +21,7 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
-from .signing import RESERVED_HEADERS
+from .headers import RESERVED_HEADERS
 
 
 class InvalidValue(ValueError):
@@ -32,6 +34,13 @@ AT_HELP = (
     "2030-01-31T18:36:21+02:00 or 2030-01-31 18:36:21 +0200."
 )
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# A header value HTTP/1.1 can carry: visible ASCII, with spaces or tabs only between visible characters.
+_HEADER_VALUE = re.compile(r"^(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?$")
+_USERINFO = re.compile(r"^([^:/?#]*:?//)[^/?#]*@")
+# The times a job may have: a day inside Python's (and PostgreSQL's common) years 1..9999, so that
+# every offset a time may be written or shown with (less than a day) keeps it within them.
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -44,7 +53,7 @@ def parse_at(value: str) -> datetime:
 
     An ambiguous local time (clocks going back) is the first of the two; a time that
     does not exist (clocks going forward) is read with the offset before the change.
-    ValueError when it is not a time.
+    ValueError when it is not a time; InvalidValue when it is one outside EARLIEST..LATEST.
     """
     text = value.strip()
     moment = None
@@ -58,6 +67,18 @@ def parse_at(value: str) -> datetime:
         moment = datetime.fromisoformat(text)  # ValueError when it is not a time
     if timezone.is_naive(moment):
         moment = moment.replace(tzinfo=job_zone())
+    return time_in_range(moment)
+
+
+def time_in_range(moment: datetime) -> datetime:
+    """`moment` when it lies within EARLIEST..LATEST (in UTC, after its offset); InvalidValue otherwise."""
+    try:
+        inside = EARLIEST <= moment <= LATEST  # compared in UTC; an offset that crosses year 1 or 9999 raises
+    except OverflowError:
+        inside = False
+    if not inside:
+        earliest, latest = (bound.isoformat().replace("+00:00", "Z") for bound in (EARLIEST, LATEST))
+        raise InvalidValue(f"Must be from {earliest} to {latest} in UTC (after its offset), not {moment.isoformat()}.")
     return moment
 
 
@@ -67,18 +88,27 @@ def format_time(moment: datetime | None) -> str | None:
         return None
     local = moment.astimezone(UTC).astimezone(job_zone())  # through UTC: a time in a DST gap is normalised
     fraction = f".{local.microsecond:06d}".rstrip("0") if local.microsecond else ""
-    return f"{local:%Y-%m-%d %H:%M:%S}{fraction} {local:%z}"
+    return f"{local.year:04d}-{local:%m-%d %H:%M:%S}{fraction} {local:%z}"  # %Y does not pad year 1
+
+
+def without_userinfo(uri: str) -> str:
+    """`uri` with any credentials (`user:password@`) masked, to show it without them."""
+    return _USERINFO.sub(r"\1***@", uri)
 
 
 def normalize_uri(value: str) -> str:
-    """The URI with its scheme, host, explicit port and path: `http://yourapp.com:80/?a=1`."""
+    """The URI with its scheme, host, explicit port and path: `http://yourapp.com:80/?a=1`.
+
+    A URI with credentials (`user:password@`) is refused, and no message repeats them.
+    """
     text = value.strip()
+    shown = without_userinfo(text)
     if len(text) > settings.JOBS_MAX_URI_LENGTH:
         raise InvalidValue(f"Must be at most {settings.JOBS_MAX_URI_LENGTH} characters.")
     if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in text):
         raise InvalidValue(
             "Must be escaped: no spaces or control characters (write a space as %20), "
-            f"e.g. https://example.org/hook?text=This%20is%20text, not {text!r}."
+            f"e.g. https://example.org/hook?text=This%20is%20text, not {shown!r}."
         )
     try:
         parts = urlsplit(text)
@@ -86,7 +116,12 @@ def normalize_uri(value: str) -> str:
         raise InvalidValue(f"Is not a valid URL ({error}).") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise InvalidValue(f"Must be an absolute http or https URL such as https://example.org/hook, not {text!r}.")
+        raise InvalidValue(f"Must be an absolute http or https URL such as https://example.org/hook, not {shown!r}.")
+    if "@" in parts.netloc:
+        raise InvalidValue(
+            "Must not hold credentials (user:password@host): they are not sent from a URL, and a URL is shown "
+            "back. Send them in a header instead, e.g. job[headers][Authorization]=Basic <base64 of user:password>."
+        )
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
         host = httpx.URL(text).raw_host.decode("ascii")
@@ -94,26 +129,33 @@ def normalize_uri(value: str) -> str:
         raise InvalidValue(f"Is not a valid URL ({error}).") from None
     if ":" in host:
         host = f"[{host}]"
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    return urlunsplit((scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
 
 
 def request_headers(headers: dict) -> dict[str, str]:
-    """Headers a job may send (at most JOBS_MAX_HEADERS, none the service sets), values as text."""
+    """Headers a job may send (at most JOBS_MAX_HEADERS, none the service sets), values as text.
+
+    A value is what HTTP/1.1 can carry (visible ASCII, spaces and tabs between), without the
+    spaces or tabs around it, which HTTP ignores.
+    """
     if len(headers) > settings.JOBS_MAX_HEADERS:
         raise InvalidValue(f"At most {settings.JOBS_MAX_HEADERS} headers.")
     checked = {}
     for name, value in headers.items():
-        if not _TOKEN.match(str(name)):
+        if not _TOKEN.fullmatch(str(name)):
             raise InvalidValue(f"{name!r} is not a header name.")
         if name.lower() in RESERVED_HEADERS:
             raise InvalidValue(f"{name} is set by the service and cannot be given.")
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise InvalidValue(f"The value of {name} must be a string.")
-        text = str(value)
+        text = str(value).strip(" \t")
         if any(char in text for char in "\r\n\x00"):
             raise InvalidValue(f"The value of {name} may not contain line breaks or NUL.")
+        if not _HEADER_VALUE.fullmatch(text):
+            raise InvalidValue(
+                f"The value of {name} may hold only visible ASCII characters, spaces and tabs; "
+                "encode other text first (e.g. percent-encoding, or RFC 8187: UTF-8''Zo%C3%AB)."
+            )
         checked[name] = text
     return checked
 

@@ -78,12 +78,14 @@ class JobsView(APIView):
     def get_exception_handler(self):
         return jobs_exception_handler
 
-    def initial(self, request, *args, **kwargs) -> None:
-        if request.method == "POST":
+    def perform_authentication(self, request) -> None:
+        """Authenticate first (the body is read only when it must hold the key), then take `_method`
+        into account before the permissions, which depend on the method."""
+        super().perform_authentication(request)
+        if request.method == "POST" and request.auth is not None:
             override = method_override(request)
             if override is not None:
                 request._request.method = override
-        super().initial(request, *args, **kwargs)
 
     def http_method_not_allowed(self, request, *args, **kwargs):
         allowed = ", ".join(method for method in self.allowed_methods if method not in ("OPTIONS", "HEAD"))

@@ -8,6 +8,10 @@ lease, each job's new state, so a job changed or claimed again meanwhile keeps
 its new state. A worker that dies in between leaves the job running; its lease
 expires, a dispatcher claims it again (at-least-once) and records the unfinished
 attempt as lost. Database work is a few statements per chunk of jobs.
+
+One job never holds back the others of its chunk: a job that cannot be read, sent or
+recorded (a row written around the API, a bug) has its failure recorded on its own,
+and the others are sent and recorded as usual.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from core import outbound
 from core.threads import process_pool
 
 from .. import clock, signing
+from .. import headers as job_headers
 from ..models import LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobKind, JobState
 
 logger = logging.getLogger(__name__)
@@ -65,17 +70,34 @@ def _text(data: bytes, limit: int | None = None) -> str:
 
 def _request_headers(job: Job, number: int, body: bytes) -> dict[str, str]:
     headers = dict(job.headers)
-    headers[signing.DELIVERY_HEADER] = str(job.delivery_id)
-    headers[signing.ATTEMPT_HEADER] = str(number)
+    headers[job_headers.DELIVERY_HEADER] = str(job.delivery_id)
+    headers[job_headers.ATTEMPT_HEADER] = str(number)
     if job.parent_id is not None:
-        headers[signing.JOB_HEADER] = str(job.parent_id)
+        headers[job_headers.JOB_HEADER] = str(job.parent_id)
     headers.update(signing.delivery_headers(job, body, timestamp=int(time.time())))
     return headers
 
 
+# The database cannot be reached: not one job's fault, so the chunk stops (its leases expire, it is claimed again).
+UNREACHABLE = (OperationalError, InterfaceError)
+
+
+def _unexpected(job_id, error: Exception, doing: str) -> str:
+    """Log a bug met while `doing` something with one job; the error recorded for that job."""
+    logger.exception("%s job %s failed unexpectedly", doing, job_id)
+    return f"Unexpected error: {type(error).__name__}: {error}"
+
+
 def _send(job: Job) -> RequestResult:
+    """Send `job` unless every attempt was used; never raises (whatever goes wrong is this job's failure)."""
     started = time.monotonic()
-    result = _request(job, job.attempt_count)
+    try:
+        if job.attempt_count > job.max_attempts:
+            # Claimed once more than it may be tried: every attempt was used, the last ones lost with their workers.
+            return RequestResult(error=LOST_ATTEMPT_ERROR, attempted=False)
+        result = _request(job, job.attempt_count)
+    except Exception as error:
+        result = RequestResult(error=_unexpected(job.pk, error, "Sending"))
     result.elapsed = result.response.elapsed if result.response else time.monotonic() - started
     result.finished = clock.now()
     return result
@@ -97,8 +119,7 @@ def _request(job: Job, number: int) -> RequestResult:
     except outbound.OutboundError as error:
         return RequestResult(error=f"{type(error).__name__}: {error}")
     except Exception as error:  # a bug must not lose the other jobs of the chunk
-        logger.exception("Sending job %s failed unexpectedly", job.pk)
-        return RequestResult(error=f"Unexpected error: {type(error).__name__}: {error}")
+        return RequestResult(error=_unexpected(job.pk, error, "Sending"))
     result = RequestResult(response=response)
     if not result.succeeded:
         result.error = f"HTTP {response.status_code}"
@@ -233,20 +254,87 @@ def _record(results: list[tuple[Job, RequestResult]], lease: str, started: datet
         Job.objects.bulk_create(callbacks)
 
 
+def _record_failure(job_id, lease: str, started: datetime, now: datetime, error: str) -> None:
+    """Record that a job could not be handled: failed (the dead-letter list), if it still holds `lease`.
+
+    Reads and writes nothing of the job but its id, attempt count and state, so it holds for any row.
+    """
+    with transaction.atomic():
+        numbers = list(
+            Job.objects.select_for_update().filter(pk=job_id, lease=lease).values_list("attempt_count", flat=True)
+        )
+        if not numbers:
+            return
+        Attempt.objects.create(
+            job_id=job_id, number=numbers[0], started_at=started, outcome=AttemptOutcome.FAILED, error=error
+        )
+        Job.objects.filter(pk=job_id).update(
+            state=JobState.FAILED,
+            next_attempt_at=None,
+            finished_at=now,
+            lease=None,
+            attempt_started_at=None,
+            updated_at=timezone.now(),
+        )
+
+
+def _each_alone(job_ids: list, work, lease: str, started: datetime, what: str) -> list:
+    """`work(job_id)` for each job on its own; a job whose work raises is recorded as failed instead."""
+    done = []
+    for job_id in job_ids:
+        try:
+            with transaction.atomic():
+                done.append(work(job_id))
+        except UNREACHABLE:
+            raise
+        except Exception as error:
+            message = _unexpected(job_id, error, what)
+            try:
+                _record_failure(job_id, lease, started, clock.now(), message)
+            except UNREACHABLE:
+                raise
+            except DatabaseError:
+                logger.exception("Recording the failure of job %s failed; its lease will expire", job_id)
+    return done
+
+
+def _claimed(job_ids: list[str], lease: str, started: datetime) -> list[Job]:
+    """The jobs that still hold `lease`, read at once, or one by one when a row cannot be read."""
+    claimed = Job.objects.filter(lease=lease, state=JobState.RUNNING)
+    try:
+        with transaction.atomic():
+            return list(claimed.filter(id__in=job_ids))
+    except UNREACHABLE:
+        raise
+    except Exception:
+        logger.exception("Reading %d claimed jobs at once failed; reading each on its own", len(job_ids))
+    found = _each_alone(job_ids, lambda job_id: claimed.filter(pk=job_id).first(), lease, started, "Reading")
+    return [job for job in found if job is not None]
+
+
+def _record_all(results: list[tuple[Job, RequestResult]], lease: str, started: datetime) -> None:
+    """Record the chunk in one transaction or, when that fails, each job in its own."""
+    try:
+        _record(results, lease, started, clock.now())
+        return
+    except UNREACHABLE:
+        raise
+    except Exception:
+        logger.exception("Recording %d jobs at once failed; recording each on its own", len(results))
+    by_id = {job.pk: (job, result) for job, result in results}
+    _each_alone(list(by_id), lambda pk: _record([by_id[pk]], lease, started, clock.now()), lease, started, "Recording")
+
+
 def jobs_deliver(*, job_ids: list[str], lease: str) -> int:
     """Send the jobs claimed under `lease` that still hold it, and record what came of it; how many were sent.
 
     What is read here is what is sent: a change committed after this read is too late for this attempt.
     """
-    jobs = list(Job.objects.filter(id__in=job_ids, lease=lease, state=JobState.RUNNING))
+    started = clock.now()
+    jobs = _claimed(job_ids, lease, started)
     if not jobs:
         return 0
-    signing.signing_keys_attach(jobs)
-    started = clock.now()
-    to_send = [job for job in jobs if job.attempt_count <= job.max_attempts]
-    sent = list(_executor().map(_send, to_send))
-    results = list(zip(to_send, sent, strict=True))
-    # Claimed once more than it may be tried: every attempt was used, the last ones lost with their workers.
-    results += [(job, RequestResult(error=LOST_ATTEMPT_ERROR, attempted=False)) for job in jobs if job not in to_send]
-    _record(results, lease, started, clock.now())
-    return len(to_send)
+    signing.signing_keys_attach(jobs)  # each owner's keys, read once for the chunk
+    results = list(zip(jobs, _executor().map(_send, jobs), strict=True))
+    _record_all(results, lease, started)
+    return sum(1 for _, result in results if result.attempted)

@@ -13,7 +13,7 @@ from jobs.values import InvalidValue
     [
         ("HTTPS://Example.ORG/hook?a=1", "https://example.org:443/hook?a=1"),
         ("http://example.org", "http://example.org:80/"),
-        ("http://user:pw@[::1]:8080/x", "http://user:pw@[::1]:8080/x"),
+        ("http://[::1]:8080/x", "http://[::1]:8080/x"),
         ("http://bücher.example/", "http://xn--bcher-kva.example:80/"),
     ],
 )
