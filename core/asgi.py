@@ -10,6 +10,7 @@ Django's middleware gives the rest of the service (`security_headers`).
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +29,22 @@ Scope = dict
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# A whole number as clients write it: ASCII digits, nothing else. str.isdigit() and int()
+# also take other scripts' digits ('²', '٣'), '_' and spaces, none of which is meant here.
+ASCII_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+MAX_WHOLE_NUMBER = 2**63 - 1  # the largest Redis takes as a counter or a stream id part
+
+
+def ascii_whole_number(text: str | bytes, *, signed: bool = False) -> int | None:
+    """`text` as an int when it is ASCII digits (after an optional sign when `signed`) of at
+    most MAX_WHOLE_NUMBER; None otherwise."""
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    if not ASCII_WHOLE_NUMBER.fullmatch(text) or (not signed and text[0] in "+-"):
+        return None
+    number = int(text)
+    return number if abs(number) <= MAX_WHOLE_NUMBER else None
 
 
 class HTTPError(Exception):
@@ -102,8 +119,8 @@ class Request:
 
     async def body(self, limit: int, too_large: str) -> bytes:
         """The whole body; HTTPError 400 with `too_large` once it passes `limit` bytes."""
-        length = self.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
+        length = ascii_whole_number(self.headers.get("content-length") or "0")
+        if length is None or length > limit:
             raise HTTPError(400, too_large)
         chunks, size = [], 0
         while True:

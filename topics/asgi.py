@@ -17,8 +17,20 @@ from django.db import DatabaseError
 from accounts.authentication import atoken_authenticate, lean_authenticate
 from accounts.models import ApiToken
 from accounts.scopes import describe_missing
+from cache_api.keys import cache_name_error
 from cache_api.selectors import acache_info
-from core.asgi import HTTPError, Receive, Request, Response, Send, cors_headers, lean_app, preflight
+from core.asgi import (
+    MAX_WHOLE_NUMBER,
+    HTTPError,
+    Receive,
+    Request,
+    Response,
+    Send,
+    ascii_whole_number,
+    cors_headers,
+    lean_app,
+    preflight,
+)
 from core.errors import AuthenticationError
 from core.redis import REDIS_ERRORS
 
@@ -30,10 +42,10 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "/topics/"
 METHODS = "GET, POST, OPTIONS"
-TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TOPIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # whole names only: fullmatch
 TOPIC_RULE = "A topic name is 1 to 128 characters: letters, digits, '-', '_' and '.', starting with a letter or digit."
 TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded")
-EVENT_ID = re.compile(r"^(\d+):(\d+)$")
+EVENT_ID = re.compile(r"([0-9]+):([0-9]+)")  # ASCII digits: \d takes other scripts' too
 END_CHECK_SECONDS = 1  # a busy stream checks its token and cache at most this often
 
 
@@ -42,7 +54,10 @@ def parse_path(request: Request) -> tuple[str, str]:
     if len(segments) != 2 or not all(segments):
         raise HTTPError(404, "Not Found: topics are at /topics/{cacheName}/{topicName}.")
     cache_name, topic_name = segments
-    if not TOPIC_NAME.match(topic_name):
+    problem = cache_name_error(cache_name)
+    if problem:
+        raise HTTPError(400, problem)
+    if not TOPIC_NAME.fullmatch(topic_name):
         raise HTTPError(400, TOPIC_RULE)
     return cache_name, topic_name
 
@@ -91,21 +106,23 @@ async def publish(request: Request, token: ApiToken) -> Response:
 
 
 def whole_number(request: Request, name: str) -> int:
-    raw = request.query.get(name, "0") or "0"
-    if not raw.isdigit():
+    raw = request.query.get(name) or "0"
+    number = ascii_whole_number(raw)
+    if number is None:
         raise HTTPError(400, f"{name} must be a whole number of 0 or more, not {raw!r}.")
-    return int(raw)
+    return number
 
 
 async def starting_cursor(request: Request, topic: TopicRef) -> Cursor:
     last_event_id = request.headers.get("last-event-id") or request.query.get("last_event_id")
     if last_event_id:
-        match = EVENT_ID.match(last_event_id.strip())
-        if not match:
+        match = EVENT_ID.fullmatch(last_event_id.strip())
+        page, seq = (ascii_whole_number(match[1]), ascii_whole_number(match[2])) if match else (None, None)
+        if page is None or seq is None or seq == MAX_WHOLE_NUMBER:
             raise HTTPError(
                 400, f"Last-Event-ID must be '<sequence_page>:<topic_sequence_number>', not {last_event_id!r}."
             )
-        return Cursor(page=int(match[1]), seq=int(match[2]) + 1)
+        return Cursor(page=page, seq=seq + 1)
     return await cursor_start(
         topic,
         sequence_number=whole_number(request, "sequence_number"),
@@ -223,8 +240,8 @@ def wants_event_stream(request: Request) -> bool:
 
 async def handle(request: Request, send: Send) -> Response | None:
     """A response to send, or None when the request was answered as a stream."""
+    parse_path(request)  # names are checked before anything is looked up, on every method
     if request.method == "OPTIONS":
-        parse_path(request)
         return preflight(request, METHODS)
     if request.method not in ("GET", "POST"):
         raise HTTPError(405, f"Method {request.method} is not allowed here.", [("allow", METHODS)])

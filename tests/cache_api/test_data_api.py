@@ -164,6 +164,32 @@ def test_a_malformed_request_is_a_400_saying_what_is_wrong(news, cache_client, m
     assert response.json() == {"message": text}
 
 
+@pytest.mark.parametrize("ttl", ["%C2%B2", "%D9%A1%D9%A2", "1_0", "%EF%BC%91", "99999999999999999999999"])
+def test_a_ttl_of_anything_but_ascii_digits_is_a_400_naming_it(news, cache_client, ttl):
+    response = cache_client().put(f"{URL}?key=a&ttl_seconds={ttl}", content=b"v")
+    assert response.status_code == 400
+    assert message(response).startswith("ttl_seconds must be a whole number of seconds")
+
+
+BAD_NAMES = ["ne%00ws", "news%0A", "news%00%0A", "news%0D%0AINFO%20forged", "n%C3%A9ws", "news%FF", "ne%2Fws",
+             "-news", "news%20", "%E2%80%A8news", "n" * 65]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_cache_name_outside_the_rule_is_a_400_on_every_method(news, cache_client, name):
+    from cache_api.models import NAME_RULE
+
+    client = cache_client()
+    for method in ("GET", "PUT", "DELETE", "POST", "OPTIONS"):
+        response = client.request(method, f"/cache/{name}?key=a&ttl_seconds=5", content=b"v")
+        assert (method, response.status_code, response.json()) == (method, 400, {"message": NAME_RULE})
+
+
+def test_a_cache_name_is_checked_before_the_token(news, anonymous):
+    response = anonymous.get("/cache/ne%00ws", params={"key": "a"})
+    assert response.status_code == 400
+
+
 def test_a_token_in_both_places_is_a_400(news, cache_client, make_token):
     client = cache_client()
     response = client.get(URL, params={"key": "k", "token": client.raw_token})
