@@ -408,12 +408,15 @@ LOG_LEVEL = env_log_level("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "core.logging.RedactTokens"}},
+    # Tokens redacted, control characters escaped: no input can put a secret or a line of its own in the log.
+    "filters": {"safe_records": {"()": "core.logging.SafeLogRecords"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["safe_records"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # The access logs print query strings, where a token may be: through the redacting handler too.
-    "loggers": {name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn.access", "django.server")},
+    # The server's logs (the access log prints query strings, where a token may be): through that handler too.
+    "loggers": {
+        name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "uvicorn.access", "django.server")
+    },
 }
