@@ -46,7 +46,6 @@ TOPIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # whole names only
 TOPIC_RULE = "A topic name is 1 to 128 characters: letters, digits, '-', '_' and '.', starting with a letter or digit."
 TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded")
 EVENT_ID = re.compile(r"([0-9]+):([0-9]+)")  # ASCII digits: \d takes other scripts' too
-END_CHECK_SECONDS = 1  # a busy stream checks its token and cache at most this often
 
 
 def parse_path(request: Request) -> tuple[str, str]:
@@ -62,14 +61,30 @@ def parse_path(request: Request) -> tuple[str, str]:
     return cache_name, topic_name
 
 
-async def resolve(request: Request, token: ApiToken, action: str) -> TopicRef:
-    cache_name, topic_name = parse_path(request)
+async def authorize(token: ApiToken, action: str, cache_name: str, topic_name: str) -> TopicRef:
+    """The topic, when `token` may do `action` on it now; HTTPError 403 or 404 otherwise."""
     if not token.scope_set.allows("topics", action, cache=cache_name, topic=topic_name):
         raise HTTPError(403, describe_missing("topics", action, cache=cache_name, topic=topic_name))
     cache = await acache_info(cache_name)
     if cache is None:
         raise HTTPError(404, "Cache Not Found")
     return TopicRef(cache_id=cache.id, cache_name=cache_name, name=topic_name)
+
+
+async def resolve(request: Request, token: ApiToken, action: str) -> TopicRef:
+    return await authorize(token, action, *parse_path(request))
+
+
+async def recheck(request: Request, topic: TopicRef) -> None:
+    """Before a subscriber is given anything: the checks its subscribe passed, again (the token
+    is not revoked or expired and still allows it, the cache is the same). HTTPError saying why
+    not. A token check is trusted for TOKEN_CACHE_SECONDS, so a revocation is seen within that."""
+    try:
+        token = await atoken_authenticate(request.raw_token)
+    except AuthenticationError as error:
+        raise HTTPError(401, str(error)) from None
+    if (await authorize(token, "subscribe", topic.cache_name, topic.name)).cache_id != topic.cache_id:
+        raise HTTPError(404, "Cache Not Found")
 
 
 def message_kind(request: Request) -> bool:
@@ -148,8 +163,9 @@ class Subscriber:
         self._watcher.cancel()
 
 
-async def long_poll(topic: TopicRef, cursor: Cursor, subscriber: Subscriber) -> Response:
-    """Wait until there is something for the subscriber, or TOPICS_LONG_POLL_SECONDS pass."""
+async def long_poll(request: Request, topic: TopicRef, cursor: Cursor, subscriber: Subscriber) -> Response:
+    """Wait until there is something for the subscriber, or TOPICS_LONG_POLL_SECONDS pass; then
+    answer, if the subscriber may still have it."""
     feed = await feed_join(topic, subscriber.waiter)
     try:
         loop = asyncio.get_running_loop()
@@ -162,6 +178,7 @@ async def long_poll(topic: TopicRef, cursor: Cursor, subscriber: Subscriber) -> 
             await wait_for(subscriber.waiter, deadline - loop.time())
     finally:
         feed_leave(feed, subscriber.waiter)
+    await recheck(request, topic)
     return Response(200, json.dumps({"items": items}).encode(), "application/json", [("cache-control", "no-store")])
 
 
@@ -173,21 +190,11 @@ def sse_event(entry: dict) -> bytes:
     return f"event: discontinuity\ndata: {json.dumps(entry['discontinuity'])}\n\n".encode()
 
 
-async def end_reason(raw_token: str, cache_name: str) -> str | None:
-    """Why a stream must end now, if it must: the token or the cache is gone."""
-    try:
-        await atoken_authenticate(raw_token)
-    except AuthenticationError as error:
-        return str(error)
-    if await acache_info(cache_name) is None:
-        return "Cache Not Found"
-    return None
-
-
 async def stream(
     send: Send, request: Request, topic: TopicRef, token: ApiToken, cursor: Cursor, subscriber: Subscriber
 ) -> None:
-    """Server-Sent Events until the client leaves, the token expires or the cache is deleted."""
+    """Server-Sent Events until the client leaves, the token stops allowing it (revoked, expired,
+    narrowed) or the cache is deleted."""
     feed = await feed_join(topic, subscriber.waiter)
     headers = [
         ("content-type", "text/event-stream"),
@@ -203,22 +210,18 @@ async def stream(
         }
     )
     ending = b""
-    loop = asyncio.get_running_loop()
-    checked = loop.time()
     try:
         await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
         while not subscriber.disconnected:
             subscriber.waiter.clear()
             items, cursor = await collect(topic, feed, cursor, settings.TOPICS_BATCH_SIZE)
+            try:  # before anything is delivered, and on every wake
+                await recheck(request, topic)
+            except HTTPError as error:
+                ending = f"event: end\ndata: {json.dumps({'reason': error.message})}\n\n".encode()
+                break
             if items:
                 await send({"type": "http.response.body", "body": b"".join(map(sse_event, items)), "more_body": True})
-            if loop.time() - checked >= END_CHECK_SECONDS or not items:
-                checked = loop.time()
-                reason = await end_reason(request.raw_token, topic.cache_name)
-                if reason:
-                    ending = f"event: end\ndata: {json.dumps({'reason': reason})}\n\n".encode()
-                    break
-            if items:
                 continue
             wait = settings.TOPICS_SSE_HEARTBEAT_SECONDS
             if token.expires_at is not None:  # wake when it expires, to end the stream then
@@ -256,7 +259,7 @@ async def handle(request: Request, send: Send) -> Response | None:
         if wants_event_stream(request):
             await stream(send, request, topic, token, cursor, subscriber)
             return None
-        return await long_poll(topic, cursor, subscriber)
+        return await long_poll(request, topic, cursor, subscriber)
     finally:
         subscriber.close()
 

@@ -1,11 +1,17 @@
 """Topics under attack: hostile names and numbers, revoked tokens still listening, and
 budgets that every publish and subscribe of a user's tokens share."""
 
+import threading
+
 import pytest
 
+from accounts.models import ApiToken
+from accounts.services import token_revoke
 from cache_api.models import NAME_RULE
-from tests.topics.conftest import HTTP, poll, publish
+from harness.waiting import wait_until
+from tests.topics.conftest import HTTP, EventStream, poll, publish
 from topics.asgi import TOPIC_RULE
+from topics.feed import _registries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,3 +69,54 @@ def test_a_last_event_id_of_anything_but_ascii_digits_is_a_400(live, chat, token
     response = poll(live.url, token(), last_event_id=event_id)
     assert response.status_code == 400
     assert response.json()["message"].startswith("Last-Event-ID must be")
+
+
+# --- Revoked tokens ------------------------------------------------------------------------------
+
+
+def waiting_subscribers() -> int:
+    """Subscribers waiting on a topic's feed in this process's live servers."""
+    return sum(feed.subscribers for registry in list(_registries.values()) for feed in list(registry.values()))
+
+
+@pytest.fixture
+def fresh_checks(settings):
+    """Every token check is made again (TOKEN_CACHE_SECONDS 0): a revocation is seen at once."""
+    settings.TOKEN_CACHE_SECONDS = 0
+
+
+def test_a_revoked_tokens_event_stream_ends_before_the_next_message(live, chat, make_token, fresh_checks):
+    listener, raw = make_token()
+    _, publisher = make_token()
+    events = EventStream(f"{live.url}/topics/chat/room?token={raw}")
+    assert events.wait_for_comment("connected")
+    token_revoke(token=listener)
+    assert publish(live.url, publisher, "after the revocation").status_code == 204
+    assert events.ended.wait(10)
+    assert events.events == [{"event": "end", "data": '{"reason": "Token has been revoked."}'}]
+
+
+def test_an_event_stream_ends_once_its_token_no_longer_covers_the_topic(live, chat, make_token, fresh_checks):
+    listener, raw = make_token()
+    _, publisher = make_token()
+    events = EventStream(f"{live.url}/topics/chat/room?token={raw}")
+    assert events.wait_for_comment("connected")
+    ApiToken.objects.filter(pk=listener.pk).update(scopes=["topics:subscribeonly:chat:topic=lobby"])
+    assert publish(live.url, publisher, "not for you").status_code == 204
+    assert events.ended.wait(10)
+    [end] = events.events
+    assert end["event"] == "end" and "needs a topics scope" in end["data"]
+
+
+def test_a_long_poll_opened_before_revocation_gets_nothing_after_it(live, chat, make_token, fresh_checks):
+    listener, raw = make_token()
+    _, publisher = make_token()
+    answers, before = [], waiting_subscribers()
+    waiting = threading.Thread(target=lambda: answers.append(poll(live.url, raw)))
+    waiting.start()
+    wait_until(lambda: waiting_subscribers() == before + 1, what="the long poll to wait", timeout=10)
+    token_revoke(token=listener)
+    assert publish(live.url, publisher, "after the revocation").status_code == 204
+    waiting.join(30)
+    [answer] = answers
+    assert (answer.status_code, answer.json()) == (401, {"message": "Token has been revoked."})
