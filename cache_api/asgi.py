@@ -91,9 +91,9 @@ def parse_ttl(query: dict[bytes, bytes], cache: CacheInfo) -> int:
     return ttl
 
 
-async def run_item_script(*, op: str, token_id: int, key: bytes, value: bytes = b"", ttl: int = 0) -> list:
+async def run_item_script(*, op: str, user_id: int, key: bytes, value: bytes = b"", ttl: int = 0) -> list:
     requests, moved = limits()
-    return await ITEM_SCRIPT.run(get_async_redis(), [key, *counter_keys(token_id)], [op, requests, moved, value, ttl])
+    return await ITEM_SCRIPT.run(get_async_redis(), [key, *counter_keys(user_id)], [op, requests, moved, value, ttl])
 
 
 async def respond(request: Request, send: Send) -> Response:
@@ -121,7 +121,7 @@ async def respond(request: Request, send: Send) -> Response:
 
     redis_key = item_key(cache.id, key)
     if request.method == "GET":
-        result = await run_item_script(op="get", token_id=token.pk, key=redis_key)
+        result = await run_item_script(op="get", user_id=token.user_id, key=redis_key)
     elif request.method == "PUT":
         ttl = parse_ttl(query, cache)
         limit = cache.max_item_bytes
@@ -129,9 +129,9 @@ async def respond(request: Request, send: Send) -> Response:
         if len(key) >= limit:
             raise HTTPError(400, too_large)
         value = await request.body(limit - len(key), too_large)
-        result = await run_item_script(op="set", token_id=token.pk, key=redis_key, value=value, ttl=ttl)
+        result = await run_item_script(op="set", user_id=token.user_id, key=redis_key, value=value, ttl=ttl)
     else:
-        result = await run_item_script(op="del", token_id=token.pk, key=redis_key)
+        result = await run_item_script(op="del", user_id=token.user_id, key=redis_key)
 
     outcome = result[0].decode()
     if outcome == "hit":

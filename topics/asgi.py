@@ -32,6 +32,7 @@ from core.asgi import (
     preflight,
 )
 from core.errors import AuthenticationError
+from core.ratelimit import arequest_allowed
 from core.redis import REDIS_ERRORS
 
 from .feed import feed_join, feed_leave
@@ -116,7 +117,7 @@ async def publish(request: Request, token: ApiToken) -> Response:
             value.decode("utf-8")
         except UnicodeDecodeError:
             raise HTTPError(400, "A text message must be UTF-8; send binary as application/octet-stream.") from None
-    await topic_publish(topic=topic, token_id=token.pk, value=value, binary=binary)
+    await topic_publish(topic=topic, user_id=token.user_id, value=value, binary=binary)
     return Response(204)
 
 
@@ -253,6 +254,7 @@ async def handle(request: Request, send: Send) -> Response | None:
         return await publish(request, token)
 
     topic = await resolve(request, token, "subscribe")
+    await arequest_allowed(token.user_id)  # a subscribe (long poll or stream) is a request of the budget
     cursor = await starting_cursor(request, topic)
     subscriber = Subscriber(request.receive)
     try:

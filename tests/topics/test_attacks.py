@@ -120,3 +120,39 @@ def test_a_long_poll_opened_before_revocation_gets_nothing_after_it(live, chat, 
     waiting.join(30)
     [answer] = answers
     assert (answer.status_code, answer.json()) == (401, {"message": "Token has been revoked."})
+
+
+# --- Rate limits ----------------------------------------------------------------------------------
+
+
+def test_long_polls_count_against_the_rate_limit(live, chat, token, settings):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 5
+    raw = token()
+    assert publish(live.url, raw, "x").status_code == 204
+    statuses = [poll(live.url, raw, sequence_number=1).status_code for _ in range(12)]
+    assert 429 in statuses, statuses
+    refused = next(r for r in (poll(live.url, raw, sequence_number=1) for _ in range(8)) if r.status_code == 429)
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["message"].startswith("Too many requests: a user's tokens may make 5 requests per second")
+
+
+def test_opening_event_streams_counts_against_the_rate_limit(live, chat, token, settings):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 3
+    raw = token()
+    statuses = []
+    for _ in range(8):
+        with HTTP.stream(
+            "GET", f"{live.url}/topics/chat/room?token={raw}", headers={"Accept": "text/event-stream"}
+        ) as r:
+            statuses.append(r.status_code)
+    assert 429 in statuses, statuses
+
+
+def test_a_users_tokens_share_one_budget_for_publish_and_subscribe(live, chat, make_token, settings):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 3
+    first, raw = make_token()
+    others = [make_token(user=first.user)[1] for _ in range(3)]
+    assert publish(live.url, raw, "x").status_code == 204
+    # Each token stays within 3 a second on its own; together they do not.
+    statuses = [poll(live.url, each, sequence_number=1).status_code for _ in range(2) for each in [raw, *others]]
+    assert 429 in statuses, statuses
