@@ -314,3 +314,96 @@ class PrefixRouter:
                     await app(scope, receive, send)
                     return
         await self.default(scope, receive, send)
+
+
+# --- Request bounds ----------------------------------------------------------------
+
+# What a request may carry as a body, from its scope: (the limit in bytes, what to say past it).
+BodyLimit = Callable[[Scope], tuple[int, str]]
+# A refusal in the face's own error format, from the scope, the status and the message: (body, content type).
+ErrorFormat = Callable[[Scope, int, str], tuple[bytes, str]]
+
+
+class RequestBounds:
+    """In front of every app: refuses a request whose head or body passes the bounds before
+    anything reads it (and before authentication's answer is known).
+
+    More than MAX_REQUEST_HEADERS header fields, or more than MAX_REQUEST_HEADER_BYTES of
+    them: 431. A Content-Length above `body_limit(scope)`: 413 at once, the body unread. A body
+    sent without a length (chunked) is counted as the app reads it: past the limit, the 413 is
+    answered (unless the app has already answered) and the app sees the client leave.
+    """
+
+    def __init__(self, app: ASGIApp, *, body_limit: BodyLimit, error_format: ErrorFormat):
+        self.app = app
+        self.body_limit = body_limit
+        self.error_format = error_format
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        if len(headers) > settings.MAX_REQUEST_HEADERS:
+            message = f"Too many header fields: at most {settings.MAX_REQUEST_HEADERS} (MAX_REQUEST_HEADERS)."
+            await self.refuse(scope, receive, send, 431, message)
+            return
+        if sum(len(name) + len(value) for name, value in headers) > settings.MAX_REQUEST_HEADER_BYTES:
+            message = (
+                f"The header fields are too large: at most {settings.MAX_REQUEST_HEADER_BYTES} bytes together "
+                "(MAX_REQUEST_HEADER_BYTES)."
+            )
+            await self.refuse(scope, receive, send, 431, message)
+            return
+        length = chunked = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = ascii_whole_number(value)
+                if length is None:
+                    await self.refuse(scope, receive, send, 400, "Content-Length must be a whole number of bytes.")
+                    return
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is None and not chunked:  # no body: nothing to count
+            await self.app(scope, receive, send)
+            return
+        limit, too_large = self.body_limit(scope)
+        if length is not None:  # the server delivers no more than the declared length
+            if length > limit:
+                await self.refuse(scope, receive, send, 413, too_large)
+            else:
+                await self.app(scope, receive, send)
+            return
+        await self.counting(scope, receive, send, limit, too_large)
+
+    async def counting(self, scope: Scope, receive: Receive, send: Send, limit: int, too_large: str) -> None:
+        """Run the app, counting the body it reads; past `limit`, answer 413 in its place."""
+        received, answered, refused = 0, False, False
+
+        async def counted_receive() -> dict:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    if not answered:
+                        await self.refuse(scope, receive, send, 413, too_large)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal answered
+            if refused:  # the refusal is the answer
+                return
+            answered = True
+            await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+        body, content_type = self.error_format(scope, status, message)
+        response = Response(status, body, content_type, [("connection", "close")])
+        await response.send(with_headers(send, security_headers(Request(scope, receive))))
