@@ -96,6 +96,20 @@ def test_a_bad_https_setting_stops_start_up_naming_it():
     assert "SECURE_SSL_REDIRECT must be true or false" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_REQUEST_HEADER_BYTES", "60000", "MAX_REQUEST_HEADER_BYTES must be at most 49152"),
+        ("MAX_UPLOAD_BYTES", "1000000", "MAX_UPLOAD_BYTES must be at least 10551296"),
+        ("MAX_REQUEST_HEADERS", "many", "MAX_REQUEST_HEADERS must be a whole number"),
+    ],
+)
+def test_a_request_bound_the_service_cannot_keep_stops_start_up_naming_it(name, value, message):
+    done = run_in_a_process([sys.executable, "-c", "import django; django.setup()"], **{name: value})
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
 # --- Django's paths --------------------------------------------------------------
 
 
