@@ -397,3 +397,11 @@ def test_requests_within_the_bounds_are_answered_as_before(web):
     assert within.status_code == 401
     chunked = httpx.put(f"http://127.0.0.1:{web}/cache/news?key=k&ttl_seconds=5", content=iter([b"a" * 1000]))
     assert chunked.status_code == 401
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", ["\u0661\u0662", "1_0", "\u00b2", " 12"])
+def test_a_page_size_of_anything_but_ascii_digits_is_a_400(writer, size):
+    response = writer.get("/api/v1/schedule/", {"page_size": size})
+    assert response.status_code == 400
+    assert "page_size" in response.json()
