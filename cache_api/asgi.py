@@ -12,19 +12,19 @@ import re
 
 from accounts.authentication import lean_authenticate
 from accounts.scopes import describe_missing
-from core.asgi import HTTPError, Request, Response, Send, lean_app, preflight
+from core.asgi import HTTPError, Request, Response, Send, ascii_whole_number, lean_app, preflight
 from core.ratelimit import LUA_FUNCTIONS, counter_keys, limits, rate_limited
 from core.redis import get_async_redis
 from core.scripts import RedisScript
 
-from .keys import item_key
+from .keys import cache_name_error, item_key
 from .selectors import CacheInfo, acache_info
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "/cache/"
 METHODS = "GET, PUT, DELETE, OPTIONS"
-BASE64URL = re.compile(rb"^[A-Za-z0-9_-]*={0,2}$")
+BASE64URL = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
 
 # KEYS: item, request counter, byte counter. ARGV: op, request limit, byte limit, value, ttl.
 # Answers {'hit', value} | {'miss'} | {'ok'} | {'requests'} | {'bytes'}.
@@ -61,7 +61,7 @@ def parse_key(query: dict[bytes, bytes]) -> bytes:
     elif b"key_base64" in query:
         encoded = query[b"key_base64"]
         stripped = encoded.rstrip(b"=")
-        if not BASE64URL.match(encoded) or len(stripped) % 4 == 1:
+        if not BASE64URL.fullmatch(encoded) or len(stripped) % 4 == 1:
             raise HTTPError(400, "key_base64 must be base64url (A-Z, a-z, 0-9, '-' and '_'; padding optional).")
         try:
             key = base64.b64decode(stripped + b"=" * (-len(stripped) % 4), altchars=b"-_", validate=True)
@@ -81,9 +81,9 @@ def parse_ttl(query: dict[bytes, bytes], cache: CacheInfo) -> int:
     if raw is None:
         raise HTTPError(400, "Missing ttl_seconds: it is required to set a value.")
     text = raw.decode("utf-8", "replace")
-    if not re.fullmatch(r"[+-]?\d+", text.strip()):
+    ttl = ascii_whole_number(text.strip(" \t"), signed=True)
+    if ttl is None:
         raise HTTPError(400, f"ttl_seconds must be a whole number of seconds, not {text!r}.")
-    ttl = int(text)
     if ttl <= 0:
         raise HTTPError(400, "ttl_seconds must be greater than 0.")
     if ttl > cache.max_ttl_seconds:
@@ -91,9 +91,9 @@ def parse_ttl(query: dict[bytes, bytes], cache: CacheInfo) -> int:
     return ttl
 
 
-async def run_item_script(*, op: str, token_id: int, key: bytes, value: bytes = b"", ttl: int = 0) -> list:
+async def run_item_script(*, op: str, user_id: int, key: bytes, value: bytes = b"", ttl: int = 0) -> list:
     requests, moved = limits()
-    return await ITEM_SCRIPT.run(get_async_redis(), [key, *counter_keys(token_id)], [op, requests, moved, value, ttl])
+    return await ITEM_SCRIPT.run(get_async_redis(), [key, *counter_keys(user_id)], [op, requests, moved, value, ttl])
 
 
 async def respond(request: Request, send: Send) -> Response:
@@ -101,6 +101,9 @@ async def respond(request: Request, send: Send) -> Response:
     if len(segments) != 1 or not segments[0]:
         raise HTTPError(404, "Not Found: the cache data API is /cache/{cacheName}.")
     name = segments[0]
+    problem = cache_name_error(name)
+    if problem:
+        raise HTTPError(400, problem)
     if request.method == "OPTIONS":
         return preflight(request, METHODS)
     if request.method not in ("GET", "PUT", "DELETE"):
@@ -118,7 +121,7 @@ async def respond(request: Request, send: Send) -> Response:
 
     redis_key = item_key(cache.id, key)
     if request.method == "GET":
-        result = await run_item_script(op="get", token_id=token.pk, key=redis_key)
+        result = await run_item_script(op="get", user_id=token.user_id, key=redis_key)
     elif request.method == "PUT":
         ttl = parse_ttl(query, cache)
         limit = cache.max_item_bytes
@@ -126,9 +129,9 @@ async def respond(request: Request, send: Send) -> Response:
         if len(key) >= limit:
             raise HTTPError(400, too_large)
         value = await request.body(limit - len(key), too_large)
-        result = await run_item_script(op="set", token_id=token.pk, key=redis_key, value=value, ttl=ttl)
+        result = await run_item_script(op="set", user_id=token.user_id, key=redis_key, value=value, ttl=ttl)
     else:
-        result = await run_item_script(op="del", token_id=token.pk, key=redis_key)
+        result = await run_item_script(op="del", user_id=token.user_id, key=redis_key)
 
     outcome = result[0].decode()
     if outcome == "hit":

@@ -1,4 +1,20 @@
-"""Where a cache's data lives in Redis: every key carries the cache's id."""
+"""Where a cache's data lives in Redis: every key carries the cache's id; and the names
+that may reach a lookup at all.
+
+A name is checked against its rule before anything looks it up: a NUL, a newline or
+any other byte outside the rule is a 400 from the data paths, never a query.
+"""
+
+import re
+
+from .models import NAME_PATTERN, NAME_RULE
+
+CACHE_NAME = re.compile(NAME_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def cache_name_error(name: str) -> str | None:
+    """What is wrong with `name` as a cache name (the rule), or None when it is one."""
+    return None if CACHE_NAME.fullmatch(name) else NAME_RULE
 
 
 def item_prefix(cache_id: int) -> bytes:

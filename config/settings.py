@@ -257,6 +257,18 @@ TOPICS_SSE_HEARTBEAT_SECONDS = env_int("TOPICS_SSE_HEARTBEAT_SECONDS", 15, minim
 # Messages of each topic a web process keeps in memory to serve its subscribers.
 TOPICS_FEED_BUFFER = env_int("TOPICS_FEED_BUFFER", 1000, minimum=1)
 
+# --- Request bounds at the web process (core/asgi.py: RequestBounds, before any app reads a request) ---
+
+# Most header fields one request may carry; more is a 431.
+MAX_REQUEST_HEADERS = env_int("MAX_REQUEST_HEADERS", 100, minimum=10)
+# Most bytes of header fields (names and values together) one request may carry; more is a 431. The server
+# reads at most 64 KiB of a request's head (uvicorn --h11-max-incomplete-event-size 65536, in the Procfile).
+MAX_REQUEST_HEADER_BYTES = env_int("MAX_REQUEST_HEADER_BYTES", 16_384, minimum=1024)
+require(MAX_REQUEST_HEADER_BYTES <= 49_152, "MAX_REQUEST_HEADER_BYTES must be at most 49152 (the server reads 64 KiB).")
+# Largest body of an upload (multipart) or a cache item, in bytes; more is a 413 (other bodies: their own limit).
+upload_floor = max(BINARY_CONTENT_MAX_BYTES + 65_536, CACHE_MAX_ITEM_BYTES)  # a file and its framing; an item
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", upload_floor, minimum=upload_floor)
+
 # --- REST framework and API docs --------------------------------------------
 
 REST_FRAMEWORK = {
@@ -412,12 +424,15 @@ LOG_LEVEL = env_log_level("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_tokens": {"()": "core.logging.RedactTokens"}},
+    # Tokens redacted, control characters escaped: no input can put a secret or a line of its own in the log.
+    "filters": {"safe_records": {"()": "core.logging.SafeLogRecords"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["safe_records"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # The access logs print query strings, where a token may be: through the redacting handler too.
-    "loggers": {name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn.access", "django.server")},
+    # The server's logs (the access log prints query strings, where a token may be): through that handler too.
+    "loggers": {
+        name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "uvicorn.access", "django.server")
+    },
 }

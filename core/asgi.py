@@ -10,6 +10,7 @@ Django's middleware gives the rest of the service (`security_headers`).
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +29,22 @@ Scope = dict
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# A whole number as clients write it: ASCII digits, nothing else. str.isdigit() and int()
+# also take other scripts' digits ('²', '٣'), '_' and spaces, none of which is meant here.
+ASCII_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+MAX_WHOLE_NUMBER = 2**63 - 1  # the largest Redis takes as a counter or a stream id part
+
+
+def ascii_whole_number(text: str | bytes, *, signed: bool = False) -> int | None:
+    """`text` as an int when it is ASCII digits (after an optional sign when `signed`) of at
+    most MAX_WHOLE_NUMBER; None otherwise."""
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    if not ASCII_WHOLE_NUMBER.fullmatch(text) or (not signed and text[0] in "+-"):
+        return None
+    number = int(text)
+    return number if abs(number) <= MAX_WHOLE_NUMBER else None
 
 
 class HTTPError(Exception):
@@ -102,8 +119,8 @@ class Request:
 
     async def body(self, limit: int, too_large: str) -> bytes:
         """The whole body; HTTPError 400 with `too_large` once it passes `limit` bytes."""
-        length = self.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit:
+        length = ascii_whole_number(self.headers.get("content-length") or "0")
+        if length is None or length > limit:
             raise HTTPError(400, too_large)
         chunks, size = [], 0
         while True:
@@ -297,3 +314,96 @@ class PrefixRouter:
                     await app(scope, receive, send)
                     return
         await self.default(scope, receive, send)
+
+
+# --- Request bounds ----------------------------------------------------------------
+
+# What a request may carry as a body, from its scope: (the limit in bytes, what to say past it).
+BodyLimit = Callable[[Scope], tuple[int, str]]
+# A refusal in the face's own error format, from the scope, the status and the message: (body, content type).
+ErrorFormat = Callable[[Scope, int, str], tuple[bytes, str]]
+
+
+class RequestBounds:
+    """In front of every app: refuses a request whose head or body passes the bounds before
+    anything reads it (and before authentication's answer is known).
+
+    More than MAX_REQUEST_HEADERS header fields, or more than MAX_REQUEST_HEADER_BYTES of
+    them: 431. A Content-Length above `body_limit(scope)`: 413 at once, the body unread. A body
+    sent without a length (chunked) is counted as the app reads it: past the limit, the 413 is
+    answered (unless the app has already answered) and the app sees the client leave.
+    """
+
+    def __init__(self, app: ASGIApp, *, body_limit: BodyLimit, error_format: ErrorFormat):
+        self.app = app
+        self.body_limit = body_limit
+        self.error_format = error_format
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        if len(headers) > settings.MAX_REQUEST_HEADERS:
+            message = f"Too many header fields: at most {settings.MAX_REQUEST_HEADERS} (MAX_REQUEST_HEADERS)."
+            await self.refuse(scope, receive, send, 431, message)
+            return
+        if sum(len(name) + len(value) for name, value in headers) > settings.MAX_REQUEST_HEADER_BYTES:
+            message = (
+                f"The header fields are too large: at most {settings.MAX_REQUEST_HEADER_BYTES} bytes together "
+                "(MAX_REQUEST_HEADER_BYTES)."
+            )
+            await self.refuse(scope, receive, send, 431, message)
+            return
+        length = chunked = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = ascii_whole_number(value)
+                if length is None:
+                    await self.refuse(scope, receive, send, 400, "Content-Length must be a whole number of bytes.")
+                    return
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is None and not chunked:  # no body: nothing to count
+            await self.app(scope, receive, send)
+            return
+        limit, too_large = self.body_limit(scope)
+        if length is not None:  # the server delivers no more than the declared length
+            if length > limit:
+                await self.refuse(scope, receive, send, 413, too_large)
+            else:
+                await self.app(scope, receive, send)
+            return
+        await self.counting(scope, receive, send, limit, too_large)
+
+    async def counting(self, scope: Scope, receive: Receive, send: Send, limit: int, too_large: str) -> None:
+        """Run the app, counting the body it reads; past `limit`, answer 413 in its place."""
+        received, answered, refused = 0, False, False
+
+        async def counted_receive() -> dict:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    if not answered:
+                        await self.refuse(scope, receive, send, 413, too_large)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal answered
+            if refused:  # the refusal is the answer
+                return
+            answered = True
+            await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+        body, content_type = self.error_format(scope, status, message)
+        response = Response(status, body, content_type, [("connection", "close")])
+        await response.send(with_headers(send, security_headers(Request(scope, receive))))

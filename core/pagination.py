@@ -9,6 +9,8 @@ from django.conf import settings
 from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 
+from .asgi import ascii_whole_number
+
 
 def page_size_schema() -> dict:
     """The OpenAPI schema of `page_size`: what get_page_size accepts."""
@@ -25,10 +27,7 @@ class CursorPagination(pagination.CursorPagination):
         if raw is None:
             return settings.API_PAGE_SIZE
         limit = settings.API_MAX_PAGE_SIZE
-        try:
-            size = int(raw)
-        except ValueError:
-            size = 0
+        size = ascii_whole_number(raw) or 0  # int() would also take '١٢' or '1_0'
         if not 1 <= size <= limit:
             raise ValidationError({self.page_size_query_param: [f"Must be a whole number from 1 to {limit}."]})
         return size

@@ -1,7 +1,16 @@
-"""Per-token request and byte-rate limits, counted in Redis in one-second windows.
+"""Rate limits counted in Redis in fixed windows, per user.
 
-The counting is Lua (`LUA_FUNCTIONS`) that a face's own script calls before its
-operation, so limiting and the operation cost one Redis round trip together.
+A limit holds for a user, not a token: every token of a user (the ones it minted too)
+counts against the same budget, so more tokens do not buy more requests.
+
+Two ways to count:
+- The cache and topics faces count inside their own Lua script, so that limiting and the
+  operation cost one Redis round trip together: the script includes `LUA_FUNCTIONS` and
+  passes `counter_keys(user_id)` (requests and bytes per second, CACHE_RATE_LIMIT_*).
+- Anything else counts a request with `over_limit` (sync) or `aover_limit` (async): one
+  INCR in a window of `seconds`, e.g. `over_limit("mint", user.pk, limit=10, seconds=60)`.
+  `arequest_allowed(user_id)` counts one request of the cache and topics budget that no
+  script of its own does (a subscribe), raising the 429.
 """
 
 import time
@@ -9,9 +18,11 @@ import time
 from django.conf import settings
 
 from .asgi import HTTPError
+from .redis import get_async_redis, get_redis
+from .scripts import RedisScript
 
 # over_requests(key, limit) / over_bytes(key, limit, size): count and say whether the
-# token is past its limit this second (a refused byte count is given back).
+# user is past its limit this second (a refused byte count is given back).
 LUA_FUNCTIONS = """
 local function over_requests(key, limit)
   limit = tonumber(limit)
@@ -33,11 +44,23 @@ local function over_bytes(key, limit, size)
 end
 """
 
+# KEYS: the window's counter. ARGV: limit, seconds the window lasts. 1 when past the limit.
+WINDOW_SCRIPT = RedisScript(
+    """
+local limit = tonumber(ARGV[1])
+if limit <= 0 then return 0 end
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]) + 1) end
+if count > limit then return 1 end
+return 0
+"""
+)
 
-def counter_keys(token_id: int) -> tuple[str, str]:
-    """The request and byte counters of a token for the current second."""
+
+def counter_keys(user_id: int) -> tuple[str, str]:
+    """The request and byte counters of a user (all of its tokens) for the current second."""
     second = int(time.time())
-    return f"ratelimit:requests:{token_id}:{second}", f"ratelimit:bytes:{token_id}:{second}"
+    return f"ratelimit:requests:{user_id}:{second}", f"ratelimit:bytes:{user_id}:{second}"
 
 
 def limits() -> tuple[int, int]:
@@ -48,12 +71,41 @@ def rate_limited(kind: str) -> HTTPError:
     """The 429 for a script's 'requests' or 'bytes' answer."""
     if kind == "requests":
         message = (
-            f"Too many requests: a token may make {settings.CACHE_RATE_LIMIT_REQUESTS} requests per second "
-            "(CACHE_RATE_LIMIT_REQUESTS)."
+            f"Too many requests: a user's tokens may make {settings.CACHE_RATE_LIMIT_REQUESTS} requests per second "
+            "together (CACHE_RATE_LIMIT_REQUESTS)."
         )
     else:
         message = (
-            f"Too much data: a token may move {settings.CACHE_RATE_LIMIT_BYTES} bytes per second "
-            "(CACHE_RATE_LIMIT_BYTES)."
+            f"Too much data: a user's tokens may move {settings.CACHE_RATE_LIMIT_BYTES} bytes per second "
+            "together (CACHE_RATE_LIMIT_BYTES)."
         )
     return HTTPError(429, message, [("retry-after", "1")])
+
+
+def _window(name: str, subject: object, seconds: int) -> tuple[list[str], int]:
+    return [f"ratelimit:{name}:{subject}:{int(time.time()) // seconds}"], seconds
+
+
+def over_limit(name: str, subject: object, *, limit: int, seconds: int = 1) -> bool:
+    """Count one `name` for `subject` (a user id) and say whether it passes `limit` in this
+    window of `seconds`. A limit of 0 or less is no limit."""
+    keys, seconds = _window(name, subject, seconds)
+    client = get_redis()
+    return bool(client.eval(WINDOW_SCRIPT.source, 1, *keys, limit, seconds))
+
+
+async def aover_limit(name: str, subject: object, *, limit: int, seconds: int = 1) -> bool:
+    """`over_limit` for async code."""
+    keys, seconds = _window(name, subject, seconds)
+    return bool(await WINDOW_SCRIPT.run(get_async_redis(), keys, [limit, seconds]))
+
+
+# Counts on the cache and topics request budget, as over_requests does inside a face's script.
+REQUEST_SCRIPT = RedisScript(LUA_FUNCTIONS + "\nif over_requests(KEYS[1], ARGV[1]) then return 1 end\nreturn 0\n")
+
+
+async def arequest_allowed(user_id: int) -> None:
+    """Count one request of the user's cache and topics budget; the 429 when it is spent."""
+    requests, _ = limits()
+    if await REQUEST_SCRIPT.run(get_async_redis(), [counter_keys(user_id)[0]], [requests]):
+        raise rate_limited("requests")

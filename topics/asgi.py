@@ -17,9 +17,22 @@ from django.db import DatabaseError
 from accounts.authentication import atoken_authenticate, lean_authenticate
 from accounts.models import ApiToken
 from accounts.scopes import describe_missing
+from cache_api.keys import cache_name_error
 from cache_api.selectors import acache_info
-from core.asgi import HTTPError, Receive, Request, Response, Send, cors_headers, lean_app, preflight
+from core.asgi import (
+    MAX_WHOLE_NUMBER,
+    HTTPError,
+    Receive,
+    Request,
+    Response,
+    Send,
+    ascii_whole_number,
+    cors_headers,
+    lean_app,
+    preflight,
+)
 from core.errors import AuthenticationError
+from core.ratelimit import arequest_allowed
 from core.redis import REDIS_ERRORS
 
 from .feed import feed_join, feed_leave
@@ -30,11 +43,10 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "/topics/"
 METHODS = "GET, POST, OPTIONS"
-TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+TOPIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # whole names only: fullmatch
 TOPIC_RULE = "A topic name is 1 to 128 characters: letters, digits, '-', '_' and '.', starting with a letter or digit."
 TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded")
-EVENT_ID = re.compile(r"^(\d+):(\d+)$")
-END_CHECK_SECONDS = 1  # a busy stream checks its token and cache at most this often
+EVENT_ID = re.compile(r"([0-9]+):([0-9]+)")  # ASCII digits: \d takes other scripts' too
 
 
 def parse_path(request: Request) -> tuple[str, str]:
@@ -42,19 +54,38 @@ def parse_path(request: Request) -> tuple[str, str]:
     if len(segments) != 2 or not all(segments):
         raise HTTPError(404, "Not Found: topics are at /topics/{cacheName}/{topicName}.")
     cache_name, topic_name = segments
-    if not TOPIC_NAME.match(topic_name):
+    problem = cache_name_error(cache_name)
+    if problem:
+        raise HTTPError(400, problem)
+    if not TOPIC_NAME.fullmatch(topic_name):
         raise HTTPError(400, TOPIC_RULE)
     return cache_name, topic_name
 
 
-async def resolve(request: Request, token: ApiToken, action: str) -> TopicRef:
-    cache_name, topic_name = parse_path(request)
+async def authorize(token: ApiToken, action: str, cache_name: str, topic_name: str) -> TopicRef:
+    """The topic, when `token` may do `action` on it now; HTTPError 403 or 404 otherwise."""
     if not token.scope_set.allows("topics", action, cache=cache_name, topic=topic_name):
         raise HTTPError(403, describe_missing("topics", action, cache=cache_name, topic=topic_name))
     cache = await acache_info(cache_name)
     if cache is None:
         raise HTTPError(404, "Cache Not Found")
     return TopicRef(cache_id=cache.id, cache_name=cache_name, name=topic_name)
+
+
+async def resolve(request: Request, token: ApiToken, action: str) -> TopicRef:
+    return await authorize(token, action, *parse_path(request))
+
+
+async def recheck(request: Request, topic: TopicRef) -> None:
+    """Before a subscriber is given anything: the checks its subscribe passed, again (the token
+    is not revoked or expired and still allows it, the cache is the same). HTTPError saying why
+    not. A token check is trusted for TOKEN_CACHE_SECONDS, so a revocation is seen within that."""
+    try:
+        token = await atoken_authenticate(request.raw_token)
+    except AuthenticationError as error:
+        raise HTTPError(401, str(error)) from None
+    if (await authorize(token, "subscribe", topic.cache_name, topic.name)).cache_id != topic.cache_id:
+        raise HTTPError(404, "Cache Not Found")
 
 
 def message_kind(request: Request) -> bool:
@@ -86,26 +117,28 @@ async def publish(request: Request, token: ApiToken) -> Response:
             value.decode("utf-8")
         except UnicodeDecodeError:
             raise HTTPError(400, "A text message must be UTF-8; send binary as application/octet-stream.") from None
-    await topic_publish(topic=topic, token_id=token.pk, value=value, binary=binary)
+    await topic_publish(topic=topic, user_id=token.user_id, value=value, binary=binary)
     return Response(204)
 
 
 def whole_number(request: Request, name: str) -> int:
-    raw = request.query.get(name, "0") or "0"
-    if not raw.isdigit():
+    raw = request.query.get(name) or "0"
+    number = ascii_whole_number(raw)
+    if number is None:
         raise HTTPError(400, f"{name} must be a whole number of 0 or more, not {raw!r}.")
-    return int(raw)
+    return number
 
 
 async def starting_cursor(request: Request, topic: TopicRef) -> Cursor:
     last_event_id = request.headers.get("last-event-id") or request.query.get("last_event_id")
     if last_event_id:
-        match = EVENT_ID.match(last_event_id.strip())
-        if not match:
+        match = EVENT_ID.fullmatch(last_event_id.strip())
+        page, seq = (ascii_whole_number(match[1]), ascii_whole_number(match[2])) if match else (None, None)
+        if page is None or seq is None or seq == MAX_WHOLE_NUMBER:
             raise HTTPError(
                 400, f"Last-Event-ID must be '<sequence_page>:<topic_sequence_number>', not {last_event_id!r}."
             )
-        return Cursor(page=int(match[1]), seq=int(match[2]) + 1)
+        return Cursor(page=page, seq=seq + 1)
     return await cursor_start(
         topic,
         sequence_number=whole_number(request, "sequence_number"),
@@ -131,8 +164,9 @@ class Subscriber:
         self._watcher.cancel()
 
 
-async def long_poll(topic: TopicRef, cursor: Cursor, subscriber: Subscriber) -> Response:
-    """Wait until there is something for the subscriber, or TOPICS_LONG_POLL_SECONDS pass."""
+async def long_poll(request: Request, topic: TopicRef, cursor: Cursor, subscriber: Subscriber) -> Response:
+    """Wait until there is something for the subscriber, or TOPICS_LONG_POLL_SECONDS pass; then
+    answer, if the subscriber may still have it."""
     feed = await feed_join(topic, subscriber.waiter)
     try:
         loop = asyncio.get_running_loop()
@@ -145,6 +179,7 @@ async def long_poll(topic: TopicRef, cursor: Cursor, subscriber: Subscriber) -> 
             await wait_for(subscriber.waiter, deadline - loop.time())
     finally:
         feed_leave(feed, subscriber.waiter)
+    await recheck(request, topic)
     return Response(200, json.dumps({"items": items}).encode(), "application/json", [("cache-control", "no-store")])
 
 
@@ -156,21 +191,11 @@ def sse_event(entry: dict) -> bytes:
     return f"event: discontinuity\ndata: {json.dumps(entry['discontinuity'])}\n\n".encode()
 
 
-async def end_reason(raw_token: str, cache_name: str) -> str | None:
-    """Why a stream must end now, if it must: the token or the cache is gone."""
-    try:
-        await atoken_authenticate(raw_token)
-    except AuthenticationError as error:
-        return str(error)
-    if await acache_info(cache_name) is None:
-        return "Cache Not Found"
-    return None
-
-
 async def stream(
     send: Send, request: Request, topic: TopicRef, token: ApiToken, cursor: Cursor, subscriber: Subscriber
 ) -> None:
-    """Server-Sent Events until the client leaves, the token expires or the cache is deleted."""
+    """Server-Sent Events until the client leaves, the token stops allowing it (revoked, expired,
+    narrowed) or the cache is deleted."""
     feed = await feed_join(topic, subscriber.waiter)
     headers = [
         ("content-type", "text/event-stream"),
@@ -186,22 +211,18 @@ async def stream(
         }
     )
     ending = b""
-    loop = asyncio.get_running_loop()
-    checked = loop.time()
     try:
         await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
         while not subscriber.disconnected:
             subscriber.waiter.clear()
             items, cursor = await collect(topic, feed, cursor, settings.TOPICS_BATCH_SIZE)
+            try:  # before anything is delivered, and on every wake
+                await recheck(request, topic)
+            except HTTPError as error:
+                ending = f"event: end\ndata: {json.dumps({'reason': error.message})}\n\n".encode()
+                break
             if items:
                 await send({"type": "http.response.body", "body": b"".join(map(sse_event, items)), "more_body": True})
-            if loop.time() - checked >= END_CHECK_SECONDS or not items:
-                checked = loop.time()
-                reason = await end_reason(request.raw_token, topic.cache_name)
-                if reason:
-                    ending = f"event: end\ndata: {json.dumps({'reason': reason})}\n\n".encode()
-                    break
-            if items:
                 continue
             wait = settings.TOPICS_SSE_HEARTBEAT_SECONDS
             if token.expires_at is not None:  # wake when it expires, to end the stream then
@@ -223,8 +244,8 @@ def wants_event_stream(request: Request) -> bool:
 
 async def handle(request: Request, send: Send) -> Response | None:
     """A response to send, or None when the request was answered as a stream."""
+    parse_path(request)  # names are checked before anything is looked up, on every method
     if request.method == "OPTIONS":
-        parse_path(request)
         return preflight(request, METHODS)
     if request.method not in ("GET", "POST"):
         raise HTTPError(405, f"Method {request.method} is not allowed here.", [("allow", METHODS)])
@@ -233,13 +254,14 @@ async def handle(request: Request, send: Send) -> Response | None:
         return await publish(request, token)
 
     topic = await resolve(request, token, "subscribe")
+    await arequest_allowed(token.user_id)  # a subscribe (long poll or stream) is a request of the budget
     cursor = await starting_cursor(request, topic)
     subscriber = Subscriber(request.receive)
     try:
         if wants_event_stream(request):
             await stream(send, request, topic, token, cursor, subscriber)
             return None
-        return await long_poll(topic, cursor, subscriber)
+        return await long_poll(request, topic, cursor, subscriber)
     finally:
         subscriber.close()
 

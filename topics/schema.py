@@ -52,7 +52,12 @@ TOPIC_PATH = {
             },
         },
         "security": SECURITY,
-        "responses": {"204": {"description": "Published."}, "404": _error("`Cache Not Found`."), **ERRORS},
+        "responses": {
+            "204": {"description": "Published."},
+            "404": _error("`Cache Not Found`."),
+            "413": _error("The message is larger than `TOPICS_MAX_MESSAGE_BYTES`."),
+            **ERRORS,
+        },
     },
     "get": {
         "operationId": "topic_subscribe",

@@ -96,12 +96,12 @@ def messages_from(entries: list, page: int) -> list[Message]:
     ]
 
 
-async def topic_publish(*, topic: TopicRef, token_id: int, value: bytes, binary: bool) -> tuple[int, int]:
+async def topic_publish(*, topic: TopicRef, user_id: int, value: bytes, binary: bool) -> tuple[int, int]:
     """Append a message; its (page, sequence number). HTTPError 429 past a rate limit."""
     requests, moved = limits()
     result = await PUBLISH_SCRIPT.run(
         get_async_redis(),
-        [topic.key, topic.meta_key, *counter_keys(token_id)],
+        [topic.key, topic.meta_key, *counter_keys(user_id)],
         [
             "b" if binary else "t",
             value,

@@ -164,6 +164,32 @@ def test_a_malformed_request_is_a_400_saying_what_is_wrong(news, cache_client, m
     assert response.json() == {"message": text}
 
 
+@pytest.mark.parametrize("ttl", ["%C2%B2", "%D9%A1%D9%A2", "1_0", "%EF%BC%91", "99999999999999999999999"])
+def test_a_ttl_of_anything_but_ascii_digits_is_a_400_naming_it(news, cache_client, ttl):
+    response = cache_client().put(f"{URL}?key=a&ttl_seconds={ttl}", content=b"v")
+    assert response.status_code == 400
+    assert message(response).startswith("ttl_seconds must be a whole number of seconds")
+
+
+BAD_NAMES = ["ne%00ws", "news%0A", "news%00%0A", "news%0D%0AINFO%20forged", "n%C3%A9ws", "news%FF", "ne%2Fws",
+             "-news", "news%20", "%E2%80%A8news", "n" * 65]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_cache_name_outside_the_rule_is_a_400_on_every_method(news, cache_client, name):
+    from cache_api.models import NAME_RULE
+
+    client = cache_client()
+    for method in ("GET", "PUT", "DELETE", "POST", "OPTIONS"):
+        response = client.request(method, f"/cache/{name}?key=a&ttl_seconds=5", content=b"v")
+        assert (method, response.status_code, response.json()) == (method, 400, {"message": NAME_RULE})
+
+
+def test_a_cache_name_is_checked_before_the_token(news, anonymous):
+    response = anonymous.get("/cache/ne%00ws", params={"key": "a"})
+    assert response.status_code == 400
+
+
 def test_a_token_in_both_places_is_a_400(news, cache_client, make_token):
     client = cache_client()
     response = client.get(URL, params={"key": "k", "token": client.raw_token})
@@ -285,14 +311,40 @@ def test_requests_past_the_rate_limit_get_429_with_retry_after(news, cache_clien
     refused = first_refused(lambda: client.get(URL, params={"key": "k"}))
     assert refused is not None
     assert refused.headers["retry-after"] == "1"
-    assert message(refused) == "Too many requests: a token may make 3 requests per second (CACHE_RATE_LIMIT_REQUESTS)."
+    assert message(refused) == (
+        "Too many requests: a user's tokens may make 3 requests per second together (CACHE_RATE_LIMIT_REQUESTS)."
+    )
 
 
-def test_the_rate_limit_is_per_token(news, cache_client, settings):
+def test_the_rate_limit_is_per_user(news, cache_client, settings):
     settings.CACHE_RATE_LIMIT_REQUESTS = 1
     first, second = cache_client(), cache_client()
     assert first.get(URL, params={"key": "k"}).status_code == 404
     assert second.get(URL, params={"key": "k"}).status_code == 404
+
+
+def test_a_users_tokens_share_one_budget_minted_ones_too(news, make_token, api, settings):
+    from tests.cache_api.conftest import CacheClient
+
+    settings.CACHE_RATE_LIMIT_REQUESTS = 3
+    parent, raw = make_token("tokens:mint", "cache:readwrite")
+    minted = [
+        api(raw).post("/api/v1/tokens/", {"scopes": ["cache:readwrite"], "expires_in": 60}, format="json")
+        for _ in range(2)
+    ]
+    _, sibling = make_token("cache:readwrite", user=parent.user)
+    clients = [CacheClient(raw), CacheClient(sibling), *(CacheClient(m.json()["authToken"]) for m in minted)]
+    # Three requests per token, within each token's own share; twelve for the user, over its 3 a second.
+    statuses = [client.get(URL, params={"key": "k"}).status_code for _ in range(3) for client in clients]
+    assert 429 in statuses, statuses
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_every_method_counts(news, cache_client, settings, method):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 2
+    client = cache_client()
+    statuses = [client.request(method, f"{URL}?key=k&ttl_seconds=5", content=b"v").status_code for _ in range(6)]
+    assert statuses.count(429) >= 2, statuses
 
 
 def test_bytes_past_the_throughput_limit_get_429_naming_it(news, cache_client, settings):
@@ -301,7 +353,9 @@ def test_bytes_past_the_throughput_limit_get_429_naming_it(news, cache_client, s
     responses = [client.put(URL, params={"key": "k", "ttl_seconds": "5"}, content=b"x" * 60) for _ in range(3)]
     refused = [r for r in responses if r.status_code == 429]
     assert refused, [r.status_code for r in responses]
-    assert message(refused[0]) == "Too much data: a token may move 100 bytes per second (CACHE_RATE_LIMIT_BYTES)."
+    assert message(refused[0]) == (
+        "Too much data: a user's tokens may move 100 bytes per second together (CACHE_RATE_LIMIT_BYTES)."
+    )
 
 
 # --- CORS ---------------------------------------------------------------------------------

@@ -1,7 +1,11 @@
 """HTTPS settings and security headers, on Django's paths and on the lean cache and topics paths."""
 
+import json
 import os
 import secrets
+import select
+import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +16,9 @@ from asgiref.sync import async_to_sync
 
 from cache_api import services as cache_services
 from config.asgi import application
+from harness.processes import Process
+from harness.waiting import free_port, wait_for_http
+from tests.processes import child_environment
 from tests.topics.conftest import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,10 +90,19 @@ def test_the_defaults_keep_plain_http_working():
     assert done.stdout.split() == ["False", "0", "False", "False", "False"]
 
 
-def test_a_bad_https_setting_stops_start_up_naming_it():
-    done = run_in_a_process([sys.executable, "-c", "import django; django.setup()"], SECURE_SSL_REDIRECT="sometimes")
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SECURE_SSL_REDIRECT", "sometimes", "SECURE_SSL_REDIRECT must be true or false"),
+        ("MAX_REQUEST_HEADER_BYTES", "60000", "MAX_REQUEST_HEADER_BYTES must be at most 49152"),
+        ("MAX_UPLOAD_BYTES", "1000000", "MAX_UPLOAD_BYTES must be at least 10551296"),
+        ("MAX_REQUEST_HEADERS", "many", "MAX_REQUEST_HEADERS must be a whole number"),
+    ],
+)
+def test_a_bad_https_setting_or_request_bound_stops_start_up_naming_it(name, value, message):
+    done = run_in_a_process([sys.executable, "-c", "import django; django.setup()"], **{name: value})
     assert done.returncode != 0
-    assert "SECURE_SSL_REDIRECT must be true or false" in done.stderr
+    assert message in done.stderr
 
 
 # --- Django's paths --------------------------------------------------------------
@@ -242,3 +258,145 @@ def test_a_topic_event_stream_carries_the_security_headers(live, topics_token):
         assert stream.headers["x-accel-buffering"] == "no"
         assert stream.headers.get_list("cache-control") == ["no-store"]
         assert_security_headers(stream)
+
+
+# --- Rate limits any face can use --------------------------------------------------------
+
+
+def test_a_named_limit_counts_each_subject_apart_in_its_window():
+    from core.ratelimit import aover_limit, over_limit
+
+    assert [over_limit("mint", 1, limit=2, seconds=3600) for _ in range(3)] == [False, False, True]
+    assert over_limit("mint", 2, limit=2, seconds=3600) is False
+    assert async_to_sync(aover_limit)("mint", 1, limit=2, seconds=3600) is True
+    assert over_limit("mint", 1, limit=0, seconds=3600) is False  # 0: no limit
+
+
+# --- Request bounds, at a web process run as the Procfile runs it ---------------------------
+
+
+def procfile_web_command(port: int) -> list[str]:
+    """The Procfile's web command, on loopback with one worker."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    command = line.removeprefix("web:").replace("$PORT", str(port)).replace("${WEB_CONCURRENCY:-2}", "1")
+    arguments = shlex.split(command)
+    assert arguments[0] == "uvicorn"
+    arguments[arguments.index("--host") + 1] = "127.0.0.1"
+    return [sys.executable, "-m", *arguments]
+
+
+@pytest.fixture(scope="module")
+def web(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The port of a web process started with the Procfile's command and the test settings."""
+    with django_db_blocker.unblock():
+        environment = child_environment()
+    port = free_port()
+    log = tmp_path_factory.mktemp("web") / "web.log"
+    server = Process("web", procfile_web_command(port), env=environment, log=log).start()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/health/", status=None)
+        yield port
+    finally:
+        server.stop(grace=30)
+
+
+def exchange(port: int, head: bytes, chunks=()) -> tuple[int | None, bytes]:
+    """Send a request's head (and body chunks, until an answer comes); the answer's status and body
+    (None when the server closed the connection without one)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        try:
+            connection.sendall(head)
+            for chunk in chunks:
+                if select.select([connection], [], [], 0)[0]:  # answered: stop sending
+                    break
+                connection.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        received = b""
+        try:
+            while data := connection.recv(65536):
+                received += data
+        except ConnectionResetError:
+            pass
+    if not received.startswith(b"HTTP/1.1 "):
+        return None, b""
+    return int(received.split(b" ", 2)[1]), received.partition(b"\r\n\r\n")[2]
+
+
+def head(method: str, path: str, *fields: str) -> bytes:
+    return "\r\n".join([f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close", *fields, "", ""]).encode()
+
+
+def test_a_huge_header_is_refused_before_it_is_read(web):
+    status, _ = exchange(web, head("GET", "/api/health/", "X-Big: " + "a" * 16_000_000))
+    assert status != 200
+    assert httpx.get(f"http://127.0.0.1:{web}/api/health/").status_code == 200  # and the server is fine
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/cache/news?key=k", {"message": "The header fields are too large: at most 16384 bytes together "
+                                          "(MAX_REQUEST_HEADER_BYTES)."}),
+        ("/api/v1/schedule/", {"detail": "The header fields are too large: at most 16384 bytes together "
+                                         "(MAX_REQUEST_HEADER_BYTES)."}),
+        ("/jobs.json", {"error": {"headers": "The header fields are too large: at most 16384 bytes together "
+                                             "(MAX_REQUEST_HEADER_BYTES)."}}),
+    ],
+)  # fmt: skip
+def test_large_header_fields_are_a_431_in_the_faces_format(web, path, body):
+    response = httpx.get(f"http://127.0.0.1:{web}{path}", headers={"X-Big": "a" * 20_000})
+    assert (response.status_code, response.json()) == (431, body)
+
+
+def test_too_many_header_fields_are_a_431(web):
+    response = httpx.get(f"http://127.0.0.1:{web}/topics/chat/room", headers={f"X-{n}": "v" for n in range(101)})
+    assert (response.status_code, response.json()) == (
+        431,
+        {"message": "Too many header fields: at most 100 (MAX_REQUEST_HEADERS)."},
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content_type", "length", "body"),
+    [
+        ("POST", "/api/v1/schedule/", "application/json", 300_000_000,
+         {"detail": "The request body is larger than the limit of 2621440 bytes (MAX_REQUEST_BODY_BYTES)."}),
+        ("POST", "/api/v1/binarycontent/", "multipart/form-data; boundary=x", 300_000_000,
+         {"detail": "The request body is larger than the limit of 10551296 bytes (MAX_UPLOAD_BYTES)."}),
+        ("POST", "/jobs.json", "application/json", 3_000_000,
+         {"error": {"body": "The request body is larger than the limit of 2621440 bytes (MAX_REQUEST_BODY_BYTES)."}}),
+        ("PUT", "/cache/news?key=k&ttl_seconds=5", "application/octet-stream", 300_000_000,
+         {"message": "The request body is larger than the limit of 10551296 bytes (MAX_UPLOAD_BYTES)."}),
+        ("POST", "/topics/chat/room", "text/plain", 65_537,
+         {"message": "The message is larger than the limit of 65536 bytes (TOPICS_MAX_MESSAGE_BYTES)."}),
+    ],
+)  # fmt: skip
+def test_a_declared_body_over_the_limit_is_a_413_before_authentication(web, method, path, content_type, length, body):
+    status, answer = exchange(web, head(method, path, f"Content-Type: {content_type}", f"Content-Length: {length}"))
+    assert (status, json.loads(answer)) == (413, body)
+
+
+def test_a_chunked_body_is_counted_and_refused_past_the_limit(web):
+    request = head("POST", "/api/v1/schedule/", "Content-Type: application/json", "Transfer-Encoding: chunked")
+    chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"  # 64 KiB a chunk: the limit is passed at the 41st
+    status, answer = exchange(web, request, [chunk] * 200)
+    assert (status, json.loads(answer)) == (
+        413,
+        {"detail": "The request body is larger than the limit of 2621440 bytes (MAX_REQUEST_BODY_BYTES)."},
+    )
+
+
+def test_requests_within_the_bounds_are_answered_as_before(web):
+    within = httpx.post(f"http://127.0.0.1:{web}/api/v1/schedule/", json={"x": "a" * 1000}, headers={"X-A": "b" * 8000})
+    assert within.status_code == 401
+    chunked = httpx.put(f"http://127.0.0.1:{web}/cache/news?key=k&ttl_seconds=5", content=iter([b"a" * 1000]))
+    assert chunked.status_code == 401
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("size", ["\u0661\u0662", "1_0", "\u00b2", " 12"])
+def test_a_page_size_of_anything_but_ascii_digits_is_a_400(writer, size):
+    response = writer.get("/api/v1/schedule/", {"page_size": size})
+    assert response.status_code == 400
+    assert "page_size" in response.json()

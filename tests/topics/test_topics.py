@@ -60,7 +60,6 @@ def test_text_and_binary_arrive_exactly_as_published(live, chat, token):
          "for binary."),
         (b"", "text/plain", "The message is empty."),
         (b"\xff\xfe", "text/plain", "A text message must be UTF-8; send binary as application/octet-stream."),
-        (b"x" * 65537, "text/plain", "The message is larger than the limit of 65536 bytes (TOPICS_MAX_MESSAGE_BYTES)."),
     ],
 )  # fmt: skip
 def test_a_bad_publish_is_a_400_saying_why(live, chat, token, body, content_type, message):
@@ -70,6 +69,15 @@ def test_a_bad_publish_is_a_400_saying_why(live, chat, token, body, content_type
     response = httpx.post(f"{live.url}/topics/chat/room", content=body, headers=headers)
     assert response.status_code == 400
     assert response.json() == {"message": message}
+
+
+def test_a_message_over_the_limit_is_a_413_naming_it(live, chat, token):
+    response = httpx.post(f"{live.url}/topics/chat/room", content=b"x" * 65537,
+                          headers={"Authorization": token(), "Content-Type": "text/plain"})  # fmt: skip
+    assert response.status_code == 413
+    assert response.json() == {
+        "message": "The message is larger than the limit of 65536 bytes (TOPICS_MAX_MESSAGE_BYTES)."
+    }
 
 
 def test_a_bad_topic_name_is_a_400(live, chat, token):
