@@ -46,5 +46,10 @@ async def acache_info(name: str) -> CacheInfo | None:
     return await _known.get(name, name)
 
 
+def trusted_cache_info(name: str):
+    """What a trusted lookup of the cache `name` found, without looking again; MISSING when none is trusted now."""
+    return _known.peek(name)
+
+
 def forget_known_caches() -> None:
     _known.forget()

@@ -3,6 +3,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+MISSING = object()  # what `TrustedLookups.peek` gives when it has no answer to trust now
+
 
 class TrustedLookups:
     """Remembers the answers of an async lookup for a while, so a hot path does not
@@ -20,15 +22,22 @@ class TrustedLookups:
 
     async def get(self, key, *args):
         """The answer for `key`; `args` go to the lookup when it has to be made."""
-        known = self._answers.get(key)
-        if known is not None and time.monotonic() - known[0] < self._trust(known[1]):
-            return known[1]
+        known = self.peek(key)
+        if known is not MISSING:
+            return known
         loop = asyncio.get_running_loop()
         slot = (loop, key)  # a task belongs to its event loop
         task = self._pending.get(slot)
         if task is None:
             task = self._pending[slot] = loop.create_task(self._fill(slot, key, args))
         return await asyncio.shield(task)  # a caller that gives up does not cancel the others' lookup
+
+    def peek(self, key):
+        """The answer for `key` if one is trusted now, without looking it up; MISSING otherwise."""
+        known = self._answers.get(key)
+        if known is not None and time.monotonic() - known[0] < self._trust(known[1]):
+            return known[1]
+        return MISSING
 
     async def _fill(self, slot: tuple, key, args: tuple):
         try:

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from core.lookups import TrustedLookups
+from core.lookups import MISSING, TrustedLookups
 
 
 def test_concurrent_misses_share_one_lookup():
@@ -74,3 +74,20 @@ def test_it_never_holds_more_than_its_size(size):
 
     asyncio.run(fill())
     assert len(lookups._answers) <= size
+
+
+def test_peek_gives_only_an_answer_trusted_now_and_never_looks_up():
+    calls = []
+    trusted = {"seconds": 60}
+
+    async def load(key):
+        calls.append(key)
+        return {"key": key}
+
+    lookups = TrustedLookups(load, trust=lambda answer: trusted["seconds"])
+    assert lookups.peek("a") is MISSING
+    answer = asyncio.run(lookups.get("a", "a"))
+    assert lookups.peek("a") is answer
+    trusted["seconds"] = 0
+    assert lookups.peek("a") is MISSING
+    assert calls == ["a"]
