@@ -74,12 +74,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--http", choices=["httptools", "h11"], default="httptools", help="uvicorn's parser, ours and the baseline's"
+    )
     args = parser.parse_args()
 
     token = prepare()
     auth = {"Authorization": token}
-    ours = start_uvicorn("config.asgi:application", OURS_PORT, env=environment(), workers=args.workers)
-    baseline = start_uvicorn("bench.baseline_asgi:app", BASELINE_PORT, env=environment(), workers=args.workers)
+    ours = start_uvicorn("config.asgi:application", OURS_PORT, env=environment(), workers=args.workers, http=args.http)
+    baseline = start_uvicorn(
+        "bench.baseline_asgi:app", BASELINE_PORT, env=environment(), workers=args.workers, http=args.http
+    )
     try:
         httpx.put(
             f"http://127.0.0.1:{OURS_PORT}/cache/bench?key=hit&ttl_seconds=3600", content=b"v" * 100, headers=auth
@@ -105,7 +110,8 @@ def main() -> None:
     lines = [
         *heading(
             "Cache data API vs framework-free ASGI baseline",
-            f", uvicorn --workers {args.workers}, wrk -t2 on the same cores, {args.seconds} s per run, loopback.",
+            f", uvicorn --workers {args.workers} ({args.http}), wrk -t2 on the same cores, "
+            f"{args.seconds} s per run, loopback.",
         ),
         "",
         "| request | conns | ours req/s | ours p50 ms | ours p99 ms | baseline req/s | baseline p50 ms "
@@ -124,7 +130,7 @@ def main() -> None:
         f"p50 {redis_alone['p50']:.2f} ms, p99 {redis_alone['p99']:.2f} ms.",
         "GET miss answers 404 by design (counted as non-2xx).",
     ]
-    write_results("cache-http", "\n".join(lines) + "\n")
+    write_results("cache-http" if args.http == "httptools" else f"cache-http-{args.http}", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -63,10 +63,17 @@ def prepare_service(environment: dict[str, str], *, cache: str, scope: str) -> s
     return manage("createtoken", "bench@example.org", "--scope", scope).strip().splitlines()[-1]
 
 
-def start_uvicorn(app: str, port: int, *, env: dict[str, str], workers: int = 1, **options) -> Process:
+# uvicorn's HTTP parsers: its default (httptools), or h11 with the header bound the Procfile sets.
+HTTP_PARSERS = {"httptools": [], "h11": ["--http", "h11", "--h11-max-incomplete-event-size", "65536"]}
+
+
+def start_uvicorn(
+    app: str, port: int, *, env: dict[str, str], workers: int = 1, http: str = "httptools", **options
+) -> Process:
     """`app` under uvicorn on 127.0.0.1:`port` (as the Procfile runs it, quieter), once it answers."""
     command = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     command += ["--lifespan", "off", "--no-access-log", "--log-level", "warning", "--backlog", "4096"]
+    command += HTTP_PARSERS[http]
     process = Process(app, command, env=env, **options).start()
     wait_for_http(f"http://127.0.0.1:{port}/", status=None, timeout=30, what=f"{app} to answer")
     return process
