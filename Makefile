@@ -2,7 +2,7 @@
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install fuzz faults topology chromium
+.PHONY: run test lint install fuzz faults topology chromium bench-smoke
 
 $(STAMP): requirements.txt
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
@@ -36,3 +36,11 @@ faults: $(STAMP)
 
 topology: $(STAMP)
 	$(VENV)/bin/python deploy/topology.py
+
+# Every benchmark at a tiny size, its tables to var/bench-smoke/: proves they still run (the figures mean nothing).
+bench-smoke: $(STAMP)
+	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/cache_http.py --seconds 1
+	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/subscriptions_send.py --subscriptions 300
+	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_dispatch.py --burst 200 --spread 50 \
+		--spread-seconds 5 --kill 100 --baseline 200
+	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/topics_fanout.py --subscribers 5 --idle 100

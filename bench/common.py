@@ -14,7 +14,8 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+# Where tables are written; a smoke run (`make bench-smoke`) writes elsewhere, keeping the recorded ones.
+RESULTS = ROOT / os.environ.get("BENCH_RESULTS_DIR", "bench/results")
 PYTHON = sys.executable
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -42,16 +43,17 @@ def service_environment(*, database: str, redis_url: str, **settings: str) -> di
     }
 
 
-def ensure_database(name: str, server: str = "postgresql://postgres@127.0.0.1:5432") -> None:
-    """Create the database `name` unless it exists."""
+def fresh_database(name: str, server: str = "postgresql://postgres@127.0.0.1:5432") -> None:
+    """The database `name`, empty: each run starts from nothing, not from what an earlier run
+    left (records encrypted under that run's keys, say)."""
     with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
-        if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def prepare_service(environment: dict[str, str], *, cache: str, scope: str) -> str:
-    """Create the database if need be, migrate, create `cache`; a new token with `scope`."""
-    ensure_database(environment["DATABASE_URL"].rsplit("/", 1)[1])
+    """A fresh database, migrated, with `cache`; a new token with `scope`."""
+    fresh_database(environment["DATABASE_URL"].rsplit("/", 1)[1])
 
     def manage(*args: str) -> str:
         return subprocess.run(

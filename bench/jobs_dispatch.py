@@ -34,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from urllib.request import urlopen
 
-from common import PYTHON, ROOT, celery_worker, ensure_database, wait_for_workers, write_results
+from common import PYTHON, ROOT, celery_worker, fresh_database, wait_for_workers, write_results
 
 from harness.processes import Processes
 from harness.waiting import free_port, poll, wait_for_port
@@ -72,7 +72,7 @@ def percentile(values: list[float], fraction: float) -> float:
 def prepare_storage() -> None:
     import redis
 
-    ensure_database(DATABASE, DATABASE_SERVER)
+    fresh_database(DATABASE, DATABASE_SERVER)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env={**os.environ, **ENVIRONMENT}, check=True
     )

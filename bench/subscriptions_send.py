@@ -37,7 +37,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import PYTHON, ROOT, celery_worker, ensure_database, machine, wait_for_workers, write_results
+from common import PYTHON, ROOT, celery_worker, fresh_database, machine, wait_for_workers, write_results
 
 from harness.processes import Process, stop_all
 from harness.waiting import free_port, wait_for_port, wait_until
@@ -313,7 +313,7 @@ def main() -> None:
 
     sink_port = free_port()
     env = environment(sink_port, arguments)
-    ensure_database(DATABASE_NAME)
+    fresh_database(DATABASE_NAME)
     subprocess.run([PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     import redis
 
