@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import redis
 from layout import DATABASE, LONG_POLL_SECONDS, POSTGRES, PYTHON, REDIS_URL, ROOT, WEB_PROCESSES, WORKERS
+from standardwebhooks import Webhook
 
 from harness.waiting import poll
 
@@ -313,8 +314,12 @@ class Checks:
         hit = self.topology.target.wait_for(lambda r: r.path.startswith("/hook"), timeout=30)
         lateness = hit.at - at.timestamp()
         expect(hit.body == b'{"hello": "job"}', hit.body)
-        expect(hit.headers.get("job-signature", "").startswith("t="), hit.headers)
+        secret = self.http.post("/jobs/signing-secret.json", headers=self.auth)  # the owner's, shown this once
+        expect(secret.status_code == 200, secret.text)
+        receiver = Webhook(secret.json()["success"]["signing_secret"]["secret"])
+        receiver.verify(hit.body, dict(hit.headers), json_parse=False)  # as a Standard Webhooks receiver checks
         callback = self.topology.target.wait_for(lambda r: r.path == "/done", timeout=30)
+        receiver.verify(callback.body, dict(callback.headers), json_parse=False)
 
         def state() -> str:
             return self.http.get(f"/jobs/{job['id']}.json", headers=self.auth).json()["success"]["job"]["state"]
@@ -322,7 +327,8 @@ class Checks:
         final = "succeeded" if poll(lambda: state() == "succeeded", timeout=15, every=0.2) else state()
         expect(final == "succeeded", final)
         return (
-            f"target called {lateness * 1000:.0f} ms after `at`, signed ({hit.headers['job-signature'][:14]}...); "
+            f"target called {lateness * 1000:.0f} ms after `at`, request and callback signed and verified "
+            f"(Standard Webhooks, {hit.headers['webhook-signature'][:10]}...); "
             f"callback {callback.at - hit.at:.2f} s later; job {final}"
         )
 
