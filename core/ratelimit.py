@@ -7,8 +7,8 @@ Two ways to count:
 - The cache and topics faces count inside their own Lua script, so that limiting and the
   operation cost one Redis round trip together: the script includes `LUA_FUNCTIONS` and
   passes `counter_keys(user_id)` (requests and bytes per second, CACHE_RATE_LIMIT_*).
-- Anything else counts a request with `over_limit` (sync) or `aover_limit` (async): one
-  INCR in a window of `seconds`, e.g. `over_limit("mint", user.pk, limit=10, seconds=60)`.
+- Anything else counts a request with `over_limit`: one INCR in a window of `seconds`,
+  e.g. `over_limit("mint", user.pk, limit=10)` (accounts/throttles.py).
   `arequest_allowed(user_id)` counts one request of the cache and topics budget that no
   script of its own does (a subscribe), raising the 429.
 """
@@ -90,14 +90,7 @@ def over_limit(name: str, subject: object, *, limit: int, seconds: int = 1) -> b
     """Count one `name` for `subject` (a user id) and say whether it passes `limit` in this
     window of `seconds`. A limit of 0 or less is no limit."""
     keys, seconds = _window(name, subject, seconds)
-    client = get_redis()
-    return bool(client.eval(WINDOW_SCRIPT.source, 1, *keys, limit, seconds))
-
-
-async def aover_limit(name: str, subject: object, *, limit: int, seconds: int = 1) -> bool:
-    """`over_limit` for async code."""
-    keys, seconds = _window(name, subject, seconds)
-    return bool(await WINDOW_SCRIPT.run(get_async_redis(), keys, [limit, seconds]))
+    return bool(WINDOW_SCRIPT.run_sync(get_redis(), keys, [limit, seconds]))
 
 
 # Counts on the cache and topics request budget, as over_requests does inside a face's script.
