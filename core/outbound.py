@@ -150,6 +150,15 @@ def _within(address: IPAddress, network: IPNetwork) -> bool:
     return address.version == network.version and address in network
 
 
+def address_within(address: str, networks: Iterable[IPNetwork]) -> bool:
+    """Whether `address` (text, e.g. a client's REMOTE_ADDR) is an IP address inside one of `networks`."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(_within(parsed, network) for network in networks)
+
+
 def _blocked_kind(address: IPAddress) -> str | None:
     """What `address` is, when it is an address guarded requests may not reach."""
     for network, reason in BLOCKED_NETWORKS:

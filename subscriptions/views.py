@@ -1,5 +1,3 @@
-import ipaddress
-
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
@@ -17,7 +15,7 @@ from accounts.scopes import describe_missing
 from accounts.services import token_authenticate
 from contentstore.models import Schedule
 from core.errors import AuthenticationError
-from core.outbound import parse_networks
+from core.outbound import address_within, parse_networks
 from core.pagination import CursorPagination
 from core.schema import FIELD_ERRORS
 
@@ -207,12 +205,7 @@ def _unauthorized(detail: str) -> JsonResponse:
 
 def _scrape_refusal(request: HttpRequest) -> JsonResponse | None:
     """None when the caller may read /metrics: from METRICS_ALLOWED_NETWORKS, or with a messaging admin token."""
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        address = None
-    networks = parse_networks(settings.METRICS_ALLOWED_NETWORKS)
-    if address is not None and any(address.version == net.version and address in net for net in networks):
+    if address_within(request.META.get("REMOTE_ADDR", ""), parse_networks(settings.METRICS_ALLOWED_NETWORKS)):
         return None
     try:
         raw = request_token(request)
