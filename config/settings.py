@@ -193,7 +193,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("MAX_REQUEST_FIELDS", 1000, minimum=10)
 TOKEN_MINT_MAX_LIFETIME = env_int("TOKEN_MINT_MAX_LIFETIME", 90_000, minimum=60)
 # Lifetime (seconds) of a minted token when the request does not say.
 TOKEN_MINT_DEFAULT_LIFETIME = env_int("TOKEN_MINT_DEFAULT_LIFETIME", 3600, minimum=60)
-# Tokens one user may mint per second through POST /api/v1/tokens/ (0: no limit).
+# Tokens one user may make per second (POST /api/v1/tokens/ and user/token together; 0: no limit).
 TOKEN_MINT_RATE_LIMIT = env_int("TOKEN_MINT_RATE_LIMIT", 10)
 # Seconds the cache and topics hot paths trust a token check: a revoked token
 # stops working there within this time (everywhere else at once).
