@@ -353,6 +353,13 @@ JOBS_MAX_IN_FLIGHT = env_int("JOBS_MAX_IN_FLIGHT", 20_000, minimum=1)
 JOBS_DELIVERY_CHUNK = env_int("JOBS_DELIVERY_CHUNK", 100, minimum=1)
 # Seconds a claimed job is left to its worker; after that it is claimed again (the worker is taken as lost).
 JOBS_LEASE_SECONDS = env_int("JOBS_LEASE_SECONDS", 600, minimum=2)
+# Seconds a job waits for a slot of its target's origin (OUTBOUND_CONCURRENCY_PER_ORIGIN requests of the
+# worker process in flight to it) before it is given back unsent, due again JOBS_ORIGIN_BUSY_DELAY seconds later.
+JOBS_ORIGIN_QUEUE_SECONDS = env_int("JOBS_ORIGIN_QUEUE_SECONDS", 5, minimum=1)
+JOBS_ORIGIN_BUSY_DELAY = env_int("JOBS_ORIGIN_BUSY_DELAY", 5, minimum=1)
+# Jobs a worker process holds at once (being sent, or waiting to be recorded); a task that hands over more
+# waits for room. Bounds a worker's memory and what its loss leaves to lease expiry.
+JOBS_WORKER_MAX_JOBS = env_int("JOBS_WORKER_MAX_JOBS", 2000, minimum=1)
 # A delivery task's time limit: connecting and reading may each take a job's whole timeout.
 JOBS_DELIVERY_TIME_LIMIT = 2 * JOBS_MAX_TIMEOUT + 15
 require(
@@ -385,6 +392,11 @@ MISSING_SECRETS = [
 # Networks (comma-separated CIDRs) that requests to user-given URLs may reach although they are
 # loopback, private or otherwise refused, e.g. 127.0.0.0/8 for development. Empty: none.
 OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS", [])
+# Requests of one process in flight to one origin (scheme, host, port) at most; the rest wait for a slot.
+# One slow or hanging peer holds no more than this of a process's capacity.
+OUTBOUND_CONCURRENCY_PER_ORIGIN = env_int("OUTBOUND_CONCURRENCY_PER_ORIGIN", 64, minimum=1)
+# Requests of one process in flight at most, to every origin together.
+OUTBOUND_MAX_IN_FLIGHT = env_int("OUTBOUND_MAX_IN_FLIGHT", 1024, minimum=1)
 
 # --- Subscriptions and the send pipeline -----------------------------------
 

@@ -1,175 +1,78 @@
-"""Outbound HTTP: keep-alive connection pools, bounded reading, timeouts.
+"""Outbound HTTP: one event loop per process, kept-alive connections, bounded per origin.
 
-Requests go through httpcore (the connection layer of httpx; URLs are parsed and TLS
-is set up as httpx does), which costs about half of httpx's client per request.
+Every request the service makes (messages to the message sender, identity lookups,
+job deliveries and their callbacks) goes through this module. The requests of a
+process run on one asyncio event loop (uvloop) in a thread of their own, through
+aiohttp's connection pools: thousands can be in flight at once for about a fifth of
+the CPU a thread-per-request client spends on each (bench/README.md).
+
+Two ways in:
+
+- from async code on the engine's loop: `await outbound.request(...)`, and
+  `outbound.run(coroutine)` / `outbound.submit(coroutine)` to run such code from a
+  synchronous caller (a Celery task, a view) and wait for it, or not;
+- one request from synchronous code: `outbound.send(...)`.
+
+Both return an `OutboundResponse` for any HTTP status and raise an `OutboundError`
+(`DestinationRefused`, `OutboundTimeout`, `OutboundConnectionError`,
+`InvalidDestination`, `OriginBusy`) when no response was had.
 
 Two kinds of destination:
 
-- **guarded** (the default): URLs that users give (job targets, callbacks). The host
-  is resolved when a connection is opened, every address is checked, and the
-  connection goes to an address that passed the check, so a name that resolves to
-  a private address (or starts to, DNS rebinding) is refused. Redirects are never
-  followed: a 3xx is the response. What the standard library does not call global
-  (loopback, private, link-local with the cloud metadata address, unique-local, ...),
-  carrier-grade NAT and the other ranges in BLOCKED_NETWORKS are refused unless inside
-  OUTBOUND_ALLOWED_NETWORKS; an IPv6 address that carries an IPv4 one (mapped,
-  compatible, translated, NAT64, 6to4, Teredo) is refused, and the IPv4 address it
-  carries is judged as well.
-- **trusted**: URLs that the operator configures (the message sender, the identity
+- **guarded** (the default): URLs that users give (job targets, callbacks). A host
+  that is a literal address is judged before anything is sent; a name is resolved
+  by the engine, each address is judged by `core.addresses` and the connection goes
+  only to one that passed, so a name that resolves to a private address (or starts
+  to, DNS rebinding) is refused. Redirects are never followed: a 3xx is the response.
+- **trusted**: URLs the operator configures (the message sender, the identity
   store). No address check.
 
-    response = outbound.send("POST", url, content=b"...", headers={...}, timeout=10)
-    response = outbound.send("POST", url, ..., trusted=True)
-
-`send` returns an `OutboundResponse` for any HTTP status and raises an
-`OutboundError` (`DestinationRefused`, `OutboundTimeout`, `OutboundConnectionError`,
-`InvalidDestination`) when no response was had. `retry_after_seconds` reads the
-wait a peer asks for; each caller decides what to do with a long one.
+**Fairness between peers.** At most OUTBOUND_CONCURRENCY_PER_ORIGIN requests of a
+process are in flight to one origin (scheme, host, port), and at most
+OUTBOUND_MAX_IN_FLIGHT in all; the rest wait for a slot, which does not count
+against their timeout. A peer that hangs holds its own slots and no others: the
+event loop goes on serving every other origin. A caller that must not wait long
+for a busy origin passes `queue_timeout` and gets `OriginBusy` (nothing was sent).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
+import concurrent.futures
 import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
-import httpcore
-import httpx
+import aiohttp
+import certifi
+from aiohttp.abc import AbstractResolver, ResolveResult
 from django.conf import settings
+from yarl import URL
 
 from core import __version__
+from core.addresses import AddressPolicy, literal_address, parse_networks
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is installed with uvicorn[standard]
+    uvloop = None
 
-# The address policy is the standard library's classification (an address it does not call
-# global, or flags as private, loopback, link-local, multicast, reserved, unspecified or
-# site-local, is refused) together with the ranges below. Some of these it calls global
-# (in Python 3.11: 100.64.0.0/10 is only "not global", ::/96, ::ffff:0:0:0/96, NAT64, 6to4,
-# 192.88.99.0/24, fec0::/10, 3fff::/20); each is named, most specific first, so that a refusal
-# says what the address is. IPv6 forms that carry an IPv4 address are refused as such, and the
-# IPv4 address they carry is judged too (it decides when the operator allows the IPv6 form).
-BLOCKED_NETWORKS: tuple[tuple[IPNetwork, str], ...] = tuple(
-    (ipaddress.ip_network(network), reason)
-    for network, reason in (
-        ("169.254.169.254/32", "the cloud metadata address"),
-        ("fd00:ec2::254/128", "the cloud metadata address"),
-        ("0.0.0.0/8", "an unspecified ('this network') address"),
-        ("127.0.0.0/8", "a loopback address"),
-        ("10.0.0.0/8", "a private address"),
-        ("172.16.0.0/12", "a private address"),
-        ("192.168.0.0/16", "a private address"),
-        ("169.254.0.0/16", "a link-local address"),
-        ("100.64.0.0/10", "a carrier-grade NAT (CGNAT) address"),
-        ("192.0.0.0/24", "an IETF protocol assignment address"),
-        ("192.0.2.0/24", "a documentation address"),
-        ("198.51.100.0/24", "a documentation address"),
-        ("203.0.113.0/24", "a documentation address"),
-        ("192.88.99.0/24", "a 6to4 relay anycast address"),
-        ("198.18.0.0/15", "a benchmarking address"),
-        ("224.0.0.0/4", "a multicast address"),
-        ("240.0.0.0/4", "a reserved address"),
-        ("::/128", "an unspecified address"),
-        ("::1/128", "a loopback address"),
-        ("::ffff:0:0/96", "an IPv4-mapped IPv6 address"),
-        ("::ffff:0:0:0/96", "an IPv4-translated IPv6 address"),
-        ("::/96", "an IPv4-compatible IPv6 address"),
-        ("64:ff9b::/96", "an IPv4/IPv6 translation (NAT64) address"),
-        ("64:ff9b:1::/48", "an IPv4/IPv6 translation (NAT64) address"),
-        ("100::/64", "a discard-only address"),
-        ("2001:db8::/32", "a documentation address"),
-        ("3fff::/20", "a documentation address"),
-        ("2002::/16", "a 6to4 address"),
-        ("2001::/32", "a Teredo address"),
-        ("5f00::/16", "a segment routing (SRv6) address"),
-        ("fc00::/7", "a unique-local address"),
-        ("fe80::/10", "a link-local address"),
-        ("fec0::/10", "a site-local address"),
-        ("ff00::/8", "a multicast address"),
-    )
-)
-# What the standard library says of an address, in the words of a refusal.
-BLOCKED_KINDS = (
-    ("is_unspecified", "an unspecified address"),
-    ("is_loopback", "a loopback address"),
-    ("is_link_local", "a link-local address"),
-    ("is_multicast", "a multicast address"),
-    ("is_site_local", "a site-local address"),
-    ("is_private", "a private address"),
-    ("is_reserved", "a reserved address"),
-)
-# IPv4-compatible (:: also means 0.0.0.0), IPv4-translated and well-known NAT64: the IPv4 address is the last 32 bits.
-_LOW_32_BITS = tuple(ipaddress.ip_network(network) for network in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
-NAT64_PREFIX_LENGTHS = (48, 56, 64, 96)  # those RFC 6052 allows inside the local-use /48
+T = TypeVar("T")
 
-
-def _nat64_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
-    """The IPv4 address in `address` under a NAT64 prefix of `prefix_length` bits (RFC 6052 2.2)."""
-    value = int(address)
-    without_u = (value >> 64 << 56) | (value & (1 << 56) - 1)  # bits 64-71 are always zero: skip them
-    start = prefix_length if prefix_length <= 64 else prefix_length - 8
-    return ipaddress.IPv4Address(without_u >> (120 - start - 32) & 0xFFFFFFFF)
-
-
-def embedded_ipv4(
-    address: IPAddress, *, nat64_lengths: Iterable[int] = NAT64_PREFIX_LENGTHS
-) -> list[tuple[str, ipaddress.IPv4Address]]:
-    """The IPv4 addresses an IPv6 address carries (mapped, compatible, translated, NAT64, 6to4,
-    Teredo server and client), each with what the IPv6 form is; empty for any other address.
-
-    Under the local-use NAT64 prefix the translator's prefix length is the operator's choice:
-    the address is read at each of `nat64_lengths`."""
-    if address.version == 4:
-        return []
-    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    found: list[ipaddress.IPv4Address] = []
-    if address.ipv4_mapped is not None:
-        found = [address.ipv4_mapped]
-    elif any(address in network for network in _LOW_32_BITS) and int(address) != 1:  # ::1 is only loopback
-        found = [low32]
-    elif address in _NAT64_LOCAL:
-        found = [_nat64_ipv4(address, length) for length in nat64_lengths]
-    elif address.sixtofour is not None:
-        found = [address.sixtofour]
-    elif address.teredo is not None:
-        found = list(address.teredo)
-    return [(_blocked_kind(address), ipv4) for ipv4 in dict.fromkeys(found)]
-
-
-def _within(address: IPAddress, network: IPNetwork) -> bool:
-    return address.version == network.version and address in network
-
-
-def address_within(address: str, networks: Iterable[IPNetwork]) -> bool:
-    """Whether `address` (text, e.g. a client's REMOTE_ADDR) is an IP address inside one of `networks`."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(_within(parsed, network) for network in networks)
-
-
-def _blocked_kind(address: IPAddress) -> str | None:
-    """What `address` is, when it is an address guarded requests may not reach."""
-    for network, reason in BLOCKED_NETWORKS:
-        if _within(address, network):
-            return reason
-    for flag, reason in BLOCKED_KINDS:
-        if getattr(address, flag, False):
-            return reason
-    if not address.is_global:
-        return "a special-purpose (non-global) address"
-    return None
+# Bodies are read as they come off the wire (bounded), so they are asked for uncompressed.
+DEFAULT_HEADERS = {"User-Agent": f"stage-based-messaging/{__version__}", "Accept-Encoding": "identity"}
+# Headers aiohttp would add on its own: a request carries only ours and the caller's.
+NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+KEEPALIVE_SECONDS = 30.0
+DNS_CACHE_SECONDS = 10  # what a resolver answered (after the policy's check) is reused this long
 
 
 class OutboundError(Exception):
@@ -190,6 +93,10 @@ class OutboundTimeout(OutboundError):
 
 class OutboundConnectionError(OutboundError):
     """No connection could be made, or it broke before a response."""
+
+
+class OriginBusy(OutboundError):
+    """The origin's requests in flight stayed at their bound for the whole `queue_timeout`: nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -223,167 +130,304 @@ def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
         return None
 
 
-def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """CIDRs (or single addresses) as networks; ValueError naming a bad one."""
-    networks = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is not a network: write it as an address or a CIDR, e.g. 127.0.0.0/8."
-            ) from None
-    return tuple(networks)
+class GuardedResolver(AbstractResolver):
+    """Resolves a name with the system's resolver and answers only the addresses the policy allows.
 
-
-class AddressPolicy:
-    """Which addresses guarded requests may reach."""
-
-    def __init__(self, allowed_networks: Iterable[IPNetwork] = ()):
-        self.allowed_networks = tuple(allowed_networks)
-
-    def refusal(self, address: IPAddress) -> str | None:
-        """Why `address` may not be reached, or None when it may."""
-        allowed = [network for network in self.allowed_networks if _within(address, network)]
-        reason = None if allowed else _blocked_kind(address)
-        if reason is not None:
-            return reason
-        # An allowed local-use NAT64 network says the translator's prefix length; otherwise each one it may be.
-        lengths = [network.prefixlen for network in allowed if network.prefixlen in NAT64_PREFIX_LENGTHS]
-        for kind, ipv4 in embedded_ipv4(address, nat64_lengths=lengths or NAT64_PREFIX_LENGTHS):
-            reason = self.refusal(ipv4)  # judged even when the IPv6 form is allowed
-            if reason is not None:
-                return f"{kind} for {ipv4}, {reason}"
-        return None
-
-
-def current_policy() -> AddressPolicy:
-    return AddressPolicy(parse_networks(settings.OUTBOUND_ALLOWED_NETWORKS))
-
-
-def literal_address(host: str) -> IPAddress | None:
-    """The address `host` spells, also in the legacy forms resolvers accept (2130706433, 0x7f.1)."""
-    host = host.strip("[]").removesuffix(".")  # a trailing dot only roots the name
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        pass
-    if host and all(char in "0123456789abcdefxABCDEFX." for char in host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
-
-
-def refusal_for_url(url: str, *, policy: AddressPolicy | None = None) -> str | None:
-    """Why a guarded request to `url` is refused without resolving any name, or None.
-
-    Only a host that is a literal address can be judged here; a name is checked
-    when a connection is opened.
-    """
-    host = urlsplit(url).hostname or ""
-    address = literal_address(host)
-    if address is None:
-        return None
-    reason = (policy or current_policy()).refusal(address)
-    return None if reason is None else f"{address} is {reason}"
-
-
-class _GuardedBackend(httpcore.SyncBackend):
-    """Resolves the host itself and connects only to an address the policy allows."""
+    The connection pool connects to nothing else, so every connection of a guarded
+    session goes to a checked address; a name with none is refused."""
 
     def __init__(self, policy: AddressPolicy):
         self.policy = policy
 
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
+        loop = asyncio.get_running_loop()
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await loop.run_in_executor(None, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
         except socket.gaierror as error:
-            raise httpcore.ConnectError(f"{host} does not resolve: {error.strerror}") from None
-        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos))
-        allowed = [address for address in addresses if self.policy.refusal(address) is None]
-        if not allowed:
-            address = addresses[0]
-            shown = host if str(address) == host else f"{host} resolves to {address}, which"
-            raise DestinationRefused(f"Refused: {shown} is {self.policy.refusal(address)}.")
-        error: Exception | None = None
-        for address in allowed:
-            try:
-                stream = super().connect_tcp(str(address), port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as connect_error:
-                error = connect_error
+            raise OutboundConnectionError(f"{host} does not resolve: {error.strerror}") from None
+        found: dict[str, ResolveResult] = {}
+        refused = None
+        for info_family, _, proto, _, sockaddr in infos:
+            text = sockaddr[0].split("%", 1)[0]
+            address = literal_address(text)
+            reason = self.policy.refusal(address) if address is not None else "not an address"
+            if reason is not None:
+                refused = refused or (address, reason)
                 continue
-            peer = ipaddress.ip_address(stream.get_extra_info("socket").getpeername()[0].split("%", 1)[0])
-            if self.policy.refusal(peer) is not None:  # the address actually connected to
-                stream.close()
-                raise DestinationRefused(f"Refused: {host} connected to {peer}, which is {self.policy.refusal(peer)}.")
-            return stream
-        raise error
+            found.setdefault(
+                text,
+                ResolveResult(
+                    hostname=host,
+                    host=text,
+                    port=sockaddr[1],
+                    family=info_family,
+                    proto=proto,
+                    flags=socket.AI_NUMERICHOST,
+                ),
+            )
+        if not found:
+            address, reason = refused
+            shown = host if str(address) == host else f"{host} resolves to {address}, which"
+            raise DestinationRefused(f"Refused: {shown} is {reason}.")
+        return list(found.values())
 
-
-# Each thread has its own pools (one pool shared by many threads costs more per request than
-# the request itself), keyed by process id (never shared across a fork), generation, trusted, networks.
-_local = threading.local()
-_every_pool: list[tuple[int, httpcore.ConnectionPool]] = []
-_every_pool_lock = threading.Lock()
-_generation = 0  # moves on when the pools are closed, so that no thread uses a closed one
-MAX_CONNECTIONS = 100
-MAX_KEEPALIVE_CONNECTIONS = 20
-KEEPALIVE_SECONDS = 30.0
-# Bodies are read as they come off the wire (bounded), so they are asked for uncompressed.
-DEFAULT_HEADERS = {"user-agent": f"stage-based-messaging/{__version__}", "accept-encoding": "identity"}
+    async def close(self) -> None:
+        pass
 
 
 @lru_cache(maxsize=1)
 def _ssl_context() -> ssl.SSLContext:
-    """The TLS settings httpx uses (certifi's CAs), loaded once and shared by every pool."""
-    return httpx.create_ssl_context(trust_env=False)
-
-
-def _pool(*, trusted: bool) -> httpcore.ConnectionPool:
-    """This thread's keep-alive pool for guarded (default) or trusted destinations."""
-    networks = () if trusted else tuple(settings.OUTBOUND_ALLOWED_NETWORKS)
-    key = (os.getpid(), _generation, trusted, networks)
-    pools = getattr(_local, "pools", None)
-    if pools is None:
-        pools = _local.pools = {}
-    pool = pools.get(key)
-    if pool is None:
-        backend = None if trusted else _GuardedBackend(AddressPolicy(parse_networks(networks)))
-        pool = pools[key] = httpcore.ConnectionPool(
-            ssl_context=_ssl_context(),
-            max_connections=MAX_CONNECTIONS,
-            max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
-            keepalive_expiry=KEEPALIVE_SECONDS,
-            network_backend=backend,
-        )
-        with _every_pool_lock:
-            _every_pool.append((os.getpid(), pool))
-    return pool
-
-
-def close_clients() -> None:
-    """Close every pool of this process, in every thread (tests, shutdown); they are made anew when needed."""
-    global _generation
-    with _every_pool_lock:
-        _generation += 1
-        for pid, pool in _every_pool:
-            if pid == os.getpid():
-                pool.close()
-        _every_pool.clear()
+    """Certificate checks against certifi's CAs, loaded once and shared by every session."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 @lru_cache(maxsize=4096)
-def _parse(url: str) -> httpcore.URL:
-    """The URL as the connection pool takes it (host IDNA-encoded); InvalidDestination when it is not one."""
+def _parse(url: str) -> URL:
+    """The URL as it will be requested; InvalidDestination when it is not one that can be."""
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, ValueError) as error:
+        parsed = URL(url)
+    except (ValueError, TypeError) as error:
         raise InvalidDestination(f"{url!r} is not a valid URL: {error}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
         raise InvalidDestination(f"{url!r} is not an http or https URL with a host.")
-    return httpcore.URL(scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path)
+    return parsed
+
+
+class _Gate:
+    """A bound on requests in flight (to one origin, or in all); `users` counts holders and waiters."""
+
+    __slots__ = ("semaphore", "users")
+
+    def __init__(self, size: int):
+        self.semaphore = asyncio.Semaphore(size)
+        self.users = 0
+
+
+class Engine:
+    """A process's outbound requests: an event loop in a thread of its own, its sessions and gates.
+
+    Made anew in a forked child (a child must not use its parent's loop or sockets)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._sessions: dict[tuple, aiohttp.ClientSession] = {}
+        self._origins: dict[tuple, _Gate] = {}
+        self._all: _Gate | None = None
+
+    # --- the loop ---------------------------------------------------------------
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The engine's running loop, started on first use in this process."""
+        with self._lock:
+            if self._pid != os.getpid() or self._loop is None:
+                self._pid = os.getpid()
+                self._sessions, self._origins, self._all = {}, {}, None
+                self._loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+                started = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run_loop, args=(self._loop, started), name="outbound", daemon=True
+                )
+                self._thread.start()
+                started.wait()
+            return self._loop
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(started.set)
+        loop.run_forever()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run `coroutine` on the engine's loop; its future (to wait for, or not)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the engine's loop and wait for its result (from any thread but the loop's)."""
+        if threading.current_thread() is self._thread and self._pid == os.getpid():
+            coroutine.close()
+            raise RuntimeError("outbound.run() waits for the engine's loop: from inside it, await instead.")
+        return self.submit(coroutine).result()
+
+    def close(self) -> None:
+        """Close every session (their connections) and stop the loop; the next use starts afresh."""
+        with self._lock:
+            loop, thread, mine = self._loop, self._thread, self._pid == os.getpid()
+            sessions = list(self._sessions.values())
+            self._loop = self._thread = self._pid = None
+            self._sessions, self._origins, self._all = {}, {}, None
+        if loop is None or not mine:
+            return
+
+        async def close_all() -> None:
+            for session in sessions:
+                await session.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(timeout=10)
+            if not loop.is_running():
+                loop.close()
+
+    # --- on the loop ------------------------------------------------------------
+
+    def session(self, *, trusted: bool) -> aiohttp.ClientSession:
+        """The keep-alive session for trusted or guarded destinations (as OUTBOUND_ALLOWED_NETWORKS says now)."""
+        networks = () if trusted else tuple(settings.OUTBOUND_ALLOWED_NETWORKS)
+        key = (trusted, networks)
+        session = self._sessions.get(key)
+        if session is None:
+            resolver = None if trusted else GuardedResolver(AddressPolicy(parse_networks(networks)))
+            connector = aiohttp.TCPConnector(
+                limit=0,  # the gates bound what is in flight
+                limit_per_host=0,
+                ssl=_ssl_context(),
+                resolver=resolver,
+                ttl_dns_cache=DNS_CACHE_SECONDS,
+                keepalive_timeout=KEEPALIVE_SECONDS,
+            )
+            session = self._sessions[key] = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=NO_AUTO_HEADERS,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return session
+
+    def _gate(self, origin: tuple) -> _Gate:
+        gate = self._origins.get(origin)
+        if gate is None:
+            gate = self._origins[origin] = _Gate(settings.OUTBOUND_CONCURRENCY_PER_ORIGIN)
+        gate.users += 1
+        return gate
+
+    def _let_go(self, origin: tuple, gate: _Gate) -> None:
+        gate.users -= 1
+        if gate.users == 0:
+            self._origins.pop(origin, None)  # no origin is remembered once nothing uses it
+
+    async def slot(self, origin: tuple, queue_timeout: float | None) -> tuple[_Gate, _Gate]:
+        """Wait for a slot of `origin` and then one of the process; OriginBusy after `queue_timeout`."""
+        if self._all is None:
+            self._all = _Gate(settings.OUTBOUND_MAX_IN_FLIGHT)
+        gate, every = self._gate(origin), self._all
+        try:
+            async with asyncio.timeout(queue_timeout):
+                await gate.semaphore.acquire()
+                try:
+                    await every.semaphore.acquire()
+                except BaseException:
+                    gate.semaphore.release()
+                    raise
+        except TimeoutError:
+            self._let_go(origin, gate)
+            raise OriginBusy(
+                f"{origin[1]}:{origin[2]} had {settings.OUTBOUND_CONCURRENCY_PER_ORIGIN} requests in flight "
+                f"(OUTBOUND_CONCURRENCY_PER_ORIGIN) for {queue_timeout:g} s; this one was not sent."
+            ) from None
+        except BaseException:
+            self._let_go(origin, gate)
+            raise
+        return gate, every
+
+    def release(self, origin: tuple, gate: _Gate, every: _Gate) -> None:
+        every.semaphore.release()
+        gate.semaphore.release()
+        self._let_go(origin, gate)
+
+
+_engine = Engine()
+
+
+def submit(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Run `coroutine` (which may await `request`) on this process's outbound loop; its future."""
+    return _engine.submit(coroutine)
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` on this process's outbound loop and wait for its result."""
+    return _engine.run(coroutine)
+
+
+def close_clients() -> None:
+    """Close this process's connections and stop its loop (tests, shutdown); they are made anew when needed."""
+    _engine.close()
+
+
+async def _read(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether there was more."""
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            del body[limit:]
+            return bytes(body), True
+    return bytes(body), False
+
+
+async def request(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+    timeout: float = 10.0,
+    max_response_bytes: int = 65_536,
+    trusted: bool = False,
+    queue_timeout: float | None = None,
+) -> OutboundResponse:
+    """Make one request (on the engine's loop) and read at most `max_response_bytes` of the response body.
+
+    `timeout` bounds the whole exchange from the moment the origin has a free slot;
+    `queue_timeout` bounds the wait for that slot (None: as long as it takes).
+    Redirects are not followed; no cookies are kept.
+    """
+    target = _parse(url)
+    if not trusted:
+        address = literal_address(target.raw_host)
+        if address is not None:
+            reason = AddressPolicy(parse_networks(settings.OUTBOUND_ALLOWED_NETWORKS)).refusal(address)
+            if reason is not None:
+                raise DestinationRefused(f"Refused: {address} is {reason}.")
+    given = {name.lower() for name in headers or ()}
+    request_headers = {name: value for name, value in DEFAULT_HEADERS.items() if name.lower() not in given}
+    request_headers.update(headers or {})
+    origin = (target.scheme, target.raw_host, target.port)
+    gate, every = await _engine.slot(origin, queue_timeout)
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(timeout):
+            async with _engine.session(trusted=trusted).request(
+                method, target, headers=request_headers, data=content, allow_redirects=False
+            ) as response:
+                body, truncated = await _read(response, max_response_bytes)
+                if truncated:
+                    response.close()  # the rest is not read: the connection is not reused
+                return OutboundResponse(
+                    status_code=response.status,
+                    http_version=f"HTTP/{response.version.major}.{response.version.minor}",
+                    headers=[(key.decode("latin-1"), value.decode("latin-1")) for key, value in response.raw_headers],
+                    body=body,
+                    truncated=truncated,
+                    elapsed=time.monotonic() - started,
+                )
+    except TimeoutError:
+        raise OutboundTimeout(f"No answer within {timeout:g} s.") from None
+    except OutboundError:
+        raise
+    except aiohttp.InvalidURL as error:
+        raise InvalidDestination(f"{url!r} cannot be requested: {error}") from None
+    except (aiohttp.ClientError, OSError) as error:
+        raise OutboundConnectionError(str(error) or type(error).__name__) from None
+    finally:
+        _engine.release(origin, gate, every)
 
 
 def send(
@@ -396,40 +440,15 @@ def send(
     max_response_bytes: int = 65_536,
     trusted: bool = False,
 ) -> OutboundResponse:
-    """Make one request and read at most `max_response_bytes` of the response body.
-
-    `timeout` bounds connecting, each read and write, and the whole exchange.
-    Redirects are not followed; no cookies are kept.
-    """
-    target = _parse(url)
-    given = {name.lower() for name in headers or ()}
-    request_headers = [(name, value) for name, value in DEFAULT_HEADERS.items() if name not in given]
-    request_headers += list((headers or {}).items())
-    limits = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-    started = time.monotonic()
-    deadline = started + timeout
-    try:
-        with _pool(trusted=trusted).stream(
-            method, target, headers=request_headers, content=content, extensions={"timeout": limits}
-        ) as response:
-            body, truncated = bytearray(), False
-            for chunk in response.iter_stream():
-                body += chunk
-                if len(body) > max_response_bytes:
-                    del body[max_response_bytes:]
-                    truncated = True
-                    break
-                if time.monotonic() > deadline:
-                    raise OutboundTimeout(f"The response did not finish within {timeout:g} s.")
-            return OutboundResponse(
-                status_code=response.status,
-                http_version=response.extensions.get("http_version", b"HTTP/1.1").decode("ascii"),
-                headers=[(key.decode("latin-1"), value.decode("latin-1")) for key, value in response.headers],
-                body=bytes(body),
-                truncated=truncated,
-                elapsed=time.monotonic() - started,
-            )
-    except httpcore.TimeoutException as error:
-        raise OutboundTimeout(f"No answer within {timeout:g} s ({type(error).__name__}).") from None
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as error:
-        raise OutboundConnectionError(str(error) or type(error).__name__) from None
+    """`request`, from synchronous code: made on the engine's loop, waited for here."""
+    return run(
+        request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
+            trusted=trusted,
+        )
+    )

@@ -17,9 +17,9 @@ from itertools import pairwise
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-import httpx
 from django.conf import settings
 from django.utils import timezone
+from yarl import URL
 
 from .headers import RESERVED_HEADERS
 
@@ -124,8 +124,8 @@ def normalize_uri(value: str) -> str:
         )
     try:
         port = parts.port or DEFAULT_PORTS[scheme]
-        host = httpx.URL(text).raw_host.decode("ascii")
-    except (ValueError, httpx.InvalidURL, UnicodeError) as error:
+        host = URL(text).raw_host  # as the outbound engine will request it (IDNA)
+    except (ValueError, UnicodeError) as error:
         raise InvalidValue(f"Is not a valid URL ({error}).") from None
     if ":" in host:
         host = f"[{host}]"

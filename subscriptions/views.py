@@ -14,8 +14,8 @@ from accounts.permissions import MessagingPermission
 from accounts.scopes import describe_missing
 from accounts.services import token_authenticate
 from contentstore.models import Schedule
+from core.addresses import address_within, parse_networks
 from core.errors import AuthenticationError
-from core.outbound import address_within, parse_networks
 from core.pagination import CursorPagination
 from core.schema import FIELD_ERRORS
 

@@ -1,7 +1,8 @@
 """Writes and business rules of delayed HTTP jobs."""
 
-from .delivery import jobs_deliver, next_attempt_time, response_report
+from .delivery import jobs_claimed, jobs_deliver, next_attempt_time, response_report
 from .dispatch import jobs_claim_due, jobs_dispatch_due
+from .in_flight import deliveries
 from .scheduling import (
     JOB_FIELDS,
     destination_refusal,
@@ -15,6 +16,7 @@ from .scheduling import (
 
 __all__ = [
     "JOB_FIELDS",
+    "deliveries",
     "destination_refusal",
     "job_cancel",
     "job_create",
@@ -23,6 +25,7 @@ __all__ = [
     "job_run_now",
     "job_update",
     "jobs_claim_due",
+    "jobs_claimed",
     "jobs_deliver",
     "jobs_dispatch_due",
     "next_attempt_time",

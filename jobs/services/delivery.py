@@ -3,11 +3,20 @@
 A worker is given job ids and the lease they were claimed under (the claim
 counted the attempt). It reads the jobs that still hold that lease (from then on
 the job has fired: a later change does not recall it), sends the requests
-concurrently, then records each attempt and, with a compare-and-set on the
-lease, each job's new state, so a job changed or claimed again meanwhile keeps
-its new state. A worker that dies in between leaves the job running; its lease
-expires, a dispatcher claims it again (at-least-once) and records the unfinished
-attempt as lost. Database work is a few statements per chunk of jobs.
+concurrently on the process's outbound event loop, then records each attempt and,
+with a compare-and-set on the lease, each job's new state, so a job changed or
+claimed again meanwhile keeps its new state. A worker that dies in between leaves
+the job running; its lease expires, a dispatcher claims it again (at-least-once)
+and records the unfinished attempt as lost. Database work is a few statements per
+group of jobs recorded together.
+
+`jobs_deliver` sends a chunk and records it before it returns; a worker hands its
+chunks to `in_flight.deliveries` instead, which records jobs as they finish, so a
+slow target never holds a worker's task (`in_flight.py`).
+
+A job whose target's origin stays busy (OUTBOUND_CONCURRENCY_PER_ORIGIN requests of
+this process in flight to it) for JOBS_ORIGIN_QUEUE_SECONDS is not sent: it is given
+back, due again JOBS_ORIGIN_BUSY_DELAY seconds later, without its attempt counted.
 
 One job never holds back the others of its chunk: a job that cannot be read, sent or
 recorded (a row written around the API, a bug) has its failure recorded on its own,
@@ -16,12 +25,12 @@ and the others are sent and recorded as usual.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import uuid
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,11 +39,11 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from core import outbound
-from core.threads import process_pool
 
 from .. import clock, signing
 from .. import headers as job_headers
 from ..models import LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobKind, JobState
+from .dispatch import jobs_release
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +57,15 @@ class RequestResult:
     response: outbound.OutboundResponse | None = None
     error: str = ""
     refused: bool = False
+    started: datetime | None = None
     finished: datetime | None = None
     elapsed: float = 0.0  # seconds
     attempted: bool = True  # False: no request was made
+    deferred: bool = False  # not sent: its origin stayed busy; given back without its attempt counted
 
     @property
     def succeeded(self) -> bool:
         return self.response is not None and 200 <= self.response.status_code < 300
-
-
-def _executor() -> ThreadPoolExecutor:
-    return process_pool("job-send", settings.JOBS_DELIVERY_CHUNK)
 
 
 def _text(data: bytes, limit: int | None = None) -> str:
@@ -88,32 +95,44 @@ def _unexpected(job_id, error: Exception, doing: str) -> str:
     return f"Unexpected error: {type(error).__name__}: {error}"
 
 
-def _send(job: Job) -> RequestResult:
+async def send(job: Job) -> RequestResult:
     """Send `job` unless every attempt was used; never raises (whatever goes wrong is this job's failure)."""
     started = time.monotonic()
+    result_started = clock.now()
     try:
         if job.attempt_count > job.max_attempts:
             # Claimed once more than it may be tried: every attempt was used, the last ones lost with their workers.
-            return RequestResult(error=LOST_ATTEMPT_ERROR, attempted=False)
-        result = _request(job, job.attempt_count)
+            result = RequestResult(error=LOST_ATTEMPT_ERROR, attempted=False)
+        else:
+            result = await _request(job, job.attempt_count)
     except Exception as error:
         result = RequestResult(error=_unexpected(job.pk, error, "Sending"))
+    result.started = result_started
     result.elapsed = result.response.elapsed if result.response else time.monotonic() - started
     result.finished = clock.now()
     return result
 
 
-def _request(job: Job, number: int) -> RequestResult:
+async def send_all(jobs: list[Job]) -> list[tuple[Job, RequestResult]]:
+    """Send every job at once (each origin's requests bounded by the outbound engine); (job, result) pairs."""
+    results = await asyncio.gather(*(send(job) for job in jobs))
+    return list(zip(jobs, results, strict=True))
+
+
+async def _request(job: Job, number: int) -> RequestResult:
     body = job.body.encode()
     try:
-        response = outbound.send(
+        response = await outbound.request(
             job.method,
             job.uri,
             headers=_request_headers(job, number, body),
             content=body or None,
             timeout=job.timeout,
             max_response_bytes=settings.JOBS_RESPONSE_MAX_BYTES,
+            queue_timeout=settings.JOBS_ORIGIN_QUEUE_SECONDS,
         )
+    except outbound.OriginBusy as error:
+        return RequestResult(error=str(error), attempted=False, deferred=True)
     except outbound.DestinationRefused as error:
         return RequestResult(error=str(error), refused=True)
     except outbound.OutboundError as error:
@@ -186,12 +205,12 @@ def _callback(job: Job, kind: str, uri: str, payload: dict, now: datetime) -> Jo
     )
 
 
-def _attempt(job: Job, result: RequestResult, started: datetime) -> Attempt:
+def _attempt(job: Job, result: RequestResult) -> Attempt:
     response = result.response
     attempt = Attempt(
         job=job,
         number=job.attempt_count,
-        started_at=started,
+        started_at=result.started,
         duration_ms=round(result.elapsed * 1000, 3),
         error=result.error,
     )
@@ -226,9 +245,9 @@ def _decide(job: Job, result: RequestResult, now: datetime) -> tuple[dict, list[
     return changes, []
 
 
-def _record(results: list[tuple[Job, RequestResult]], lease: str, started: datetime, now: datetime) -> None:
-    """Record each attempt, and each job's new state if it still holds `lease` (it may have changed meanwhile)."""
-    lease_id = uuid.UUID(lease)
+def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
+    """Record each attempt, and each job's new state if it still holds the lease it was sent under
+    (it may have changed meanwhile). A deferred job is given back, due again shortly, its attempt not counted."""
     with transaction.atomic():
         present = dict(
             Job.objects.select_for_update()
@@ -237,12 +256,16 @@ def _record(results: list[tuple[Job, RequestResult]], lease: str, started: datet
             .values_list("pk", "lease")
         )
         Attempt.objects.bulk_create(
-            _attempt(job, result, started) for job, result in results if result.attempted and job.pk in present
+            _attempt(job, result) for job, result in results if result.attempted and job.pk in present
         )
         same_changes: dict[tuple, list] = defaultdict(list)
+        deferred: dict[uuid.UUID, list] = defaultdict(list)
         callbacks: list[Job] = []
         for job, result in results:
-            if present.get(job.pk) != lease_id:
+            if present.get(job.pk) != job.lease:
+                continue
+            if result.deferred:
+                deferred[job.lease].append(job.pk)
                 continue
             changes, more = _decide(job, result, now)
             same_changes[tuple(sorted(changes.items()))].append(job.pk)
@@ -252,6 +275,9 @@ def _record(results: list[tuple[Job, RequestResult]], lease: str, started: datet
                 lease=None, attempt_started_at=None, updated_at=timezone.now(), **dict(changes)
             )
         Job.objects.bulk_create(callbacks)
+        due_again = now + timedelta(seconds=settings.JOBS_ORIGIN_BUSY_DELAY)
+        for lease, ids in deferred.items():
+            jobs_release(lease=lease, ids=ids, due_at=due_again)
 
 
 def _record_failure(job_id, lease: str, started: datetime, now: datetime, error: str) -> None:
@@ -312,29 +338,38 @@ def _claimed(job_ids: list[str], lease: str, started: datetime) -> list[Job]:
     return [job for job in found if job is not None]
 
 
-def _record_all(results: list[tuple[Job, RequestResult]], lease: str, started: datetime) -> None:
-    """Record the chunk in one transaction or, when that fails, each job in its own."""
+def record_results(results: list[tuple[Job, RequestResult]]) -> None:
+    """Record the jobs in one transaction or, when that fails, each job in its own."""
     try:
-        _record(results, lease, started, clock.now())
+        _record(results, clock.now())
         return
     except UNREACHABLE:
         raise
     except Exception:
         logger.exception("Recording %d jobs at once failed; recording each on its own", len(results))
-    by_id = {job.pk: (job, result) for job, result in results}
-    _each_alone(list(by_id), lambda pk: _record([by_id[pk]], lease, started, clock.now()), lease, started, "Recording")
+    for job, result in results:
+        alone = [(job, result)]
+        _each_alone(
+            [job.pk], lambda _, alone=alone: _record(alone, clock.now()), job.lease, result.started, "Recording"
+        )
 
 
-def jobs_deliver(*, job_ids: list[str], lease: str) -> int:
-    """Send the jobs claimed under `lease` that still hold it, and record what came of it; how many were sent.
+def jobs_claimed(*, job_ids: list[str], lease: str) -> list[Job]:
+    """The jobs claimed under `lease` that still hold it, with their owners' signing keys.
 
     What is read here is what is sent: a change committed after this read is too late for this attempt.
     """
-    started = clock.now()
-    jobs = _claimed(job_ids, lease, started)
+    jobs = _claimed(job_ids, lease, clock.now())
+    signing.signing_keys_attach(jobs)  # each owner's keys, read once for the chunk
+    return jobs
+
+
+def jobs_deliver(*, job_ids: list[str], lease: str) -> int:
+    """Send the jobs claimed under `lease` that still hold it, and record what came of it before
+    returning; how many were sent."""
+    jobs = jobs_claimed(job_ids=job_ids, lease=lease)
     if not jobs:
         return 0
-    signing.signing_keys_attach(jobs)  # each owner's keys, read once for the chunk
-    results = list(zip(jobs, _executor().map(_send, jobs), strict=True))
-    _record_all(results, lease, started)
+    results = outbound.run(send_all(jobs))
+    record_results(results)
     return sum(1 for _, result in results if result.attempted)

@@ -65,13 +65,13 @@ def jobs_claim_due(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[uuid.U
     return lease, ids
 
 
-def jobs_release(*, lease: uuid.UUID, ids: list[uuid.UUID]) -> int:
-    """Give back jobs claimed under `lease` that were never queued: due again at once, as if the
-    claim had not been made (its attempt is not counted); how many."""
+def jobs_release(*, lease: uuid.UUID, ids: list[uuid.UUID], due_at: datetime | None = None) -> int:
+    """Give back jobs claimed under `lease` that were never sent, as if the claim had not been made
+    (its attempt is not counted): due again at `due_at`, or at once; how many."""
     return Job.objects.filter(id__in=ids, lease=lease, state=JobState.RUNNING).update(
         state=JobState.SCHEDULED,
         lease=None,
-        next_attempt_at=F("attempt_started_at"),
+        next_attempt_at=F("attempt_started_at") if due_at is None else Value(due_at),
         attempt_count=F("attempt_count") - 1,
         attempt_started_at=None,
         first_attempt_at=Case(When(attempt_count=1, then=Value(None)), default=F("first_attempt_at")),

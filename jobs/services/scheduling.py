@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import User
-from core import outbound
+from core.addresses import refusal_for_url
 
 from .. import clock
 from ..errors import JobConflict, JobParameterError
@@ -31,7 +31,7 @@ JOB_FIELDS = (
 
 def destination_refusal(uri: str) -> str | None:
     """Why `uri` is refused before anything is sent (a literal address that may not be reached)."""
-    reason = outbound.refusal_for_url(uri)
+    reason = refusal_for_url(uri)
     if reason is None:
         return None
     return (

@@ -2,16 +2,19 @@
 and the message sender (the outbound message).
 
 Both URLs are the operator's, so requests go through `core.outbound` as trusted
-destinations, over this thread's kept-alive connections. A request that gets no
+destinations, on the process's outbound event loop: a batch's deliveries run
+concurrently there (SEND_CONCURRENCY at a time). A request that gets no
 answer (connection error, timeout), a 429 or a 5xx is retried after each of
 SEND_RETRY_DELAYS (or the Retry-After asked for, when longer, up to
 SEND_RETRY_AFTER_MAX); any other 4xx fails at once. Nothing here touches the
-database: these functions run in a send task's request threads.
+database: these coroutines run on the outbound loop, not in the send task's thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from core import outbound
+
+logger = logging.getLogger(__name__)
 
 # Bytes of a peer's response that are read; the rest of a long answer is not needed.
 RESPONSE_MAX_BYTES = 65_536
@@ -73,7 +78,7 @@ def _excerpt(body: bytes) -> str:
     return text[:REASON_BODY_CHARS]
 
 
-def _request(
+async def _request(
     delivery: Delivery, what: str, method: str, url: str, *, headers: dict, content: bytes | None, deadline: float
 ) -> outbound.OutboundResponse:
     """Make the request, retrying what is worth retrying; the 2xx response, or PeerFailure."""
@@ -85,7 +90,7 @@ def _request(
         wait: float | None = None
         kind = "other"
         try:
-            response = outbound.send(
+            response = await outbound.request(
                 method,
                 url,
                 headers=headers,
@@ -116,7 +121,7 @@ def _request(
         delay = max(delay, wait or 0.0)
         if time.monotonic() + delay > deadline:
             raise PeerFailure(f"{reason}; no time left to retry within SEND_BATCH_SECONDS", kind)
-        time.sleep(delay)
+        await asyncio.sleep(delay)
         delivery.retries += 1
 
 
@@ -124,7 +129,7 @@ def _token_headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Token {token}"} if token else {}
 
 
-def identity_address(delivery: Delivery, *, deadline: float) -> str | None:
+async def identity_address(delivery: Delivery, *, deadline: float) -> str | None:
     """The identity's default msisdn address from the identity store, or None when it has none."""
     base = settings.IDENTITY_STORE_URL.rstrip("/")
     url = (
@@ -132,7 +137,9 @@ def identity_address(delivery: Delivery, *, deadline: float) -> str | None:
         "?default=True&use_communicate_through=True"
     )
     headers = {**_token_headers(settings.IDENTITY_STORE_TOKEN), "Accept": "application/json"}
-    response = _request(delivery, "The identity store", "GET", url, headers=headers, content=None, deadline=deadline)
+    response = await _request(
+        delivery, "The identity store", "GET", url, headers=headers, content=None, deadline=deadline
+    )
     try:
         results = json.loads(response.body).get("results") or []
         address = results[0].get("address") if results else None
@@ -143,7 +150,7 @@ def identity_address(delivery: Delivery, *, deadline: float) -> str | None:
     return address or None
 
 
-def outbound_create(delivery: Delivery, *, deadline: float) -> str | None:
+async def outbound_create(delivery: Delivery, *, deadline: float) -> str | None:
     """POST the payload to the message sender; the outbound id it answers with."""
     if not settings.MESSAGE_SENDER_URL:
         raise PeerFailure("MESSAGE_SENDER_URL is not set: there is no message sender to send to.", "not_configured")
@@ -155,7 +162,9 @@ def outbound_create(delivery: Delivery, *, deadline: float) -> str | None:
         IDEMPOTENCY_HEADER: delivery.idempotency_key,
     }
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
-    response = _request(delivery, "The message sender", "POST", url, headers=headers, content=body, deadline=deadline)
+    response = await _request(
+        delivery, "The message sender", "POST", url, headers=headers, content=body, deadline=deadline
+    )
     try:
         outbound_id = json.loads(response.body).get("id")
     except (ValueError, AttributeError):
@@ -163,7 +172,7 @@ def outbound_create(delivery: Delivery, *, deadline: float) -> str | None:
     return None if outbound_id is None else str(outbound_id)
 
 
-def deliver(delivery: Delivery, *, deadline: float) -> Delivery:
+async def deliver(delivery: Delivery, *, deadline: float) -> Delivery:
     """Look up the address (when an identity store is set), then send (unless a dry run)."""
     if time.monotonic() > deadline:
         delivery.outcome = DeliveryOutcome.FAILED
@@ -172,7 +181,7 @@ def deliver(delivery: Delivery, *, deadline: float) -> Delivery:
         return delivery
     try:
         if settings.IDENTITY_STORE_URL:
-            address = identity_address(delivery, deadline=deadline)
+            address = await identity_address(delivery, deadline=deadline)
             if address is None:
                 delivery.outcome = DeliveryOutcome.NO_ADDRESS
                 delivery.reason = "Valid recipient could not be found"
@@ -181,10 +190,37 @@ def deliver(delivery: Delivery, *, deadline: float) -> Delivery:
         if delivery.dry_run:
             delivery.outcome = DeliveryOutcome.DRY_RUN
             return delivery
-        delivery.outbound_id = outbound_create(delivery, deadline=deadline)
+        delivery.outbound_id = await outbound_create(delivery, deadline=deadline)
         delivery.outcome = DeliveryOutcome.SENT
     except PeerFailure as failure:
         delivery.outcome = DeliveryOutcome.FAILED
         delivery.reason = str(failure)
         delivery.failure_kind = failure.kind
     return delivery
+
+
+async def _deliver_safely(delivery: Delivery, deadline: float) -> None:
+    try:
+        await deliver(delivery, deadline=deadline)
+    except Exception as error:  # a bug must not cost the batch's other messages
+        logger.exception("Sending to subscription %s failed unexpectedly", delivery.subscription_id)
+        delivery.outcome = DeliveryOutcome.FAILED
+        delivery.reason = f"Unexpected error: {type(error).__name__}: {error}"
+        delivery.failure_kind = "other"
+
+
+async def deliver_each(deliveries: list[Delivery], *, deadline: float) -> None:
+    """Make every delivery's requests, SEND_CONCURRENCY at a time (on the outbound loop)."""
+    room = asyncio.Semaphore(settings.SEND_CONCURRENCY)
+
+    async def one(delivery: Delivery) -> None:
+        async with room:
+            await _deliver_safely(delivery, deadline)
+
+    await asyncio.gather(*(one(delivery) for delivery in deliveries))
+
+
+def deliver_all(deliveries: list[Delivery], *, deadline: float) -> None:
+    """Make every delivery's requests and wait for them (from a send task's thread)."""
+    if deliveries:
+        outbound.run(deliver_each(deliveries, deadline=deadline))

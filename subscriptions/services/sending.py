@@ -11,8 +11,8 @@ transaction:
 2. **Plan**: the message for (set, sequence number, language), the payload, the
    set's size, with a few queries for the whole batch. A missing message is
    recorded and the subscription left where it is.
-3. **Deliver**: the requests, with bounded concurrency (SEND_CONCURRENCY threads,
-   each with its own kept-alive connections), retried as `message_sender` says.
+3. **Deliver**: the requests, on the process's outbound event loop (SEND_CONCURRENCY
+   at a time, over kept-alive connections), retried as `message_sender` says.
 4. **Record**: advance (or complete, and start the next set), set -1 where there
    is no address, record failures; a few bulk statements.
 
@@ -29,7 +29,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urljoin
@@ -39,11 +38,10 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from contentstore.models import Message, MessageSet
-from core.threads import process_pool
 
 from .. import metrics
 from ..models import ProcessStatus, ResendRequest, SendRun, Subscription, SubscriptionSendFailure
-from .message_sender import Delivery, DeliveryOutcome, deliver
+from .message_sender import Delivery, DeliveryOutcome, deliver_all
 
 logger = logging.getLogger(__name__)
 
@@ -203,32 +201,6 @@ def plan(subscriptions: list[Subscription], *, resend_request: ResendRequest | N
             )
         )
     return result
-
-
-# --- Deliver ------------------------------------------------------------------
-
-
-def _executor() -> ThreadPoolExecutor:
-    return process_pool("sbm-send", settings.SEND_CONCURRENCY)
-
-
-def _deliver_safely(delivery: Delivery, deadline: float) -> Delivery:
-    try:
-        return deliver(delivery, deadline=deadline)
-    except Exception as error:  # a bug must not cost the batch's other messages
-        logger.exception("Sending to subscription %s failed unexpectedly", delivery.subscription_id)
-        delivery.outcome = DeliveryOutcome.FAILED
-        delivery.reason = f"Unexpected error: {type(error).__name__}: {error}"
-        delivery.failure_kind = "other"
-        return delivery
-
-
-def deliver_all(deliveries: list[Delivery], *, deadline: float) -> None:
-    """Make every delivery's requests, SEND_CONCURRENCY at a time."""
-    if len(deliveries) == 1:
-        _deliver_safely(deliveries[0], deadline)
-    elif deliveries:
-        list(_executor().map(lambda delivery: _deliver_safely(delivery, deadline), deliveries))
 
 
 # --- Record -------------------------------------------------------------------

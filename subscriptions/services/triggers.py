@@ -19,8 +19,8 @@ from contentstore.models import Message, Schedule
 
 from .. import metrics
 from ..models import ProcessStatus, ResendRequest, Subscription, SubscriptionSendFailure
-from .message_sender import Delivery, DeliveryOutcome
-from .sending import SendCounts, deliver_all, lock_ready, measure, message_sequence_number, plan, record, send_locked
+from .message_sender import Delivery, DeliveryOutcome, deliver_all
+from .sending import SendCounts, lock_ready, measure, message_sequence_number, plan, record, send_locked
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import outbound
+from core import addresses, outbound
 
 INTERNAL_IPV4 = ["127.0.0.1", "10.0.0.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "192.168.1.1", "224.0.0.1"]  # noqa: S104
 
@@ -46,7 +46,7 @@ EMBEDDED_CASES = [
 
 
 def refusal(address: str, allowed: list[str] = ()) -> str | None:
-    return outbound.AddressPolicy(outbound.parse_networks(allowed)).refusal(ipaddress.ip_address(address))
+    return addresses.AddressPolicy(addresses.parse_networks(allowed)).refusal(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize(("address", "ipv4"), EMBEDDED_CASES)
@@ -56,7 +56,7 @@ def test_every_ipv6_form_carrying_an_internal_ipv4_address_is_refused(address, i
 
 @pytest.mark.parametrize(("address", "ipv4"), EMBEDDED_CASES)
 def test_the_carried_ipv4_address_is_judged_even_when_the_ipv6_form_is_allowed(address, ipv4):
-    carried = [carried for _, carried in outbound.embedded_ipv4(ipaddress.ip_address(address))]
+    carried = [carried for _, carried in addresses.embedded_ipv4(ipaddress.ip_address(address))]
     assert ipaddress.IPv4Address(ipv4) in carried
     reason = refusal(address, ["::/0"])
     assert reason is not None
@@ -119,11 +119,11 @@ def test_nothing_the_standard_library_calls_special_is_reachable(address):
     if refusal(str(address)) is None:
         assert address.is_global
         assert not any(getattr(address, flag, False) for flag in FLAGS)
-        for _, ipv4 in outbound.embedded_ipv4(address):
+        for _, ipv4 in addresses.embedded_ipv4(address):
             assert refusal(str(ipv4)) is None
 
 
-@given(st.sampled_from(outbound.BLOCKED_NETWORKS).flatmap(lambda entry: st.ip_addresses(network=entry[0])))
+@given(st.sampled_from(addresses.BLOCKED_NETWORKS).flatmap(lambda entry: st.ip_addresses(network=entry[0])))
 def test_every_named_range_is_refused(address):
     assert refusal(str(address)) is not None
 
@@ -133,7 +133,7 @@ def test_every_named_range_is_refused(address):
     ["2130706433", "0x7f.1", "0177.0.0.1", "0x7F000001", "017700000001", "127.1", "0", "127.0.0.1.", "0x7f.0.0.0x1"],
 )
 def test_legacy_ipv4_spellings_are_read_as_the_address_they_spell(host):
-    assert outbound.refusal_for_url(f"http://{host}:8080/", policy=outbound.AddressPolicy()) is not None
+    assert addresses.refusal_for_url(f"http://{host}:8080/", policy=addresses.AddressPolicy()) is not None
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_legacy_ipv4_spellings_are_read_as_the_address_they_spell(host):
     ],
 )
 def test_ipv6_spellings_in_a_url_are_refused_without_connecting(host):
-    assert outbound.refusal_for_url(f"http://{host}:8080/", policy=outbound.AddressPolicy()) is not None
+    assert addresses.refusal_for_url(f"http://{host}:8080/", policy=addresses.AddressPolicy()) is not None
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from core import outbound
+from core import addresses
 from jobs.models import AttemptOutcome, Job, JobState
 
 from .helpers import make_job, requests_to
@@ -165,12 +165,12 @@ def test_an_allowed_network_is_reachable(owner, target, run_due, settings):
     ],
 )
 def test_the_address_policy_refuses_each_internal_class(address, refused):
-    policy = outbound.AddressPolicy()
+    policy = addresses.AddressPolicy()
     assert (policy.refusal(ipaddress.ip_address(address)) is not None) is refused
 
 
 def test_the_allowlist_exempts_only_its_networks():
-    policy = outbound.AddressPolicy(outbound.parse_networks(["127.0.0.0/8", "10.1.0.0/16"]))
+    policy = addresses.AddressPolicy(addresses.parse_networks(["127.0.0.0/8", "10.1.0.0/16"]))
     assert policy.refusal(ipaddress.ip_address("127.0.0.5")) is None
     assert policy.refusal(ipaddress.ip_address("10.1.2.3")) is None
     assert policy.refusal(ipaddress.ip_address("10.2.0.1")) == "a private address"
@@ -179,4 +179,4 @@ def test_the_allowlist_exempts_only_its_networks():
 
 def test_a_bad_allowlist_entry_is_named():
     with pytest.raises(ValueError, match=r"'127\.0\.0\.0/33' is not a network"):
-        outbound.parse_networks(["127.0.0.0/33"])
+        addresses.parse_networks(["127.0.0.0/33"])

@@ -1,0 +1,132 @@
+"""A worker process's jobs in flight: sent on the outbound loop, recorded as they finish.
+
+A worker's delivery task reads its chunk's jobs and hands them over here, then
+returns: the task is not held while the requests are made, so a slow or hanging
+target holds a few of the outbound engine's slots (its origin's), never the
+worker's tasks. Each job's result goes to this process's recorder thread, which
+records what has finished together, in one transaction for up to RECORD_BATCH jobs
+(whatever their chunks), a few statements in all.
+
+At most JOBS_WORKER_MAX_JOBS jobs are held at once; a task handing over more waits
+for room, so a worker takes no more from the queue than it can send. A process that
+dies with jobs in flight leaves them running under their leases: a dispatcher claims
+them again when the leases expire (at-least-once), as for any lost worker. A worker
+that is stopped (warm shutdown) first waits for its jobs in flight to be recorded
+(`drain`, connected to Celery's shutdown signals in `jobs.tasks`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from core import outbound
+
+from ..models import Job
+from .delivery import UNREACHABLE, RequestResult, record_results, send
+
+logger = logging.getLogger(__name__)
+
+RECORD_BATCH = 500  # jobs recorded in one transaction at most
+RECORD_GATHER_SECONDS = 0.02  # how long the recorder waits for more finished jobs to record together
+UNREACHABLE_PAUSE = 1.0  # seconds between tries while the database cannot be reached
+UNREACHABLE_GIVE_UP = 60.0  # then the jobs are left to their leases
+
+
+class InFlight:
+    """This process's jobs handed over and not yet recorded."""
+
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._held = 0
+        self._finished: queue.SimpleQueue[tuple[Job, RequestResult]] = queue.SimpleQueue()
+        self._recorder: threading.Thread | None = None
+
+    def _started(self) -> None:
+        """Start the recorder thread in this process (anew after a fork). Called with the lock held."""
+        if self._pid != os.getpid():
+            self._pid, self._held = os.getpid(), 0
+            self._finished = queue.SimpleQueue()
+            self._recorder = threading.Thread(target=self._record_forever, name="job-recorder", daemon=True)
+            self._recorder.start()
+
+    def hand_over(self, jobs: list[Job]) -> None:
+        """Send `jobs` and record them as they finish; waits while the process holds JOBS_WORKER_MAX_JOBS."""
+        if not jobs:
+            return
+        limit = settings.JOBS_WORKER_MAX_JOBS
+        with self._room:
+            self._started()
+            # A chunk larger than the limit is taken once nothing else is held, rather than never.
+            self._room.wait_for(lambda: self._held == 0 or self._held + len(jobs) <= limit)
+            self._held += len(jobs)
+        for job in jobs:
+            outbound.submit(self._send(job))
+
+    async def _send(self, job: Job) -> None:
+        result = await send(job)  # never raises
+        self._finished.put((job, result))
+
+    def held(self) -> int:
+        with self._lock:
+            return self._held if self._pid == os.getpid() else 0
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every job handed over has been recorded; whether that happened within `timeout` s."""
+        with self._room:
+            if self._pid != os.getpid():
+                return True
+            return self._room.wait_for(lambda: self._held == 0, timeout=timeout)
+
+    # --- the recorder thread ----------------------------------------------------
+
+    def _gather(self) -> list[tuple[Job, RequestResult]]:
+        """The finished jobs: the first one waited for, then whatever finishes within RECORD_GATHER_SECONDS."""
+        batch = [self._finished.get()]
+        until = time.monotonic() + RECORD_GATHER_SECONDS
+        while len(batch) < RECORD_BATCH:
+            left = until - time.monotonic()
+            try:
+                batch.append(self._finished.get(timeout=left) if left > 0 else self._finished.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _record_forever(self) -> None:
+        while True:
+            batch = self._gather()
+            try:
+                self._record(batch)
+            except Exception:  # the recorder must go on: these jobs are left to their leases
+                logger.exception("Recording %d finished jobs failed; they will be claimed again", len(batch))
+            finally:
+                with self._room:
+                    self._held -= len(batch)
+                    self._room.notify_all()
+
+    @staticmethod
+    def _record(batch: list[tuple[Job, RequestResult]]) -> None:
+        """Record the batch, trying again while the database cannot be reached (for a while)."""
+        give_up = time.monotonic() + UNREACHABLE_GIVE_UP
+        while True:
+            close_old_connections()
+            try:
+                record_results(batch)
+                return
+            except UNREACHABLE as error:
+                connection.close()
+                if time.monotonic() > give_up:
+                    raise
+                logger.warning("Recording finished jobs: the database cannot be reached (%s); trying again", error)
+                time.sleep(UNREACHABLE_PAUSE)
+
+
+deliveries = InFlight()
