@@ -57,9 +57,7 @@ def test_a_hanging_origin_holds_its_own_slots_and_no_others(target, hanging, set
     assert outbound.send("GET", hang_url).body == b"late"  # its slots are free again
 
 
-def test_a_job_whose_origin_stays_busy_is_given_back_unsent_without_its_attempt_counted(
-    owner, target, clock, settings
-):
+def test_a_job_whose_origin_stays_busy_is_given_back_unsent_without_its_attempt_counted(owner, target, clock, settings):
     settings.OUTBOUND_CONCURRENCY_PER_ORIGIN = 1
     settings.JOBS_ORIGIN_QUEUE_SECONDS = 1
     user, _ = owner
