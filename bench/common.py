@@ -108,5 +108,5 @@ def write_results(name: str, text: str, *, stamp: str = "%Y-%m-%d") -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{datetime.now(UTC):{stamp}}.md"
     path.write_text(text)
-    print(f"Written to {path.relative_to(ROOT)}")
+    print(f"Written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
