@@ -42,5 +42,5 @@ bench-smoke: $(STAMP)
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/cache_http.py --seconds 1
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/subscriptions_send.py --subscriptions 300
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_dispatch.py --burst 200 --spread 50 \
-		--spread-seconds 5 --kill 100 --baseline 200
+		--spread-seconds 5 --kill 100 --baseline-seconds 2
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/topics_fanout.py --subscribers 5 --idle 100

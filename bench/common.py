@@ -1,4 +1,5 @@
-"""What the service benchmarks share: a service environment of its own, its set-up, its processes, its table.
+"""What the service benchmarks share: a service environment of its own, its set-up, its processes, its table,
+and the capacity of a local sink (wrk), the baseline the service's sends are measured against.
 
 Run as scripts, the benchmarks have bench/ on the path; importing this module puts the
 repository's root there too, for the harness (ports, waits, process groups).
@@ -6,8 +7,11 @@ repository's root there too, for the harness (ports, waits, process groups).
 
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,6 +97,57 @@ def wait_for_workers(app, count: int, *, timeout: float = 60) -> None:
     )
 
 
+def find_wrk() -> str:
+    """The path of wrk, the load generator that measures a sink's capacity; exits saying how to install it."""
+    path = shutil.which("wrk")
+    if path is None:
+        raise SystemExit(
+            "wrk is not installed: it measures the sink's capacity, the baseline of this benchmark. "
+            "Install it with `apt-get install wrk` (the CI script does)."
+        )
+    return path
+
+
+def _lua_string(value: str | bytes) -> str:
+    """`value` as a Lua string literal: printable ASCII as is, every other byte (and quote, backslash) as \\ddd."""
+    data = value.encode() if isinstance(value, str) else value
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03d}" for b in data) + '"'
+
+
+def sink_capacity(
+    url: str, *, body: bytes, headers: dict[str, str], seconds: int, connections: int, method: str = "POST"
+) -> float:
+    """How many requests/s the sink at `url` answers: wrk (2 threads) keeps `connections` connections alive and
+    busy for `seconds` with the request `method` `url` carrying `headers` and `body`.
+
+    Fails if any answer is not 2xx or 3xx, or a connection could not be made: the figure would not be the
+    sink's capacity for that request.
+    """
+    lines = [f"wrk.method = {_lua_string(method)}", f"wrk.body = {_lua_string(body)}"]
+    lines += [f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}" for name, value in headers.items()]
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as folder:
+        script = Path(folder) / "request.lua"
+        script.write_text("\n".join(lines) + "\n")
+        command = [find_wrk(), "-t2", f"-c{connections}", f"-d{max(1, int(seconds))}s", "-s", str(script), url]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    output = done.stdout + done.stderr
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    if done.returncode != 0 or rate is None:
+        raise RuntimeError(f"wrk failed on {url} (exit {done.returncode}):\n{output}")
+    failed = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    connect = re.search(r"Socket errors: connect (\d+)", output)
+    if failed or (connect and int(connect.group(1))):
+        raise RuntimeError(f"The sink at {url} did not answer wrk's requests as it answers the service's:\n{output}")
+    return float(rate.group(1))
+
+
+def ratio(rate: float | None, capacity: float) -> str:
+    """`rate` as a share of the sink's `capacity`: "0.21 of the sink's capacity"."""
+    if rate is None or not capacity:
+        return "- of the sink's capacity"
+    return f"{rate / capacity:.2f} of the sink's capacity"
+
+
 def machine() -> str:
     return f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
 
@@ -108,5 +163,5 @@ def write_results(name: str, text: str, *, stamp: str = "%Y-%m-%d") -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{datetime.now(UTC):{stamp}}.md"
     path.write_text(text)
-    print(f"Written to {path.relative_to(ROOT)}")
+    print(f"Written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path

@@ -2,7 +2,8 @@
 
 Serve with `uvicorn --app-dir bench jobs_sink:app --host 127.0.0.1 --port <port>` (one process).
 Paths starting with /slow answer after 50 ms. GET /_stats returns the hits since the last POST /_reset as
-`{"hits": [[delivery_id, attempt, unix_time], ...]}`.
+`{"hits": [[delivery_id, attempt, unix_time], ...]}`. A request with an `X-Baseline` header (the benchmark's
+load generator measuring the sink's capacity) is answered the same way but not recorded.
 """
 
 import asyncio
@@ -43,9 +44,10 @@ async def app(scope, receive, send) -> None:
         await _answer(send, 200, b"ok")
         return
     headers = dict(scope["headers"])
-    delivery = headers.get(b"job-delivery-id", b"").decode()
-    attempt = headers.get(b"job-attempt", b"").decode()
-    hits.append((delivery, attempt, received))
+    if b"x-baseline" not in headers:
+        delivery = headers.get(b"job-delivery-id", b"").decode()
+        attempt = headers.get(b"job-attempt", b"").decode()
+        hits.append((delivery, attempt, received))
     if path.startswith("/slow"):
         await asyncio.sleep(0.05)  # a target that takes its time: requests stay in flight
     await _answer(send, 200, b"ok")

@@ -1,17 +1,14 @@
-"""A fast local message sender for the schedule-send benchmark, and a load generator that measures it.
+"""A fast local message sender for the schedule-send benchmark.
 
     python bench/subscriptions_sink.py serve --port 8950
-    python bench/subscriptions_sink.py load --port 8950 --seconds 5 --connections 64
 
 `serve` answers every `POST /outbound/` with 201 and an id, and counts each delivery
 by its `Idempotency-Key` header: deliveries, distinct keys, and the time of the
 first and last. A request with `X-Baseline: 1` is answered the same way but only
-counted as load. `GET /_stats` answers the counts as JSON; `POST /_reset` clears
-them; `POST /_keys` writes the distinct keys, one a line, to the path in its body.
-
-`load` keeps `--connections` kept-alive connections busy with a message sender's
-usual request (a JSON body of the benchmark's size) for `--seconds` and prints the
-requests per second: the sink's own capacity, the baseline of the benchmark.
+counted as load: the benchmark measures the sink's own capacity, its baseline, by
+loading it with wrk with such requests. `GET /_stats` answers the counts as JSON;
+`POST /_reset` clears them; `POST /_keys` writes the distinct keys, one a line, to
+the path in its body.
 """
 
 from __future__ import annotations
@@ -138,58 +135,13 @@ async def serve(port: int) -> None:
         await server.serve_forever()
 
 
-PAYLOAD = json.dumps(
-    {
-        "to_identity": "8646b7bc-b511-4965-a90b-e1145e398703",
-        "delivered": "false",
-        "resend": "false",
-        "metadata": {},
-        "content": "Message 1 in eng: a benchmark message of a usual length for an SMS.",
-    },
-    separators=(",", ":"),
-).encode()
-REQUEST = (
-    b"POST /outbound/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    b"Authorization: Token bench\r\nIdempotency-Key: baseline\r\nX-Baseline: 1\r\n"
-    b"Content-Length: " + str(len(PAYLOAD)).encode() + b"\r\n\r\n" + PAYLOAD
-)
-
-
-async def _client(port: int, deadline: float, counts: list[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    while time.monotonic() < deadline:
-        writer.write(REQUEST)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(
-            next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1]
-        )
-        await reader.readexactly(length)
-        counts[0] += 1
-    writer.close()
-
-
-async def load(port: int, seconds: float, connections: int) -> float:
-    counts = [0]
-    started = time.monotonic()
-    await asyncio.gather(*(_client(port, started + seconds, counts) for _ in range(connections)))
-    return counts[0] / (time.monotonic() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve_parser = sub.add_parser("serve")
     serve_parser.add_argument("--port", type=int, required=True)
-    load_parser = sub.add_parser("load")
-    load_parser.add_argument("--port", type=int, required=True)
-    load_parser.add_argument("--seconds", type=float, default=5.0)
-    load_parser.add_argument("--connections", type=int, default=64)
     arguments = parser.parse_args()
-    if arguments.command == "serve":
-        uvloop.run(serve(arguments.port))
-    else:
-        rate = uvloop.run(load(arguments.port, arguments.seconds, arguments.connections))
-        print(json.dumps({"requests_per_second": rate}))
+    uvloop.run(serve(arguments.port))
 
 
 if __name__ == "__main__":
