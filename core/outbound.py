@@ -175,6 +175,12 @@ class GuardedResolver(AbstractResolver):
         pass
 
 
+@lru_cache(maxsize=16)
+def _policy(networks: tuple[str, ...]) -> AddressPolicy:
+    """The address policy of guarded requests under OUTBOUND_ALLOWED_NETWORKS = `networks`."""
+    return AddressPolicy(parse_networks(networks))
+
+
 @lru_cache(maxsize=1)
 def _ssl_context() -> ssl.SSLContext:
     """Certificate checks against certifi's CAs, loaded once and shared by every session."""
@@ -282,7 +288,7 @@ class Engine:
         key = (trusted, networks)
         session = self._sessions.get(key)
         if session is None:
-            resolver = None if trusted else GuardedResolver(AddressPolicy(parse_networks(networks)))
+            resolver = None if trusted else GuardedResolver(_policy(networks))
             connector = aiohttp.TCPConnector(
                 limit=0,  # the gates bound what is in flight
                 limit_per_host=0,
@@ -393,7 +399,7 @@ async def request(
     if not trusted:
         address = literal_address(target.raw_host)
         if address is not None:
-            reason = AddressPolicy(parse_networks(settings.OUTBOUND_ALLOWED_NETWORKS)).refusal(address)
+            reason = _policy(tuple(settings.OUTBOUND_ALLOWED_NETWORKS)).refusal(address)
             if reason is not None:
                 raise DestinationRefused(f"Refused: {address} is {reason}.")
     given = {name.lower() for name in headers or ()}

@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from . import clock as job_clock
 from .clock import Clock
-from .services import jobs_dispatch_due
+from .services import jobs_dispatch_due, jobs_next_due
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +29,27 @@ def dispatch_once(*, clock: Clock | None = None, limit: int | None = None) -> in
     return jobs_dispatch_due(now=now, limit=limit)
 
 
+def pause(*, clock: Clock | None = None) -> float:
+    """Seconds to wait before the next claim: until the next job is due, at most JOBS_DISPATCH_INTERVAL_MS.
+
+    A job due at a time already known is claimed when it is due, not up to an interval later;
+    a job created meanwhile that is due sooner is noticed within the interval. A job due now
+    that the last claim left (JOBS_MAX_IN_FLIGHT reached) waits the whole interval, so that
+    the dispatcher does not spin.
+    """
+    interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
+    due = jobs_next_due()
+    if due is None:
+        return interval
+    seconds = (due - (clock or job_clock).now()).total_seconds()
+    return interval if seconds <= 0 else min(seconds, interval)
+
+
 def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None:
     """Dispatch due jobs until `stop` is set.
 
-    After a full batch it goes on at once; otherwise it waits JOBS_DISPATCH_INTERVAL_MS,
-    which bounds how late an idle dispatcher notices a due job.
+    After a full batch it goes on at once; otherwise it waits until the next job is due,
+    at most JOBS_DISPATCH_INTERVAL_MS (`pause`).
     """
     interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
     batch = settings.JOBS_DISPATCH_BATCH
@@ -42,6 +58,7 @@ def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None
         while not stop.is_set():
             try:
                 claimed = dispatch_once(clock=clock, limit=batch)
+                wait = pause(clock=clock) if claimed < batch else 0.0
             except (DatabaseError, BrokerUnreachable) as error:
                 what = "database error" if isinstance(error, DatabaseError) else "the task queue cannot be reached"
                 logger.warning("Job dispatcher: %s, retrying in %g s: %s", what, ERROR_PAUSE, error)
@@ -51,8 +68,8 @@ def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None
                 continue
             if claimed:
                 logger.debug("Job dispatcher: queued %d job(s).", claimed)
-            if claimed < batch:
-                stop.wait(interval)
+            if wait:
+                stop.wait(wait)
     finally:
         connection.close()
         logger.info("Job dispatcher stopped.")

@@ -328,8 +328,7 @@ def _claimed(job_ids: list[str], lease: str, started: datetime) -> list[Job]:
     """The jobs that still hold `lease`, read at once, or one by one when a row cannot be read."""
     claimed = Job.objects.filter(lease=lease, state=JobState.RUNNING)
     try:
-        with transaction.atomic():
-            return list(claimed.filter(id__in=job_ids))
+        return list(claimed.filter(id__in=job_ids))
     except UNREACHABLE:
         raise
     except Exception:

@@ -19,7 +19,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Min, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
@@ -91,6 +91,11 @@ def _enqueue(lease: uuid.UUID, ids: list[uuid.UUID]) -> None:
         except BrokerUnreachable:
             jobs_release(lease=lease, ids=ids[start:])
             raise
+
+
+def jobs_next_due() -> datetime | None:
+    """When the next scheduled or running job is due (a running one when its lease ends), or None."""
+    return Job.objects.filter(state__in=ACTIVE_STATES).aggregate(due=Min("next_attempt_at"))["due"]
 
 
 def jobs_in_flight() -> int:

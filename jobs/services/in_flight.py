@@ -17,6 +17,7 @@ that is stopped (warm shutdown) first waits for its jobs in flight to be recorde
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -68,8 +69,10 @@ class InFlight:
             # A chunk larger than the limit is taken once nothing else is held, rather than never.
             self._room.wait_for(lambda: self._held == 0 or self._held + len(jobs) <= limit)
             self._held += len(jobs)
-        for job in jobs:
-            outbound.submit(self._send(job))
+        outbound.submit(self._send_each(jobs))
+
+    async def _send_each(self, jobs: list[Job]) -> None:
+        await asyncio.gather(*(self._send(job) for job in jobs))
 
     async def _send(self, job: Job) -> None:
         result = await send(job)  # never raises
