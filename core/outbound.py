@@ -2,9 +2,10 @@
 
 Every request the service makes (messages to the message sender, identity lookups,
 job deliveries and their callbacks) goes through this module. The requests of a
-process run on one asyncio event loop (uvloop) in a thread of their own, through
-aiohttp's connection pools: thousands can be in flight at once for about a fifth of
-the CPU a thread-per-request client spends on each (bench/README.md).
+process run on one asyncio event loop (uvloop) in a thread of their own, over
+kept-alive HTTP/1.1 connections (`core.http1`, responses parsed by httptools):
+thousands can be in flight at once, each request costing a small fraction of the CPU
+of a thread-per-request client (bench/README.md).
 
 Two ways in:
 
@@ -51,13 +52,11 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
-import aiohttp
 import certifi
-from aiohttp.abc import AbstractResolver, ResolveResult
 from django.conf import settings
 from yarl import URL
 
-from core import __version__
+from core import __version__, http1
 from core.addresses import AddressPolicy, literal_address, parse_networks
 
 try:
@@ -69,10 +68,7 @@ T = TypeVar("T")
 
 # Bodies are read as they come off the wire (bounded), so they are asked for uncompressed.
 DEFAULT_HEADERS = {"User-Agent": f"stage-based-messaging/{__version__}", "Accept-Encoding": "identity"}
-# Headers aiohttp would add on its own: a request carries only ours and the caller's.
-NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
-KEEPALIVE_SECONDS = 30.0
-DNS_CACHE_SECONDS = 10  # what a resolver answered (after the policy's check) is reused this long
+KEEPALIVE_SECONDS = 30.0  # an idle connection is closed after this long
 
 
 class OutboundError(Exception):
@@ -130,49 +126,31 @@ def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
         return None
 
 
-class GuardedResolver(AbstractResolver):
-    """Resolves a name with the system's resolver and answers only the addresses the policy allows.
+async def allowed_addresses(host: str, port: int, policy: AddressPolicy) -> list[str]:
+    """The addresses `host` resolves to that the policy allows, in the resolver's order.
 
-    The connection pool connects to nothing else, so every connection of a guarded
-    session goes to a checked address; a name with none is refused."""
-
-    def __init__(self, policy: AddressPolicy):
-        self.policy = policy
-
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.run_in_executor(None, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
-        except socket.gaierror as error:
-            raise OutboundConnectionError(f"{host} does not resolve: {error.strerror}") from None
-        found: dict[str, ResolveResult] = {}
-        refused = None
-        for info_family, _, proto, _, sockaddr in infos:
-            text = sockaddr[0].split("%", 1)[0]
-            address = literal_address(text)
-            reason = self.policy.refusal(address) if address is not None else "not an address"
-            if reason is not None:
-                refused = refused or (address, reason)
-                continue
-            found.setdefault(
-                text,
-                ResolveResult(
-                    hostname=host,
-                    host=text,
-                    port=sockaddr[1],
-                    family=info_family,
-                    proto=proto,
-                    flags=socket.AI_NUMERICHOST,
-                ),
-            )
-        if not found:
-            address, reason = refused
-            shown = host if str(address) == host else f"{host} resolves to {address}, which"
-            raise DestinationRefused(f"Refused: {shown} is {reason}.")
-        return list(found.values())
-
-    async def close(self) -> None:
-        pass
+    DestinationRefused when it has none: a guarded request connects to nothing else."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.run_in_executor(None, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise OutboundConnectionError(f"{host} does not resolve: {error.strerror}") from None
+    allowed: list[str] = []
+    refused = None
+    for *_, sockaddr in infos:
+        text = sockaddr[0].split("%", 1)[0]
+        address = literal_address(text)
+        reason = policy.refusal(address) if address is not None else "not an address"
+        if reason is None:
+            if text not in allowed:
+                allowed.append(text)
+        elif refused is None:
+            refused = (address, reason)
+    if not allowed:
+        address, reason = refused
+        shown = host if str(address) == host else f"{host} resolves to {address}, which"
+        raise DestinationRefused(f"Refused: {shown} is {reason}.")
+    return allowed
 
 
 @lru_cache(maxsize=16)
@@ -183,7 +161,7 @@ def _policy(networks: tuple[str, ...]) -> AddressPolicy:
 
 @lru_cache(maxsize=1)
 def _ssl_context() -> ssl.SSLContext:
-    """Certificate checks against certifi's CAs, loaded once and shared by every session."""
+    """Certificate checks against certifi's CAs, loaded once and shared by every connection."""
     return ssl.create_default_context(cafile=certifi.where())
 
 
@@ -210,7 +188,7 @@ class _Gate:
 
 
 class Engine:
-    """A process's outbound requests: an event loop in a thread of its own, its sessions and gates.
+    """A process's outbound requests: an event loop in a thread of its own, its idle connections and gates.
 
     Made anew in a forked child (a child must not use its parent's loop or sockets)."""
 
@@ -219,7 +197,7 @@ class Engine:
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._sessions: dict[tuple, aiohttp.ClientSession] = {}
+        self._pool = http1.Pool(KEEPALIVE_SECONDS)
         self._origins: dict[tuple, _Gate] = {}
         self._all: _Gate | None = None
 
@@ -230,7 +208,8 @@ class Engine:
         with self._lock:
             if self._pid != os.getpid() or self._loop is None:
                 self._pid = os.getpid()
-                self._sessions, self._origins, self._all = {}, {}, None
+                self._pool = http1.Pool(KEEPALIVE_SECONDS)  # a parent's connections are not ours to use
+                self._origins, self._all = {}, None
                 self._loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
                 started = threading.Event()
                 self._thread = threading.Thread(
@@ -240,11 +219,16 @@ class Engine:
                 started.wait()
             return self._loop
 
-    @staticmethod
-    def _run_loop(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+    def _run_loop(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         asyncio.set_event_loop(loop)
         loop.call_soon(started.set)
+        loop.call_later(KEEPALIVE_SECONDS, self._sweep, loop)
         loop.run_forever()
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close connections idle past the keep-alive time, every KEEPALIVE_SECONDS."""
+        self._pool.sweep()
+        loop.call_later(KEEPALIVE_SECONDS, self._sweep, loop)
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run `coroutine` on the engine's loop; its future (to wait for, or not)."""
@@ -258,21 +242,15 @@ class Engine:
         return self.submit(coroutine).result()
 
     def close(self) -> None:
-        """Close every session (their connections) and stop the loop; the next use starts afresh."""
+        """Close every connection and stop the loop; the next use starts afresh."""
         with self._lock:
-            loop, thread, mine = self._loop, self._thread, self._pid == os.getpid()
-            sessions = list(self._sessions.values())
+            loop, thread, mine, pool = self._loop, self._thread, self._pid == os.getpid(), self._pool
             self._loop = self._thread = self._pid = None
-            self._sessions, self._origins, self._all = {}, {}, None
+            self._origins, self._all = {}, None
         if loop is None or not mine:
             return
-
-        async def close_all() -> None:
-            for session in sessions:
-                await session.close()
-
         try:
-            asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(pool.close)
         finally:
             loop.call_soon_threadsafe(loop.stop)
             if thread is not None:
@@ -282,30 +260,56 @@ class Engine:
 
     # --- on the loop ------------------------------------------------------------
 
-    def session(self, *, trusted: bool) -> aiohttp.ClientSession:
-        """The keep-alive session for trusted or guarded destinations (as OUTBOUND_ALLOWED_NETWORKS says now)."""
+    async def exchange(
+        self,
+        method: str,
+        target: URL,
+        head: bytes,
+        body: bytes | None,
+        *,
+        trusted: bool,
+        limit: int,
+    ) -> http1.Response:
+        """Send the request on a kept-alive connection to the target (or a new one) and read the answer.
+
+        A kept-alive connection the peer had closed is replaced by a new one, and an idempotent
+        request sent again on it, when nothing had come back on the old one."""
         networks = () if trusted else tuple(settings.OUTBOUND_ALLOWED_NETWORKS)
-        key = (trusted, networks)
-        session = self._sessions.get(key)
-        if session is None:
-            resolver = None if trusted else GuardedResolver(_policy(networks))
-            connector = aiohttp.TCPConnector(
-                limit=0,  # the gates bound what is in flight
-                limit_per_host=0,
-                ssl=_ssl_context(),
-                resolver=resolver,
-                ttl_dns_cache=DNS_CACHE_SECONDS,
-                keepalive_timeout=KEEPALIVE_SECONDS,
-            )
-            session = self._sessions[key] = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=False,
-                skip_auto_headers=NO_AUTO_HEADERS,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-        return session
+        key = (target.scheme, target.raw_host, target.port, trusted, networks)
+        connection = self._pool.take(key)
+        while True:
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect(target, None if trusted else _policy(networks))
+            try:
+                response = await connection.exchange(head, body, limit=limit, head_only=method == "HEAD")
+            except http1.ConnectionClosed:
+                if reused and not connection.received_any and method in http1.IDEMPOTENT_METHODS:
+                    connection = None
+                    continue
+                raise
+            except BaseException:  # cancelled (the timeout), or unreadable: the exchange is abandoned
+                connection.close()
+                raise
+            self._pool.give(key, connection)
+            return response
+
+    async def _connect(self, target: URL, policy: AddressPolicy | None) -> http1.Connection:
+        """A new connection to the target; for a guarded request, only to an address the policy allows."""
+        host, port = target.raw_host, target.port
+        addresses = [host] if policy is None else await allowed_addresses(host, port, policy)
+        tls = _ssl_context() if target.scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                _, connection = await loop.create_connection(
+                    http1.Connection, address, port, ssl=tls, server_hostname=host if tls else None
+                )
+                return connection
+            except OSError as failure:
+                error = failure
+        raise OutboundConnectionError(f"Cannot connect to {host}:{port}: {error}")
 
     def _gate(self, origin: tuple) -> _Gate:
         gate = self._origins.get(origin)
@@ -367,17 +371,6 @@ def close_clients() -> None:
     _engine.close()
 
 
-async def _read(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the body, and whether there was more."""
-    body = bytearray()
-    async for chunk in response.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            del body[limit:]
-            return bytes(body), True
-    return bytes(body), False
-
-
 async def request(
     method: str,
     url: str,
@@ -403,37 +396,35 @@ async def request(
             if reason is not None:
                 raise DestinationRefused(f"Refused: {address} is {reason}.")
     given = {name.lower() for name in headers or ()}
-    request_headers = {name: value for name, value in DEFAULT_HEADERS.items() if name.lower() not in given}
-    request_headers.update(headers or {})
+    request_headers = [(name, value) for name, value in DEFAULT_HEADERS.items() if name.lower() not in given]
+    request_headers += list((headers or {}).items())
+    length = len(content) if content else (0 if method in ("POST", "PUT", "PATCH") else None)
+    try:
+        head = http1.request_head(method, target, request_headers, length)
+    except http1.RequestNotSendable as error:
+        raise InvalidDestination(f"The request cannot be sent: {error}") from None
     origin = (target.scheme, target.raw_host, target.port)
     gate, every = await _engine.slot(origin, queue_timeout)
     started = time.monotonic()
     try:
         async with asyncio.timeout(timeout):
-            async with _engine.session(trusted=trusted).request(
-                method, target, headers=request_headers, data=content, allow_redirects=False
-            ) as response:
-                body, truncated = await _read(response, max_response_bytes)
-                if truncated:
-                    response.close()  # the rest is not read: the connection is not reused
-                return OutboundResponse(
-                    status_code=response.status,
-                    http_version=f"HTTP/{response.version.major}.{response.version.minor}",
-                    headers=[(key.decode("latin-1"), value.decode("latin-1")) for key, value in response.raw_headers],
-                    body=body,
-                    truncated=truncated,
-                    elapsed=time.monotonic() - started,
-                )
+            response = await _engine.exchange(method, target, head, content, trusted=trusted, limit=max_response_bytes)
     except TimeoutError:
         raise OutboundTimeout(f"No answer within {timeout:g} s.") from None
-    except OutboundError:
-        raise
-    except aiohttp.InvalidURL as error:
-        raise InvalidDestination(f"{url!r} cannot be requested: {error}") from None
-    except (aiohttp.ClientError, OSError) as error:
+    except (http1.ConnectionClosed, http1.ProtocolError) as error:
+        raise OutboundConnectionError(str(error)) from None
+    except OSError as error:
         raise OutboundConnectionError(str(error) or type(error).__name__) from None
     finally:
         _engine.release(origin, gate, every)
+    return OutboundResponse(
+        status_code=response.status,
+        http_version=f"HTTP/{response.version}",
+        headers=response.headers,
+        body=response.body,
+        truncated=response.truncated,
+        elapsed=time.monotonic() - started,
+    )
 
 
 def send(

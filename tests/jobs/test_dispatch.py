@@ -18,7 +18,7 @@ from werkzeug import Response
 
 from harness.processes import Process
 from jobs import services
-from jobs.dispatcher import dispatch_once, pause, run_dispatcher, start_dispatcher_thread
+from jobs.dispatcher import FULL_PAUSE, dispatch_once, pause, run_dispatcher, start_dispatcher_thread
 from jobs.models import AttemptOutcome, Job, JobState
 from tests.worker import unreachable_broker
 
@@ -273,9 +273,10 @@ def test_an_idle_dispatcher_wakes_when_the_next_job_is_due_and_never_later_than_
     settings.JOBS_DISPATCH_INTERVAL_MS = 100
     user, _ = owner
     assert pause() == 0.1  # nothing scheduled
-    make_job(user, "https://example.org/hook", at=clock.now() + timedelta(milliseconds=30))
+    soon = make_job(user, "https://example.org/hook", at=clock.now() + timedelta(milliseconds=30))
     assert pause() == pytest.approx(0.03)
-    clock.advance(seconds=1)  # due, and left unclaimed (say the in-flight limit): no spinning
-    assert pause() == 0.1
+    clock.advance(seconds=1)  # due, and left unclaimed (the in-flight limit): tried again soon
+    assert pause() == FULL_PAUSE
+    soon.delete()
     make_job(user, "https://example.org/later", at=clock.now() + timedelta(minutes=5))
     assert pause() == 0.1

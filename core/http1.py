@@ -1,0 +1,239 @@
+"""HTTP/1.1 on asyncio: one request at a time on each kept-alive connection, answers parsed by httptools.
+
+The wire under `core.outbound`, which decides where to connect and when. A request
+is written in one piece (the head, then the body); the answer is read as it arrives,
+its headers bounded (MAX_HEADER_BYTES, MAX_HEADERS) and its body cut at the caller's
+limit, after which the connection is closed rather than drained. A connection is kept
+for the next request only when the answer was read whole and the peer keeps it open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httptools
+from yarl import URL
+
+MAX_HEADER_BYTES = 65_536  # of one response's header names and values together
+MAX_HEADERS = 256
+# Methods a request may be sent again for on a fresh connection when a kept-alive one was found closed.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+# Headers the connection itself writes; a caller's own are dropped.
+FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_HEADER_NAME = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ProtocolError(Exception):
+    """The peer's answer is not an HTTP/1.x response that can be read (or is too large to)."""
+
+
+class ConnectionClosed(Exception):
+    """The connection ended before the response was complete."""
+
+
+class RequestNotSendable(ValueError):
+    """A header name or value cannot be written on the wire as given."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    version: str  # "1.1"
+    headers: list[tuple[str, str]]
+    body: bytes
+    truncated: bool
+
+
+def _header_line(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode("latin-1", "strict"), str(value).encode("latin-1", "strict")
+    if not raw_name or not set(raw_name) <= _HEADER_NAME:
+        raise RequestNotSendable(f"{name!r} is not a header name.")
+    if b"\r" in raw_value or b"\n" in raw_value or b"\x00" in raw_value:
+        raise RequestNotSendable(f"The value of {name} holds a line break or NUL.")
+    return raw_name + b": " + raw_value + b"\r\n"
+
+
+def request_head(method: str, target: URL, headers: Iterable[tuple[str, str]], content_length: int | None) -> bytes:
+    """The request line and headers; RequestNotSendable for a header that cannot be written as given."""
+    host = target.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if not target.is_default_port():
+        host = f"{host}:{target.port}"
+    try:
+        lines = [f"{method} {target.raw_path_qs or '/'} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii")]
+        lines += [_header_line(name, value) for name, value in headers if name.lower() not in FRAMING_HEADERS]
+    except UnicodeEncodeError as error:
+        raise RequestNotSendable(f"A header holds a character HTTP/1.1 cannot carry ({error.reason}).") from None
+    if content_length is not None:
+        lines.append(b"Content-Length: %d\r\n" % content_length)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+class Connection(asyncio.Protocol):
+    """One connection to one peer; `exchange` sends a request and waits for its whole answer."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.used = 0  # requests made on it
+        self.idle_since = time.monotonic()
+        self.reusable = False
+        self._waiter: asyncio.Future | None = None
+
+    # --- asyncio -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._waiter is not None:
+            if self._headers_done and self._until_close:
+                self._finish(reusable=False)  # a body that runs until the peer closes: this is its end
+            else:
+                self._fail(ConnectionClosed("The connection closed before the response was complete."))
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None:  # nothing asked for: a peer that talks out of turn is not kept
+            self.close()
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            problem = self._problem or f"The answer is not a readable HTTP/1.1 response ({error})."
+            self._fail(ProtocolError(problem))
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- one exchange -------------------------------------------------------------
+
+    async def exchange(self, head: bytes, body: bytes | None, *, limit: int, head_only: bool = False) -> Response:
+        """Send the request and wait for the response (at most `limit` bytes of its body are kept)."""
+        self._parser = httptools.HttpResponseParser(self)
+        self._limit, self._head_only = limit, head_only
+        self._headers: list[tuple[str, str]] = []
+        self._header_bytes = 0
+        self._body = bytearray()
+        self._status = 0
+        self._headers_done = self._until_close = self._received = False
+        self._problem = ""
+        self.used += 1
+        self.reusable = False
+        self._waiter = asyncio.get_running_loop().create_future()
+        if body:
+            self.transport.writelines((head, body))
+        else:
+            self.transport.write(head)
+        return await self._waiter
+
+    @property
+    def received_any(self) -> bool:
+        return self._received
+
+    def _finish(self, *, reusable: bool, truncated: bool = False) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is None:  # finished already (cut short, or a HEAD answer): what follows changes nothing
+            return
+        self.reusable = reusable and not truncated and not self.closed
+        if not waiter.done():
+            version = self._parser.get_http_version()
+            waiter.set_result(Response(self._status, version, self._headers, bytes(self._body), truncated))
+
+    def _fail(self, error: Exception) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+    # --- httptools' callbacks --------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADERS:
+            self._problem = f"The response's headers are larger than {MAX_HEADER_BYTES:,} bytes or {MAX_HEADERS}."
+            raise ProtocolError(self._problem)
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        if self._status < 200:
+            return  # an interim answer (100 Continue): the response follows
+        self._headers_done = True
+        names = {name.lower() for name, _ in self._headers}
+        self._until_close = "content-length" not in names and "transfer-encoding" not in names
+        if self._head_only:
+            self._finish(reusable=False)  # no body follows, whatever the headers say
+
+    def on_body(self, body: bytes) -> None:
+        if self._waiter is None:
+            return
+        room = self._limit - len(self._body)
+        if len(body) > room:
+            self._body += body[:room]
+            self._finish(reusable=False, truncated=True)
+            self.close()  # the rest is not read
+        else:
+            self._body += body
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:  # the interim answer ended; start again for the real one
+            self._headers, self._header_bytes = [], 0
+            return
+        self._finish(reusable=self._parser.should_keep_alive())
+
+
+class Pool:
+    """Idle kept-alive connections by destination, the most recently used first."""
+
+    def __init__(self, keepalive_seconds: float) -> None:
+        self.keepalive_seconds = keepalive_seconds
+        self._idle: dict[tuple, deque[Connection]] = {}
+
+    def take(self, key: tuple) -> Connection | None:
+        """An idle connection to `key` that is still open and not too old, or None."""
+        idle = self._idle.get(key)
+        oldest = time.monotonic() - self.keepalive_seconds
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and connection.idle_since > oldest:
+                return connection
+            connection.close()
+        return None
+
+    def give(self, key: tuple, connection: Connection) -> None:
+        """Keep `connection` for the next request to `key` when it may be reused; close it otherwise."""
+        if not connection.reusable or connection.closed:
+            connection.close()
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.setdefault(key, deque()).append(connection)
+
+    def sweep(self) -> None:
+        """Close the connections idle longer than the keep-alive time, and forget empty destinations."""
+        oldest = time.monotonic() - self.keepalive_seconds
+        for key in list(self._idle):
+            kept = deque(c for c in self._idle[key] if not c.closed and c.idle_since > oldest)
+            for connection in self._idle[key]:
+                if connection not in kept:
+                    connection.close()
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
