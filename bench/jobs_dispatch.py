@@ -4,7 +4,7 @@
         [--baseline-seconds 5] [--baseline-connections 64]
 
 Starts everything it needs on this machine and stops it again: a local sink
-(uvicorn, counting hits and duplicates), a dispatcher (`manage.py dispatchjobs`)
+(`bench/jobs_sink.py`: uvloop and httptools, counting hits and duplicates), a dispatcher (`manage.py dispatchjobs`)
 and Celery workers, against a database (`jobs_bench`) and a Redis database (12)
 of its own. Traffic goes to 127.0.0.1 only. Needs wrk (`apt-get install wrk`).
 
@@ -311,8 +311,7 @@ def main() -> None:
     try:
         processes.start(
             "sink",
-            [PYTHON, "-m", "uvicorn", "--app-dir", "bench", "jobs_sink:app", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning", "--no-access-log", "--lifespan", "off"],
+            [PYTHON, str(ROOT / "bench" / "jobs_sink.py"), "--port", str(port)],
         )  # fmt: skip
         wait_for_port(port, what="the sink to listen (see var/bench-jobs/sink.log)")
         base = baseline(sink, seconds=args.baseline_seconds, connections=args.baseline_connections)

@@ -14,13 +14,11 @@ the path in its body.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 import uuid
 
-import httptools
-import uvloop
+from fast_http import Handler, response, serve
 
 
 class Stats:
@@ -51,88 +49,30 @@ class Stats:
 STATS = Stats()
 
 
-def _response(status: bytes, body: bytes) -> bytes:
-    return (
-        b"HTTP/1.1 "
-        + status
-        + b"\r\nContent-Type: application/json\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\n\r\n"
-        + body
-    )
-
-
-class SinkProtocol(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport = None
-        self._reset_request()
-
-    def _reset_request(self) -> None:
-        self.url = b""
-        self.key = ""
-        self.is_baseline = False
-        self.body = bytearray()
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.transport.close()
-
-    def on_message_begin(self) -> None:
-        self._reset_request()
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = name.lower()
-        if lowered == b"idempotency-key":
-            self.key = value.decode()
-        elif lowered == b"x-baseline":
-            self.is_baseline = True
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        method = self.parser.get_method()
-        if self.url == b"/_stats":
-            self.transport.write(_response(b"200 OK", STATS.as_json()))
-        elif self.url == b"/_reset":
+class SinkHandler(Handler):
+    def handle(self, method: bytes, url: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
+        if url == b"/_stats":
+            return response(b"200 OK", STATS.as_json())
+        if url == b"/_reset":
             STATS.reset()
-            self.transport.write(_response(b"200 OK", b"{}"))
-        elif self.url == b"/_keys":
-            with open(self.body.decode(), "w") as out:
+            return response(b"200 OK", b"{}")
+        if url == b"/_keys":
+            with open(body.decode(), "w") as out:
                 out.writelines(f"{key}\n" for key in STATS.keys)
-            self.transport.write(_response(b"200 OK", b"{}"))
-        elif method == b"POST" and self.url.startswith(b"/outbound/"):
+            return response(b"200 OK", b"{}")
+        if method == b"POST" and url.startswith(b"/outbound/"):
             now = time.time()
-            if self.is_baseline:
+            if b"x-baseline" in headers:
                 STATS.baseline += 1
             else:
+                key = headers.get(b"idempotency-key", b"").decode()
                 STATS.deliveries += 1
-                STATS.keys[self.key] = STATS.keys.get(self.key, 0) + 1
+                STATS.keys[key] = STATS.keys.get(key, 0) + 1
                 if STATS.first is None:
                     STATS.first = now
                 STATS.last = now
-            body = b'{"id":"' + str(uuid.uuid4()).encode() + b'"}'
-            self.transport.write(_response(b"201 Created", body))
-        else:
-            self.transport.write(_response(b"404 Not Found", b"{}"))
-        if not self.parser.should_keep_alive():
-            self.transport.close()
-
-
-async def serve(port: int) -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(SinkProtocol, "127.0.0.1", port, backlog=1024)
-    async with server:
-        await server.serve_forever()
+            return response(b"201 Created", b'{"id":"' + str(uuid.uuid4()).encode() + b'"}')
+        return response(b"404 Not Found", b"{}")
 
 
 def main() -> None:
@@ -141,7 +81,7 @@ def main() -> None:
     serve_parser = sub.add_parser("serve")
     serve_parser.add_argument("--port", type=int, required=True)
     arguments = parser.parse_args()
-    uvloop.run(serve(arguments.port))
+    serve(SinkHandler, arguments.port)
 
 
 if __name__ == "__main__":

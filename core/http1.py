@@ -10,6 +10,7 @@ for the next request only when the answer was read whole and the peer keeps it o
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -24,8 +25,9 @@ MAX_HEADERS = 256
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 # Headers the connection itself writes; a caller's own are dropped.
 FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-_HEADER_NAME = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Methods that carry a body: sent with Content-Length even when it is empty.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class ProtocolError(Exception):
@@ -49,15 +51,6 @@ class Response:
     truncated: bool
 
 
-def _header_line(name: str, value: str) -> bytes:
-    raw_name, raw_value = name.encode("latin-1", "strict"), str(value).encode("latin-1", "strict")
-    if not raw_name or not set(raw_name) <= _HEADER_NAME:
-        raise RequestNotSendable(f"{name!r} is not a header name.")
-    if b"\r" in raw_value or b"\n" in raw_value or b"\x00" in raw_value:
-        raise RequestNotSendable(f"The value of {name} holds a line break or NUL.")
-    return raw_name + b": " + raw_value + b"\r\n"
-
-
 def request_head(method: str, target: URL, headers: Iterable[tuple[str, str]], content_length: int | None) -> bytes:
     """The request line and headers; RequestNotSendable for a header that cannot be written as given."""
     host = target.raw_host or ""
@@ -65,15 +58,22 @@ def request_head(method: str, target: URL, headers: Iterable[tuple[str, str]], c
         host = f"[{host}]"
     if not target.is_default_port():
         host = f"{host}:{target.port}"
+    lines = [f"{method} {target.raw_path_qs or '/'} HTTP/1.1", f"Host: {host}"]
+    for name, value in headers:
+        if name.lower() in FRAMING_HEADERS:
+            continue
+        value = str(value)
+        if not _TOKEN.fullmatch(name):
+            raise RequestNotSendable(f"{name!r} is not a header name.")
+        if "\r" in value or "\n" in value or "\x00" in value:
+            raise RequestNotSendable(f"The value of {name} holds a line break or NUL.")
+        lines.append(f"{name}: {value}")
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
     try:
-        lines = [f"{method} {target.raw_path_qs or '/'} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii")]
-        lines += [_header_line(name, value) for name, value in headers if name.lower() not in FRAMING_HEADERS]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     except UnicodeEncodeError as error:
         raise RequestNotSendable(f"A header holds a character HTTP/1.1 cannot carry ({error.reason}).") from None
-    if content_length is not None:
-        lines.append(b"Content-Length: %d\r\n" % content_length)
-    lines.append(b"\r\n")
-    return b"".join(lines)
 
 
 class Connection(asyncio.Protocol):
@@ -119,8 +119,11 @@ class Connection(asyncio.Protocol):
 
     # --- one exchange -------------------------------------------------------------
 
-    async def exchange(self, head: bytes, body: bytes | None, *, limit: int, head_only: bool = False) -> Response:
-        """Send the request and wait for the response (at most `limit` bytes of its body are kept)."""
+    async def exchange(
+        self, head: bytes, body: bytes | None, *, limit: int, deadline: float, head_only: bool = False
+    ) -> Response:
+        """Send the request and wait for the response (at most `limit` bytes of its body are kept);
+        TimeoutError at `deadline` (the loop's time), the connection then closed."""
         self._parser = httptools.HttpResponseParser(self)
         self._limit, self._head_only = limit, head_only
         self._headers: list[tuple[str, str]] = []
@@ -131,7 +134,10 @@ class Connection(asyncio.Protocol):
         self._problem = ""
         self.used += 1
         self.reusable = False
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        # A timer of the loop's own, cancelled with the answer: cheaper than a timeout context per request.
+        self._timer = loop.call_at(deadline, self._expire)
         if body:
             self.transport.writelines((head, body))
         else:
@@ -142,10 +148,15 @@ class Connection(asyncio.Protocol):
     def received_any(self) -> bool:
         return self._received
 
+    def _expire(self) -> None:
+        self._fail(TimeoutError())
+        self.close()
+
     def _finish(self, *, reusable: bool, truncated: bool = False) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is None:  # finished already (cut short, or a HEAD answer): what follows changes nothing
             return
+        self._timer.cancel()
         self.reusable = reusable and not truncated and not self.closed
         if not waiter.done():
             version = self._parser.get_http_version()
@@ -153,8 +164,10 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, error: Exception) -> None:
         waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
+        if waiter is not None:
+            self._timer.cancel()
+            if not waiter.done():
+                waiter.set_exception(error)
 
     # --- httptools' callbacks --------------------------------------------------------
 

@@ -269,6 +269,7 @@ class Engine:
         *,
         trusted: bool,
         limit: int,
+        deadline: float,
     ) -> http1.Response:
         """Send the request on a kept-alive connection to the target (or a new one) and read the answer.
 
@@ -280,9 +281,12 @@ class Engine:
         while True:
             reused = connection is not None
             if connection is None:
-                connection = await self._connect(target, None if trusted else _policy(networks))
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._connect(target, None if trusted else _policy(networks))
             try:
-                response = await connection.exchange(head, body, limit=limit, head_only=method == "HEAD")
+                response = await connection.exchange(
+                    head, body, limit=limit, deadline=deadline, head_only=method == "HEAD"
+                )
             except http1.ConnectionClosed:
                 if reused and not connection.received_any and method in http1.IDEMPOTENT_METHODS:
                     connection = None
@@ -328,6 +332,10 @@ class Engine:
         if self._all is None:
             self._all = _Gate(settings.OUTBOUND_MAX_IN_FLIGHT)
         gate, every = self._gate(origin), self._all
+        if not gate.semaphore.locked() and not every.semaphore.locked():
+            await gate.semaphore.acquire()  # both free: taken at once, without a timer
+            await every.semaphore.acquire()
+            return gate, every
         try:
             async with asyncio.timeout(queue_timeout):
                 await gate.semaphore.acquire()
@@ -398,7 +406,7 @@ async def request(
     given = {name.lower() for name in headers or ()}
     request_headers = [(name, value) for name, value in DEFAULT_HEADERS.items() if name.lower() not in given]
     request_headers += list((headers or {}).items())
-    length = len(content) if content else (0 if method in ("POST", "PUT", "PATCH") else None)
+    length = len(content) if content else (0 if method in http1.BODY_METHODS else None)
     try:
         head = http1.request_head(method, target, request_headers, length)
     except http1.RequestNotSendable as error:
@@ -407,8 +415,10 @@ async def request(
     gate, every = await _engine.slot(origin, queue_timeout)
     started = time.monotonic()
     try:
-        async with asyncio.timeout(timeout):
-            response = await _engine.exchange(method, target, head, content, trusted=trusted, limit=max_response_bytes)
+        deadline = asyncio.get_running_loop().time() + timeout
+        response = await _engine.exchange(
+            method, target, head, content, trusted=trusted, limit=max_response_bytes, deadline=deadline
+        )
     except TimeoutError:
         raise OutboundTimeout(f"No answer within {timeout:g} s.") from None
     except (http1.ConnectionClosed, http1.ProtocolError) as error:

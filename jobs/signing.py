@@ -143,9 +143,15 @@ def _cipher() -> MultiFernet:
     return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
 
 
+@functools.lru_cache(maxsize=1024)
+def _decrypted(encrypted: str, keys: tuple[str | None, str | None]) -> str:
+    """The secret in `encrypted` (read once a process for each secret and pair of keys: a key's change is seen)."""
+    return _cipher().decrypt(encrypted.encode()).decode()
+
+
 def decrypt(secret: SigningSecret) -> str:
     try:
-        return _cipher().decrypt(secret.encrypted.encode()).decode()
+        return _decrypted(secret.encrypted, (settings.JOBS_SIGNING_KEY, settings.JOBS_SIGNING_NEXT_KEY))
     except InvalidToken:
         raise SecretUnreadable(
             f"The job signing secret {secret.fingerprint} of user {secret.user_id} does not decrypt with "

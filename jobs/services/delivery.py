@@ -39,6 +39,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from core import outbound
+from core.bulk import insert_all
 
 from .. import clock, signing
 from .. import headers as job_headers
@@ -85,6 +86,25 @@ def _request_headers(job: Job, number: int, body: bytes) -> dict[str, str]:
     return headers
 
 
+# What sending and recording a job read of it (the rest is not loaded).
+SENT_FIELDS = (
+    "id",
+    "user",
+    "kind",
+    "parent",
+    "method",
+    "uri",
+    "headers",
+    "body",
+    "timeout",
+    "retry_schedule",
+    "callback_uri",
+    "failure_callback_uri",
+    "attempt_count",
+    "first_attempt_at",
+    "delivery_id",
+    "lease",
+)
 # The database cannot be reached: not one job's fault, so the chunk stops (its leases expire, it is claimed again).
 UNREACHABLE = (OperationalError, InterfaceError)
 
@@ -255,8 +275,8 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
             .order_by("pk")
             .values_list("pk", "lease")
         )
-        Attempt.objects.bulk_create(
-            _attempt(job, result) for job, result in results if result.attempted and job.pk in present
+        insert_all(
+            Attempt, (_attempt(job, result) for job, result in results if result.attempted and job.pk in present)
         )
         same_changes: dict[tuple, list] = defaultdict(list)
         deferred: dict[uuid.UUID, list] = defaultdict(list)
@@ -326,7 +346,7 @@ def _each_alone(job_ids: list, work, lease: str, started: datetime, what: str) -
 
 def _claimed(job_ids: list[str], lease: str, started: datetime) -> list[Job]:
     """The jobs that still hold `lease`, read at once, or one by one when a row cannot be read."""
-    claimed = Job.objects.filter(lease=lease, state=JobState.RUNNING)
+    claimed = Job.objects.filter(lease=lease, state=JobState.RUNNING).only(*SENT_FIELDS)
     try:
         return list(claimed.filter(id__in=job_ids))
     except UNREACHABLE:
