@@ -359,7 +359,7 @@ JOBS_ORIGIN_QUEUE_SECONDS = env_int("JOBS_ORIGIN_QUEUE_SECONDS", 5, minimum=1)
 JOBS_ORIGIN_BUSY_DELAY = env_int("JOBS_ORIGIN_BUSY_DELAY", 5, minimum=1)
 # Jobs a worker process holds at once (being sent, or waiting to be recorded); a task that hands over more
 # waits for room. Bounds a worker's memory and what its loss leaves to lease expiry.
-JOBS_WORKER_MAX_JOBS = env_int("JOBS_WORKER_MAX_JOBS", 2000, minimum=1)
+JOBS_WORKER_MAX_JOBS = env_int("JOBS_WORKER_MAX_JOBS", 1000, minimum=1)
 # A delivery task's time limit: connecting and reading may each take a job's whole timeout.
 JOBS_DELIVERY_TIME_LIMIT = 2 * JOBS_MAX_TIMEOUT + 15
 require(

@@ -21,9 +21,6 @@ logger = logging.getLogger(__name__)
 
 # Seconds to wait after the database or the task queue failed before trying again.
 ERROR_PAUSE = 1.0
-# Seconds to wait when a job is due but was not claimed (JOBS_MAX_IN_FLIGHT reached): the workers
-# record jobs meanwhile, which makes room.
-FULL_PAUSE = 0.02
 
 
 def dispatch_once(*, clock: Clock | None = None, limit: int | None = None) -> int:
@@ -37,14 +34,15 @@ def pause(*, clock: Clock | None = None) -> float:
 
     A job due at a time already known is claimed when it is due, not up to an interval later;
     a job created meanwhile that is due sooner is noticed within the interval. A job due now
-    that the last claim left (JOBS_MAX_IN_FLIGHT reached) is tried again after FULL_PAUSE.
+    that the last claim left (JOBS_MAX_IN_FLIGHT reached) waits the interval: the workers have
+    that many jobs to send meanwhile, and the dispatcher does not count them again and again.
     """
     interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
     due = jobs_next_due()
     if due is None:
         return interval
     seconds = (due - (clock or job_clock).now()).total_seconds()
-    return min(FULL_PAUSE, interval) if seconds <= 0 else min(seconds, interval)
+    return interval if seconds <= 0 else min(seconds, interval)
 
 
 def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None:

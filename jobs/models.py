@@ -55,7 +55,8 @@ class Job(models.Model):
     """An HTTP request to make at a time, retried until it gets a 2xx or runs out of retries."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    # Indexed by jobs_job_owner_state, which starts with it.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     kind = models.CharField(max_length=16, choices=JobKind.choices, default=JobKind.REQUEST)
     parent = models.ForeignKey(
         "self",
@@ -63,6 +64,7 @@ class Job(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="callbacks",
+        db_index=False,  # jobs_job_callbacks: only the callbacks, not every job's NULL
         help_text="For a callback: the job it reports on.",
     )
 
@@ -109,6 +111,7 @@ class Job(models.Model):
             ),
             models.Index(fields=["user", "kind", "state", "-created_at"], name="jobs_job_owner_state"),
             models.Index(fields=["lease"], name="jobs_job_in_flight", condition=models.Q(state="running")),
+            models.Index(fields=["parent"], name="jobs_job_callbacks", condition=models.Q(parent__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -139,7 +142,8 @@ LOST_ATTEMPT_ERROR = (
 class Attempt(models.Model):
     """One request made for a job, and what came of it."""
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    # Indexed by jobs_attempt_job_outcome, which starts with it.
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts", db_index=False)
     number = models.PositiveIntegerField(help_text="1 for the first attempt since the job was (re)scheduled.")
     outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices)
     started_at = models.DateTimeField()

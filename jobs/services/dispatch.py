@@ -18,13 +18,61 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Min, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from ..models import ACTIVE_STATES, LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobState
+
+# The claim in one statement on PostgreSQL: lock the due rows (skipping those another claim holds)
+# and mark them, answering what they were before (for the attempts the claim finds lost).
+CLAIM_SQL = """
+WITH due AS (
+    SELECT id, attempt_count, attempt_started_at, extract(epoch FROM next_attempt_at) AS due_at FROM jobs_job
+    WHERE state IN ('scheduled', 'running') AND next_attempt_at <= %(now)s
+    ORDER BY next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs_job AS job
+SET state = 'running', lease = %(lease)s, next_attempt_at = %(lease_ends)s,
+    attempt_count = job.attempt_count + 1, attempt_started_at = %(now)s,
+    first_attempt_at = COALESCE(job.first_attempt_at, %(now)s)
+FROM due
+WHERE job.id = due.id
+RETURNING due.id, due.attempt_count, due.attempt_started_at, due.due_at
+"""
+
+
+def _claim_in_one_statement(*, now: datetime, limit: int, lease: uuid.UUID) -> list[tuple]:
+    """PostgreSQL: the due rows claimed by one UPDATE, oldest first; (id, attempt count, attempt started)
+    as they were."""
+    lease_ends = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_SQL, {"now": now, "limit": limit, "lease": lease, "lease_ends": lease_ends})
+        rows = cursor.fetchall()
+    return [(job_id, number, started) for job_id, number, started, _ in sorted(rows, key=lambda row: row[3])]
+
+
+def _claim_with_queries(*, now: datetime, limit: int, lease: uuid.UUID) -> list[tuple]:
+    """Any database: the same claim as a SELECT ... FOR UPDATE SKIP LOCKED and an UPDATE."""
+    rows = list(
+        Job.objects.select_for_update(skip_locked=True)
+        .filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("id", "attempt_count", "attempt_started_at")[:limit]
+    )
+    Job.objects.filter(id__in=[job_id for job_id, _, _ in rows]).update(
+        state=JobState.RUNNING,
+        lease=lease,
+        next_attempt_at=now + timedelta(seconds=settings.JOBS_LEASE_SECONDS),
+        attempt_count=F("attempt_count") + 1,
+        attempt_started_at=now,
+        first_attempt_at=Coalesce("first_attempt_at", Value(now)),
+    )
+    return rows
 
 
 def jobs_claim_due(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
@@ -34,35 +82,17 @@ def jobs_claim_due(*, now: datetime, limit: int) -> tuple[uuid.UUID, list[uuid.U
     Call it inside a transaction to hold the claimed rows until that commits.
     """
     lease = uuid.uuid4()
+    claim = _claim_in_one_statement if connection.vendor == "postgresql" else _claim_with_queries
     with transaction.atomic():
-        rows = list(
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .values_list("id", "attempt_count", "attempt_started_at")[:limit]
+        rows = claim(now=now, limit=limit, lease=lease)
+        Attempt.objects.bulk_create(
+            Attempt(
+                job_id=job_id, number=number, started_at=started, outcome=AttemptOutcome.LOST, error=LOST_ATTEMPT_ERROR
+            )
+            for job_id, number, started in rows
+            if started is not None
         )
-        ids = [job_id for job_id, _, _ in rows]
-        if ids:
-            Attempt.objects.bulk_create(
-                Attempt(
-                    job_id=job_id,
-                    number=number,
-                    started_at=started,
-                    outcome=AttemptOutcome.LOST,
-                    error=LOST_ATTEMPT_ERROR,
-                )
-                for job_id, number, started in rows
-                if started is not None
-            )
-            Job.objects.filter(id__in=ids).update(
-                state=JobState.RUNNING,
-                lease=lease,
-                next_attempt_at=now + timedelta(seconds=settings.JOBS_LEASE_SECONDS),
-                attempt_count=F("attempt_count") + 1,
-                attempt_started_at=now,
-                first_attempt_at=Coalesce("first_attempt_at", Value(now)),
-            )
-    return lease, ids
+    return lease, [job_id for job_id, _, _ in rows]
 
 
 def jobs_release(*, lease: uuid.UUID, ids: list[uuid.UUID], due_at: datetime | None = None) -> int:

@@ -7,6 +7,7 @@ its own that is killed) and several dispatchers at once.
 import json
 import sys
 import threading
+import uuid
 from collections import Counter
 from datetime import timedelta
 
@@ -18,8 +19,9 @@ from werkzeug import Response
 
 from harness.processes import Process
 from jobs import services
-from jobs.dispatcher import FULL_PAUSE, dispatch_once, pause, run_dispatcher, start_dispatcher_thread
+from jobs.dispatcher import dispatch_once, pause, run_dispatcher, start_dispatcher_thread
 from jobs.models import AttemptOutcome, Job, JobState
+from jobs.services import dispatch
 from tests.worker import unreachable_broker
 
 from .helpers import celery_worker, make_job, requests_to, state_of, wait_until
@@ -275,8 +277,32 @@ def test_an_idle_dispatcher_wakes_when_the_next_job_is_due_and_never_later_than_
     assert pause() == 0.1  # nothing scheduled
     soon = make_job(user, "https://example.org/hook", at=clock.now() + timedelta(milliseconds=30))
     assert pause() == pytest.approx(0.03)
-    clock.advance(seconds=1)  # due, and left unclaimed (the in-flight limit): tried again soon
-    assert pause() == FULL_PAUSE
+    clock.advance(seconds=1)  # due, and left unclaimed (the in-flight limit): no spinning
+    assert pause() == 0.1
     soon.delete()
     make_job(user, "https://example.org/later", at=clock.now() + timedelta(minutes=5))
     assert pause() == 0.1
+
+
+@pytest.mark.parametrize("claim", [dispatch._claim_in_one_statement, dispatch._claim_with_queries])
+def test_a_claim_takes_the_oldest_due_jobs_and_marks_them_running_under_its_lease(claim, owner, clock, settings):
+    user, _ = owner
+    url = "https://example.org/hook"
+    older = make_job(user, url, at=clock.now() - timedelta(seconds=2))
+    newer = make_job(user, url, at=clock.now() - timedelta(seconds=1))
+    make_job(user, url, at=clock.now() + timedelta(minutes=1))  # not due
+    retried = make_job(user, url, at=clock.now() - timedelta(seconds=3))
+    Job.objects.filter(pk=retried.pk).update(attempt_count=1, first_attempt_at=clock.now() - timedelta(hours=1))
+    lease = uuid.uuid4()
+
+    with transaction.atomic():
+        rows = claim(now=clock.now(), limit=2, lease=lease)
+
+    assert rows == [(retried.pk, 1, None), (older.pk, 0, None)]  # oldest first, as they were
+    for job in (retried, older):
+        job.refresh_from_db()
+        assert (job.state, job.lease, job.attempt_started_at) == (JobState.RUNNING, lease, clock.now())
+        assert job.next_attempt_at == clock.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    assert (older.attempt_count, older.first_attempt_at) == (1, clock.now())
+    assert (retried.attempt_count, retried.first_attempt_at) == (2, clock.now() - timedelta(hours=1))
+    assert Job.objects.get(pk=newer.pk).state == JobState.SCHEDULED  # past the limit
