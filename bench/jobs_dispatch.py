@@ -248,8 +248,9 @@ def table(base: dict, burst: dict | None, spread: dict | None, kill: dict | None
         f"# Jobs benchmark, {now}",
         "",
         f"Machine: {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}. "
-        f"Loopback only. Workers: Celery prefork x {WORKER_CONCURRENCY}, chunks of {CHUNK} jobs sent at once; "
-        "one dispatcher (`dispatchjobs`, 100 ms poll, batches of 1,000); PostgreSQL and Redis on the same cores. "
+        f"Loopback only. Workers: Celery prefork x {WORKER_CONCURRENCY}, chunks of {CHUNK} jobs handed to each "
+        "process's outbound loop; one dispatcher (`dispatchjobs`: wakes when the next job is due, at most 100 ms "
+        "apart; batches of 1,000); PostgreSQL and Redis on the same cores. "
         f"Load average (1 min) at the start / end of the run: {load[0]:.1f} / {load[1]:.1f}.",
         f"Baseline: wrk -t2 for {base['seconds']} s, `POST` with the body and headers of a job, to the sink alone "
         "(no database, no queue, no service code): the most any client could get from it here.",
