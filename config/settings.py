@@ -342,14 +342,14 @@ JOBS_MAX_URI_LENGTH = env_int("JOBS_MAX_URI_LENGTH", 2048, minimum=64)
 JOBS_RESPONSE_MAX_BYTES = env_int("JOBS_RESPONSE_MAX_BYTES", 65_536, minimum=0)
 # Bytes of each response body kept with the attempt.
 JOBS_ATTEMPT_EXCERPT_BYTES = env_int("JOBS_ATTEMPT_EXCERPT_BYTES", 2048, minimum=0)
-# Milliseconds the dispatcher sleeps when no job is due: the added lateness of a job, at most.
+# Longest the dispatcher sleeps between claims (it wakes when the next known job is due).
 JOBS_DISPATCH_INTERVAL_MS = env_int("JOBS_DISPATCH_INTERVAL_MS", 100, minimum=1)
 # Most due jobs one dispatcher claims in one transaction.
 JOBS_DISPATCH_BATCH = env_int("JOBS_DISPATCH_BATCH", 1000, minimum=1)
 # Most jobs claimed and not yet recorded (queued or being sent); more wait, due, in the database.
 # Keep it below what the workers send within JOBS_LEASE_SECONDS.
 JOBS_MAX_IN_FLIGHT = env_int("JOBS_MAX_IN_FLIGHT", 20_000, minimum=1)
-# Jobs one worker task delivers, all at once (one request thread each): a worker process's concurrent requests.
+# Jobs one worker task hands to its process's outbound loop at once.
 JOBS_DELIVERY_CHUNK = env_int("JOBS_DELIVERY_CHUNK", 100, minimum=1)
 # Seconds a claimed job is left to its worker; after that it is claimed again (the worker is taken as lost).
 JOBS_LEASE_SECONDS = env_int("JOBS_LEASE_SECONDS", 600, minimum=2)
@@ -414,7 +414,7 @@ DRY_RUN_MESSAGESETS = env_numbers("DRY_RUN_MESSAGESETS", [], minimum=1, whole=Tr
 SEND_MEDIA_BASE_URL = env_str("SEND_MEDIA_BASE_URL", "http://localhost:8000")
 # Subscriptions one send task handles (and holds in memory) at a time.
 SEND_BATCH_SIZE = env_int("SEND_BATCH_SIZE", 500, minimum=1)
-# Requests a worker process has in flight at once, for all its send tasks (a thread and a kept-alive connection each).
+# Requests one send task has in flight at once (on its process's outbound loop).
 SEND_CONCURRENCY = env_int("SEND_CONCURRENCY", 32, minimum=1)
 # Seconds one request to the message sender or the identity store may take.
 SEND_TIMEOUT = env_int("SEND_TIMEOUT", 10, minimum=1)

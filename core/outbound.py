@@ -167,7 +167,12 @@ def _ssl_context() -> ssl.SSLContext:
 
 @lru_cache(maxsize=4096)
 def _parse(url: str) -> URL:
-    """The URL as it will be requested; InvalidDestination when it is not one that can be."""
+    """The URL as it will be requested; InvalidDestination when it is not one that can be.
+
+    A URL holding whitespace or a control character is refused rather than cleaned (a parser
+    drops a line break inside a host, which would join two names into another)."""
+    if any(char.isspace() or ord(char) < 32 or ord(char) == 127 for char in url):
+        raise InvalidDestination(f"{url!r} holds whitespace or a control character: escape it (%20, ...).")
     try:
         parsed = URL(url)
     except (ValueError, TypeError) as error:
@@ -437,25 +442,6 @@ async def request(
     )
 
 
-def send(
-    method: str,
-    url: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    content: bytes | None = None,
-    timeout: float = 10.0,
-    max_response_bytes: int = 65_536,
-    trusted: bool = False,
-) -> OutboundResponse:
-    """`request`, from synchronous code: made on the engine's loop, waited for here."""
-    return run(
-        request(
-            method,
-            url,
-            headers=headers,
-            content=content,
-            timeout=timeout,
-            max_response_bytes=max_response_bytes,
-            trusted=trusted,
-        )
-    )
+def send(method: str, url: str, **options: Any) -> OutboundResponse:
+    """`request` (same arguments), from synchronous code: made on the engine's loop, waited for here."""
+    return run(request(method, url, **options))

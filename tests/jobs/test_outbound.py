@@ -77,3 +77,12 @@ def test_redirects_are_returned_not_followed(target):
 def test_only_http_urls_with_a_host_are_requested(url):
     with pytest.raises(outbound.InvalidDestination):
         outbound.send("GET", url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://a.example\r\n.evil/", "http://a.example/x\r\nHost: evil", "http://a.exa mple/", "http://a.example/\x00"],
+)
+def test_a_url_with_whitespace_or_control_characters_is_refused_not_cleaned(url):
+    with pytest.raises(outbound.InvalidDestination, match="whitespace or a control character"):
+        outbound.send("GET", url)
