@@ -395,8 +395,11 @@ OUTBOUND_ALLOWED_NETWORKS = env_networks("OUTBOUND_ALLOWED_NETWORKS", [])
 # Requests of one process in flight to one origin (scheme, host, port) at most; the rest wait for a slot.
 # One slow or hanging peer holds no more than this of a process's capacity.
 OUTBOUND_CONCURRENCY_PER_ORIGIN = env_int("OUTBOUND_CONCURRENCY_PER_ORIGIN", 64, minimum=1)
-# Requests of one process in flight at most, to every origin together.
+# Requests of one process in flight at most, to every origin together (trusted peers and user-given
+# URLs each have this many).
 OUTBOUND_MAX_IN_FLIGHT = env_int("OUTBOUND_MAX_IN_FLIGHT", 1024, minimum=1)
+# Requests of one process in flight for one owner (a job's user) at most, whatever their origins.
+OUTBOUND_CONCURRENCY_PER_OWNER = env_int("OUTBOUND_CONCURRENCY_PER_OWNER", 256, minimum=1)
 
 # --- Subscriptions and the send pipeline -----------------------------------
 

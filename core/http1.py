@@ -21,8 +21,14 @@ from yarl import URL
 
 MAX_HEADER_BYTES = 65_536  # of one response's header names and values together
 MAX_HEADERS = 256
+# Bytes read before a response's headers are complete (interim 1xx answers included), at most: the parser
+# holds a header line whole until it ends, so a line that never ends is cut here.
+MAX_HEAD_BYTES = 2 * MAX_HEADER_BYTES
+# Bytes read for one response at most, as a multiple of the body kept plus the head: chunk framing and
+# trailers around the body are bounded too.
+MAX_FRAMING_FACTOR = 8
 # Methods a request may be sent again for on a fresh connection when a kept-alive one was found closed.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # Headers the connection itself writes; a caller's own are dropped.
 FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -58,6 +64,8 @@ def request_head(method: str, target: URL, headers: Iterable[tuple[str, str]], c
         host = f"[{host}]"
     if not target.is_default_port():
         host = f"{host}:{target.port}"
+    if not _TOKEN.fullmatch(method):
+        raise RequestNotSendable(f"{method!r} is not a method.")
     lines = [f"{method} {target.raw_path_qs or '/'} HTTP/1.1", f"Host: {host}"]
     for name, value in headers:
         if name.lower() in FRAMING_HEADERS:
@@ -105,10 +113,17 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self._received = True
+        self._read += len(data)
+        if not self._headers_done and self._read > MAX_HEAD_BYTES:
+            self._problem = f"The response's head is longer than {MAX_HEAD_BYTES:,} bytes."
+        elif self._read > self._most:
+            self._problem = f"The response runs past {self._most:,} bytes of framing for its body."
         try:
+            if self._problem:
+                raise ProtocolError(self._problem)
             self._parser.feed_data(data)
-        except httptools.HttpParserError as error:
-            problem = self._problem or f"The answer is not a readable HTTP/1.1 response ({error})."
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade, ProtocolError) as error:
+            problem = self._problem or f"The answer is not a readable HTTP/1.1 response ({type(error).__name__})."
             self._fail(ProtocolError(problem))
             self.close()
 
@@ -116,6 +131,11 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    @property
+    def usable(self) -> bool:
+        """Open, as far as can be told now (a peer's close read in this turn of the loop counts)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     # --- one exchange -------------------------------------------------------------
 
@@ -132,6 +152,8 @@ class Connection(asyncio.Protocol):
         self._status = 0
         self._headers_done = self._until_close = self._received = False
         self._problem = ""
+        self._read = 0
+        self._most = MAX_FRAMING_FACTOR * limit + 2 * MAX_HEAD_BYTES
         self.used += 1
         self.reusable = False
         loop = asyncio.get_running_loop()
@@ -157,10 +179,12 @@ class Connection(asyncio.Protocol):
         if waiter is None:  # finished already (cut short, or a HEAD answer): what follows changes nothing
             return
         self._timer.cancel()
-        self.reusable = reusable and not truncated and not self.closed
+        # Not kept when any of the request is still unsent (a peer that answered before reading it all).
+        unsent = self.transport is not None and self.transport.get_write_buffer_size() > 0
+        self.reusable = reusable and not truncated and not self.closed and not unsent
         if not waiter.done():
             version = self._parser.get_http_version()
-            waiter.set_result(Response(self._status, version, self._headers, bytes(self._body), truncated))
+            waiter.set_result(Response(self._status, version, list(self._headers), bytes(self._body), truncated))
 
     def _fail(self, error: Exception) -> None:
         waiter, self._waiter = self._waiter, None
@@ -171,7 +195,13 @@ class Connection(asyncio.Protocol):
 
     # --- httptools' callbacks --------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._waiter is None:  # a second answer to one request: the connection is not to be trusted
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._waiter is None:
+            return
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES or len(self._headers) >= MAX_HEADERS:
             self._problem = f"The response's headers are larger than {MAX_HEADER_BYTES:,} bytes or {MAX_HEADERS}."
@@ -209,9 +239,11 @@ class Connection(asyncio.Protocol):
 class Pool:
     """Idle kept-alive connections by destination, the most recently used first."""
 
-    def __init__(self, keepalive_seconds: float) -> None:
+    def __init__(self, keepalive_seconds: float, max_idle: int) -> None:
         self.keepalive_seconds = keepalive_seconds
+        self.max_idle = max_idle  # idle connections kept in all, whatever their destinations
         self._idle: dict[tuple, deque[Connection]] = {}
+        self._count = 0
 
     def take(self, key: tuple) -> Connection | None:
         """An idle connection to `key` that is still open and not too old, or None."""
@@ -219,27 +251,30 @@ class Pool:
         oldest = time.monotonic() - self.keepalive_seconds
         while idle:
             connection = idle.pop()
-            if not connection.closed and connection.idle_since > oldest:
+            self._count -= 1
+            if connection.usable and connection.idle_since > oldest:
                 return connection
             connection.close()
         return None
 
     def give(self, key: tuple, connection: Connection) -> None:
         """Keep `connection` for the next request to `key` when it may be reused; close it otherwise."""
-        if not connection.reusable or connection.closed:
+        if not connection.reusable or not connection.usable or self._count >= self.max_idle:
             connection.close()
             return
         connection.idle_since = time.monotonic()
         self._idle.setdefault(key, deque()).append(connection)
+        self._count += 1
 
     def sweep(self) -> None:
         """Close the connections idle longer than the keep-alive time, and forget empty destinations."""
         oldest = time.monotonic() - self.keepalive_seconds
         for key in list(self._idle):
-            kept = deque(c for c in self._idle[key] if not c.closed and c.idle_since > oldest)
+            kept = deque(c for c in self._idle[key] if c.usable and c.idle_since > oldest)
             for connection in self._idle[key]:
                 if connection not in kept:
                     connection.close()
+            self._count -= len(self._idle[key]) - len(kept)
             if kept:
                 self._idle[key] = kept
             else:
@@ -250,3 +285,4 @@ class Pool:
             for connection in idle:
                 connection.close()
         self._idle.clear()
+        self._count = 0

@@ -69,6 +69,7 @@ T = TypeVar("T")
 # Bodies are read as they come off the wire (bounded), so they are asked for uncompressed.
 DEFAULT_HEADERS = {"User-Agent": f"stage-based-messaging/{__version__}", "Accept-Encoding": "identity"}
 KEEPALIVE_SECONDS = 30.0  # an idle connection is closed after this long
+RESOLVER_THREADS = 32  # names resolved at once by a process (for guarded requests' new connections)
 
 
 class OutboundError(Exception):
@@ -126,13 +127,15 @@ def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
         return None
 
 
-async def allowed_addresses(host: str, port: int, policy: AddressPolicy) -> list[str]:
+async def allowed_addresses(
+    host: str, port: int, policy: AddressPolicy, executor: concurrent.futures.Executor | None = None
+) -> list[str]:
     """The addresses `host` resolves to that the policy allows, in the resolver's order.
 
     DestinationRefused when it has none: a guarded request connects to nothing else."""
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.run_in_executor(None, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+        infos = await loop.run_in_executor(executor, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
     except socket.gaierror as error:
         raise OutboundConnectionError(f"{host} does not resolve: {error.strerror}") from None
     allowed: list[str] = []
@@ -202,26 +205,33 @@ class Engine:
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._pool = http1.Pool(KEEPALIVE_SECONDS)
-        self._origins: dict[tuple, _Gate] = {}
-        self._all: _Gate | None = None
+        self._pool = http1.Pool(KEEPALIVE_SECONDS, settings.OUTBOUND_MAX_IN_FLIGHT)
+        self._gates: dict[tuple, _Gate] = {}  # by origin, by owner, and one for each kind of request
+        self._lookups: dict[tuple, asyncio.Future] = {}
+        self._resolver: concurrent.futures.ThreadPoolExecutor | None = None
+        os.register_at_fork(after_in_child=self._forget_parent)
+
+    def _forget_parent(self) -> None:
+        """In a forked child: none of the parent's loop, threads, connections or locks is ours."""
+        self._lock = threading.Lock()
+        self._loop = self._thread = self._pid = self._resolver = None
 
     # --- the loop ---------------------------------------------------------------
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The engine's running loop, started on first use in this process."""
         with self._lock:
-            if self._pid != os.getpid() or self._loop is None:
-                self._pid = os.getpid()
-                self._pool = http1.Pool(KEEPALIVE_SECONDS)  # a parent's connections are not ours to use
-                self._origins, self._all = {}, None
-                self._loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
+            if self._loop is None:
+                # A parent's connections and lookups are not ours to use.
+                self._pool = http1.Pool(KEEPALIVE_SECONDS, settings.OUTBOUND_MAX_IN_FLIGHT)
+                self._gates, self._lookups = {}, {}
+                self._resolver = concurrent.futures.ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+                loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
                 started = threading.Event()
-                self._thread = threading.Thread(
-                    target=self._run_loop, args=(self._loop, started), name="outbound", daemon=True
-                )
-                self._thread.start()
+                thread = threading.Thread(target=self._run_loop, args=(loop, started), name="outbound", daemon=True)
+                thread.start()  # when this fails, nothing is kept: the next use tries again
                 started.wait()
+                self._loop, self._thread, self._pid = loop, thread, os.getpid()
             return self._loop
 
     def _run_loop(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
@@ -249,11 +259,11 @@ class Engine:
     def close(self) -> None:
         """Close every connection and stop the loop; the next use starts afresh."""
         with self._lock:
-            loop, thread, mine, pool = self._loop, self._thread, self._pid == os.getpid(), self._pool
-            self._loop = self._thread = self._pid = None
-            self._origins, self._all = {}, None
-        if loop is None or not mine:
+            loop, thread, pool, resolver = self._loop, self._thread, self._pool, self._resolver
+            self._loop = self._thread = self._pid = self._resolver = None
+        if loop is None:
             return
+        resolver.shutdown(wait=False)
         try:
             loop.call_soon_threadsafe(pool.close)
         finally:
@@ -306,7 +316,7 @@ class Engine:
     async def _connect(self, target: URL, policy: AddressPolicy | None) -> http1.Connection:
         """A new connection to the target; for a guarded request, only to an address the policy allows."""
         host, port = target.raw_host, target.port
-        addresses = [host] if policy is None else await allowed_addresses(host, port, policy)
+        addresses = [host] if policy is None else await self.addresses(host, port, policy)
         tls = _ssl_context() if target.scheme == "https" else None
         loop = asyncio.get_running_loop()
         error: OSError | None = None
@@ -320,50 +330,84 @@ class Engine:
                 error = failure
         raise OutboundConnectionError(f"Cannot connect to {host}:{port}: {error}")
 
-    def _gate(self, origin: tuple) -> _Gate:
-        gate = self._origins.get(origin)
+    async def addresses(self, host: str, port: int, policy: AddressPolicy) -> list[str]:
+        """`allowed_addresses`, on the engine's own resolver threads; requests that need the same
+        name at once share one lookup (a name that never answers holds one thread, not many)."""
+        key = (host, port, policy)
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = self._lookups[key] = asyncio.ensure_future(allowed_addresses(host, port, policy, self._resolver))
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(lookup)
+
+    def _gate(self, key: tuple, size: int) -> _Gate:
+        gate = self._gates.get(key)
         if gate is None:
-            gate = self._origins[origin] = _Gate(settings.OUTBOUND_CONCURRENCY_PER_ORIGIN)
+            gate = self._gates[key] = _Gate(size)
         gate.users += 1
         return gate
 
-    def _let_go(self, origin: tuple, gate: _Gate) -> None:
+    def _let_go(self, key: tuple, gate: _Gate) -> None:
         gate.users -= 1
         if gate.users == 0:
-            self._origins.pop(origin, None)  # no origin is remembered once nothing uses it
+            self._gates.pop(key, None)  # no origin or owner is remembered once nothing uses it
 
-    async def slot(self, origin: tuple, queue_timeout: float | None) -> tuple[_Gate, _Gate]:
-        """Wait for a slot of `origin` and then one of the process; OriginBusy after `queue_timeout`."""
-        if self._all is None:
-            self._all = _Gate(settings.OUTBOUND_MAX_IN_FLIGHT)
-        gate, every = self._gate(origin), self._all
-        if not gate.semaphore.locked() and not every.semaphore.locked():
-            await gate.semaphore.acquire()  # both free: taken at once, without a timer
-            await every.semaphore.acquire()
-            return gate, every
+    async def slot(
+        self, *, trusted: bool, scheme: str, host: str, port: int, owner: Any, queue_timeout: float | None
+    ) -> list[tuple[tuple, _Gate]]:
+        """Wait for a slot of the origin, of the owner (when given) and of the process for the request's
+        kind (trusted or guarded), in that order; OriginBusy, naming the bound, after `queue_timeout`."""
+        wanted = [
+            (
+                ("origin", trusted, scheme, host, port),
+                settings.OUTBOUND_CONCURRENCY_PER_ORIGIN,
+                f"{host}:{port} had {settings.OUTBOUND_CONCURRENCY_PER_ORIGIN} requests in flight "
+                "(OUTBOUND_CONCURRENCY_PER_ORIGIN)",
+            ),
+            (
+                ("all", trusted),
+                settings.OUTBOUND_MAX_IN_FLIGHT,
+                f"this process had {settings.OUTBOUND_MAX_IN_FLIGHT} requests in flight (OUTBOUND_MAX_IN_FLIGHT)",
+            ),
+        ]
+        if owner is not None:
+            wanted.insert(
+                1,
+                (
+                    ("owner", owner),
+                    settings.OUTBOUND_CONCURRENCY_PER_OWNER,
+                    f"its owner had {settings.OUTBOUND_CONCURRENCY_PER_OWNER} requests in flight "
+                    "(OUTBOUND_CONCURRENCY_PER_OWNER)",
+                ),
+            )
+        gates = [(key, self._gate(key, size)) for key, size, _ in wanted]
+        held: list[_Gate] = []
+        waiting_for = ""
         try:
-            async with asyncio.timeout(queue_timeout):
-                await gate.semaphore.acquire()
-                try:
-                    await every.semaphore.acquire()
-                except BaseException:
-                    gate.semaphore.release()
-                    raise
-        except TimeoutError:
-            self._let_go(origin, gate)
-            raise OriginBusy(
-                f"{origin[1]}:{origin[2]} had {settings.OUTBOUND_CONCURRENCY_PER_ORIGIN} requests in flight "
-                f"(OUTBOUND_CONCURRENCY_PER_ORIGIN) for {queue_timeout:g} s; this one was not sent."
-            ) from None
-        except BaseException:
-            self._let_go(origin, gate)
+            if any(gate.semaphore.locked() for _, gate in gates):
+                async with asyncio.timeout(queue_timeout):
+                    for (_, gate), (_, _, why) in zip(gates, wanted, strict=True):
+                        waiting_for = why
+                        await gate.semaphore.acquire()
+                        held.append(gate)
+            else:  # every one free: taken at once, without a timer
+                for _, gate in gates:
+                    await gate.semaphore.acquire()
+                    held.append(gate)
+        except BaseException as error:
+            for gate in held:
+                gate.semaphore.release()
+            for key, gate in gates:
+                self._let_go(key, gate)
+            if isinstance(error, TimeoutError):
+                raise OriginBusy(f"{waiting_for} for {queue_timeout:g} s; this one was not sent.") from None
             raise
-        return gate, every
+        return gates
 
-    def release(self, origin: tuple, gate: _Gate, every: _Gate) -> None:
-        every.semaphore.release()
-        gate.semaphore.release()
-        self._let_go(origin, gate)
+    def release(self, gates: list[tuple[tuple, _Gate]]) -> None:
+        for key, gate in gates:
+            gate.semaphore.release()
+            self._let_go(key, gate)
 
 
 _engine = Engine()
@@ -394,11 +438,14 @@ async def request(
     max_response_bytes: int = 65_536,
     trusted: bool = False,
     queue_timeout: float | None = None,
+    owner: Any = None,
 ) -> OutboundResponse:
     """Make one request (on the engine's loop) and read at most `max_response_bytes` of the response body.
 
     `timeout` bounds the whole exchange from the moment the origin has a free slot;
-    `queue_timeout` bounds the wait for that slot (None: as long as it takes).
+    `queue_timeout` bounds the wait for that slot (None: as long as it takes). `owner` (whose
+    request it is, e.g. a job's owner) has its own bound, OUTBOUND_CONCURRENCY_PER_OWNER, so that
+    one user's many origins cannot take the whole process.
     Redirects are not followed; no cookies are kept.
     """
     target = _parse(url)
@@ -416,8 +463,14 @@ async def request(
         head = http1.request_head(method, target, request_headers, length)
     except http1.RequestNotSendable as error:
         raise InvalidDestination(f"The request cannot be sent: {error}") from None
-    origin = (target.scheme, target.raw_host, target.port)
-    gate, every = await _engine.slot(origin, queue_timeout)
+    gates = await _engine.slot(
+        trusted=trusted,
+        scheme=target.scheme,
+        host=target.raw_host,
+        port=target.port,
+        owner=owner,
+        queue_timeout=queue_timeout,
+    )
     started = time.monotonic()
     try:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -431,7 +484,7 @@ async def request(
     except OSError as error:
         raise OutboundConnectionError(str(error) or type(error).__name__) from None
     finally:
-        _engine.release(origin, gate, every)
+        _engine.release(gates)
     return OutboundResponse(
         status_code=response.status,
         http_version=f"HTTP/{response.version}",

@@ -150,6 +150,7 @@ async def _request(job: Job, number: int) -> RequestResult:
             timeout=job.timeout,
             max_response_bytes=settings.JOBS_RESPONSE_MAX_BYTES,
             queue_timeout=settings.JOBS_ORIGIN_QUEUE_SECONDS,
+            owner=job.user_id,
         )
     except outbound.OriginBusy as error:
         return RequestResult(error=str(error), attempted=False, deferred=True)

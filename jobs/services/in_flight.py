@@ -44,7 +44,11 @@ class InFlight:
     """This process's jobs handed over and not yet recorded."""
 
     def __init__(self) -> None:
-        self._pid: int | None = None
+        self._forget_parent()
+        os.register_at_fork(after_in_child=self._forget_parent)
+
+    def _forget_parent(self) -> None:
+        """A new start (in a forked child: none of the parent's jobs, threads or locks is ours)."""
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._held = 0
@@ -52,12 +56,11 @@ class InFlight:
         self._recorder: threading.Thread | None = None
 
     def _started(self) -> None:
-        """Start the recorder thread in this process (anew after a fork). Called with the lock held."""
-        if self._pid != os.getpid():
-            self._pid, self._held = os.getpid(), 0
-            self._finished = queue.SimpleQueue()
-            self._recorder = threading.Thread(target=self._record_forever, name="job-recorder", daemon=True)
-            self._recorder.start()
+        """Start the recorder thread on first use. Called with the lock held."""
+        if self._recorder is None:
+            recorder = threading.Thread(target=self._record_forever, name="job-recorder", daemon=True)
+            recorder.start()  # when this fails, nothing is kept: the next hand-over tries again
+            self._recorder = recorder
 
     def hand_over(self, jobs: list[Job]) -> None:
         """Send `jobs` and record them as they finish; waits while the process holds JOBS_WORKER_MAX_JOBS."""
@@ -69,7 +72,11 @@ class InFlight:
             # A chunk larger than the limit is taken once nothing else is held, rather than never.
             self._room.wait_for(lambda: self._held == 0 or self._held + len(jobs) <= limit)
             self._held += len(jobs)
-        outbound.submit(self._send_each(jobs))
+        try:
+            outbound.submit(self._send_each(jobs))
+        except BaseException:
+            self._let_go(len(jobs))  # not handed over after all: their leases bring them back
+            raise
 
     async def _send_each(self, jobs: list[Job]) -> None:
         await asyncio.gather(*(self._send(job) for job in jobs))
@@ -78,15 +85,18 @@ class InFlight:
         result = await send(job)  # never raises
         self._finished.put((job, result))
 
+    def _let_go(self, count: int) -> None:
+        with self._room:
+            self._held -= count
+            self._room.notify_all()
+
     def held(self) -> int:
         with self._lock:
-            return self._held if self._pid == os.getpid() else 0
+            return self._held
 
     def drain(self, timeout: float) -> bool:
         """Wait until every job handed over has been recorded; whether that happened within `timeout` s."""
         with self._room:
-            if self._pid != os.getpid():
-                return True
             return self._room.wait_for(lambda: self._held == 0, timeout=timeout)
 
     # --- the recorder thread ----------------------------------------------------
@@ -111,9 +121,7 @@ class InFlight:
             except Exception:  # the recorder must go on: these jobs are left to their leases
                 logger.exception("Recording %d finished jobs failed; they will be claimed again", len(batch))
             finally:
-                with self._room:
-                    self._held -= len(batch)
-                    self._room.notify_all()
+                self._let_go(len(batch))
 
     @staticmethod
     def _record(batch: list[tuple[Job, RequestResult]]) -> None:

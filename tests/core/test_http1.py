@@ -195,3 +195,40 @@ def test_a_request_head_names_a_non_default_port_and_brackets_ipv6():
         b"GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n"
     )
     assert b"Host: example.org\r\n" in http1.request_head("GET", URL("https://example.org/"), [], None)
+
+
+def test_a_header_that_never_ends_is_cut_short_not_buffered(peer):
+    endless = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (3 * http1.MAX_HEAD_BYTES)
+    server = peer(reply(endless))
+    with pytest.raises(outbound.OutboundConnectionError, match="head is longer than"):
+        outbound.send("GET", server.url(), timeout=5)
+
+
+def test_chunk_framing_without_end_is_bounded_too(peer):
+    endless = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=" + b"e" * (2 * 1024 * 1024)
+    server = peer(reply(endless))
+    with pytest.raises(outbound.OutboundConnectionError, match="bytes of framing"):
+        outbound.send("GET", server.url(), max_response_bytes=1000, timeout=5)
+
+
+def test_an_upgrade_answer_is_refused_cleanly(peer):
+    server = peer(reply(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nhello"))
+    with pytest.raises(outbound.OutboundConnectionError, match="HttpParserUpgrade"):
+        outbound.send("GET", server.url())
+
+
+def test_a_second_answer_to_one_request_is_not_mixed_into_the_first(peer):
+    two = OK + b"HTTP/1.1 200 OK\r\nX-Leftover: yes\r\nContent-Length: 5\r\n\r\nsecnd"
+    server = peer(reply(two), reply(OK))
+    first = outbound.send("GET", server.url())
+    assert first.header("x-leftover") is None
+    assert outbound.send("GET", server.url()).body == b"ok"
+    assert [number for number, _ in server.requests] == [1, 2]  # the connection that spoke twice was dropped
+
+
+@pytest.mark.parametrize("method", ["GET / HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET", "GE T", ""])
+def test_a_method_that_is_not_a_token_is_not_sent(peer, method):
+    server = peer(reply(OK))
+    with pytest.raises(outbound.InvalidDestination, match="is not a method"):
+        outbound.send(method, server.url())
+    assert server.requests == []

@@ -6,6 +6,7 @@ import pytest
 from werkzeug import Response
 
 from core import outbound
+from harness.peer import local_server
 from jobs import services
 from jobs.dispatcher import dispatch_once
 from jobs.models import Job, JobState
@@ -94,3 +95,36 @@ def test_a_hanging_target_does_not_hold_a_workers_tasks(transactional_db, owner,
         assert state_of(stuck) == JobState.RUNNING  # still waiting for its answer
         hanging.set()
         wait_until(lambda: state_of(stuck) == JobState.SUCCEEDED, what="the hanging job to be recorded")
+
+
+def test_one_owner_holds_at_most_its_share_whatever_its_origins(target, hanging, settings):
+    settings.OUTBOUND_CONCURRENCY_PER_OWNER = 2
+    target.expect_request("/fast").respond_with_data("fast")
+    by_address, by_name = target.url_for("/hang"), target.url_for("/hang").replace("127.0.0.1", "localhost")
+    held = [outbound.submit(outbound.request("GET", url, timeout=10, owner="mallory")) for url in (by_address, by_name)]
+    wait_until(lambda: len(hanging.arrived) == 2, what="the owner's two requests to be in flight")
+
+    with local_server() as other:  # a third origin
+        other.expect_request("/fast").respond_with_data("fast")
+        elsewhere = other.url_for("/fast")
+        with pytest.raises(outbound.OriginBusy, match="its owner had 2 requests in flight"):
+            outbound.run(outbound.request("GET", elsewhere, owner="mallory", queue_timeout=0.2))
+        assert outbound.run(outbound.request("GET", elsewhere, owner="alice")).body == b"fast"
+
+    hanging.set()
+    assert [future.result(timeout=10).body for future in held] == [b"late", b"late"]
+
+
+def test_user_given_urls_cannot_take_the_slots_of_the_operators_peers(target, hanging, settings):
+    settings.OUTBOUND_MAX_IN_FLIGHT = 2
+    target.expect_request("/sender").respond_with_data("sent")
+    by_address, by_name = target.url_for("/hang"), target.url_for("/hang").replace("127.0.0.1", "localhost")
+    held = [outbound.submit(outbound.request("GET", url, timeout=10)) for url in (by_address, by_name)]
+    wait_until(lambda: len(hanging.arrived) == 2, what="two guarded requests to be in flight")
+
+    with pytest.raises(outbound.OriginBusy, match="this process had 2 requests in flight"):
+        outbound.run(outbound.request("GET", target.url_for("/sender"), queue_timeout=0.2))
+    assert outbound.send("GET", target.url_for("/sender"), trusted=True).body == b"sent"
+
+    hanging.set()
+    assert [future.result(timeout=10).body for future in held] == [b"late", b"late"]
