@@ -182,7 +182,7 @@ WARM_UP = 200  # jobs sent before the burst: each worker process's first connect
 
 def warm_up(sink: str) -> None:
     """Send a few jobs through every process first, as a service that has been running would have."""
-    schedule_jobs(sink, [datetime.now(UTC)] * WARM_UP, "warm-up")
+    schedule_jobs(sink, [datetime.now(UTC) + timedelta(seconds=1)] * WARM_UP, "warm-up")
     poll(jobs_done, timeout=120, every=0.2)
     sink_reset(sink)
 
