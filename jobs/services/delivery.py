@@ -39,7 +39,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, transacti
 from django.utils import timezone
 
 from core import outbound
-from core.bulk import insert_all
+from core.bulk import insert_rows
 
 from .. import clock, signing
 from .. import headers as job_headers
@@ -226,24 +226,29 @@ def _callback(job: Job, kind: str, uri: str, payload: dict, now: datetime) -> Jo
     )
 
 
-def _attempt(job: Job, result: RequestResult) -> Attempt:
+def _attempt(job: Job, result: RequestResult) -> dict:
+    """The attempt's row (see `insert_rows`)."""
     response = result.response
-    attempt = Attempt(
-        job=job,
-        number=job.attempt_count,
-        started_at=result.started,
-        duration_ms=round(result.elapsed * 1000, 3),
-        error=result.error,
-    )
     if result.refused:
-        attempt.outcome = AttemptOutcome.REFUSED
+        outcome = AttemptOutcome.REFUSED
     else:
-        attempt.outcome = AttemptOutcome.SUCCEEDED if result.succeeded else AttemptOutcome.FAILED
+        outcome = AttemptOutcome.SUCCEEDED if result.succeeded else AttemptOutcome.FAILED
+    attempt = {
+        "job_id": job.pk,
+        "number": job.attempt_count,
+        "started_at": result.started,
+        "duration_ms": round(result.elapsed * 1000, 3),
+        "error": result.error,
+        "outcome": outcome,
+    }
     if response is not None:
-        attempt.status_code = response.status_code
-        attempt.http_version = response.http_version
-        attempt.response_headers = [[_text(k.encode()), _text(v.encode())] for k, v in response.headers]
-        attempt.body_excerpt = _text(response.body, settings.JOBS_ATTEMPT_EXCERPT_BYTES)
+        attempt["status_code"] = response.status_code
+        attempt["http_version"] = response.http_version
+        # Read as latin-1, so text already; only a NUL cannot be stored.
+        attempt["response_headers"] = [
+            [k.replace("\x00", "\ufffd"), v.replace("\x00", "\ufffd")] for k, v in response.headers
+        ]
+        attempt["body_excerpt"] = _text(response.body, settings.JOBS_ATTEMPT_EXCERPT_BYTES)
     return attempt
 
 
@@ -276,7 +281,7 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
             .order_by("pk")
             .values_list("pk", "lease")
         )
-        insert_all(
+        insert_rows(
             Attempt, (_attempt(job, result) for job, result in results if result.attempted and job.pk in present)
         )
         same_changes: dict[tuple, list] = defaultdict(list)

@@ -1,8 +1,8 @@
-"""insert_all: many rows in one go, each value stored as a save would store it."""
+"""insert_rows: many rows in one go, each value stored as a save would store it."""
 
 from datetime import UTC, datetime
 
-from core.bulk import insert_all
+from core.bulk import insert_rows
 from jobs.models import Attempt, AttemptOutcome, Job
 
 
@@ -11,22 +11,22 @@ def test_rows_are_stored_with_every_kind_of_value(db, django_user_model):
     job = Job.objects.create(user=user, uri="https://example.org/", at=datetime(2030, 1, 1, tzinfo=UTC), timeout=5)
     started = datetime(2030, 1, 1, 12, 0, 1, 250_000, tzinfo=UTC)
     tricky = 'tab\there, line\nbreak, back\\slash, "quotes", \\N, ünïcode'
-    insert_all(
+    insert_rows(
         Attempt,
         [
-            Attempt(
-                job=job,
-                number=1,
-                outcome=AttemptOutcome.FAILED,
-                started_at=started,
-                duration_ms=12.5,
-                status_code=503,
-                http_version="HTTP/1.1",
-                response_headers=[["X-Odd", tricky], ["Retry-After", "10"]],
-                body_excerpt=tricky,
-                error="HTTP 503",
-            ),
-            Attempt(job=job, number=2, outcome=AttemptOutcome.LOST, started_at=started),
+            {
+                "job_id": job.pk,
+                "number": 1,
+                "outcome": AttemptOutcome.FAILED,
+                "started_at": started,
+                "duration_ms": 12.5,
+                "status_code": 503,
+                "http_version": "HTTP/1.1",
+                "response_headers": [["X-Odd", tricky], ["Retry-After", "10"]],
+                "body_excerpt": tricky,
+                "error": "HTTP 503",
+            },
+            {"job_id": job.pk, "number": 2, "outcome": AttemptOutcome.LOST, "started_at": started},
         ],
     )
     first, second = Attempt.objects.filter(job=job).order_by("number")
@@ -43,4 +43,4 @@ def test_rows_are_stored_with_every_kind_of_value(db, django_user_model):
 
 def test_nothing_to_insert_touches_nothing(db, django_assert_num_queries):
     with django_assert_num_queries(0):
-        insert_all(Attempt, [])
+        insert_rows(Attempt, [])
