@@ -162,6 +162,17 @@ def _policy(networks: tuple[str, ...]) -> AddressPolicy:
     return AddressPolicy(parse_networks(networks))
 
 
+@lru_cache(maxsize=4096)
+def _literal_refusal(host: str, networks: tuple[str, ...]) -> str | None:
+    """Why a guarded request may not go to `host` when it is a literal address, or None (a name is
+    judged when it is resolved)."""
+    address = literal_address(host)
+    if address is None:
+        return None
+    reason = _policy(networks).refusal(address)
+    return None if reason is None else f"Refused: {address} is {reason}."
+
+
 @lru_cache(maxsize=1)
 def _ssl_context() -> ssl.SSLContext:
     """Certificate checks against certifi's CAs, loaded once and shared by every connection."""
@@ -193,6 +204,14 @@ class _Gate:
     def __init__(self, size: int):
         self.semaphore = asyncio.Semaphore(size)
         self.users = 0
+
+
+# Each bound on requests in flight: its size, the setting that gives it, and whose requests it counts.
+_BOUNDS = {
+    "origin": (lambda: settings.OUTBOUND_CONCURRENCY_PER_ORIGIN, "OUTBOUND_CONCURRENCY_PER_ORIGIN", "{host}:{port}"),
+    "owner": (lambda: settings.OUTBOUND_CONCURRENCY_PER_OWNER, "OUTBOUND_CONCURRENCY_PER_OWNER", "its owner"),
+    "all": (lambda: settings.OUTBOUND_MAX_IN_FLIGHT, "OUTBOUND_MAX_IN_FLIGHT", "this process"),
+}
 
 
 class Engine:
@@ -357,37 +376,17 @@ class Engine:
     ) -> list[tuple[tuple, _Gate]]:
         """Wait for a slot of the origin, of the owner (when given) and of the process for the request's
         kind (trusted or guarded), in that order; OriginBusy, naming the bound, after `queue_timeout`."""
-        wanted = [
-            (
-                ("origin", trusted, scheme, host, port),
-                settings.OUTBOUND_CONCURRENCY_PER_ORIGIN,
-                f"{host}:{port} had {settings.OUTBOUND_CONCURRENCY_PER_ORIGIN} requests in flight "
-                "(OUTBOUND_CONCURRENCY_PER_ORIGIN)",
-            ),
-            (
-                ("all", trusted),
-                settings.OUTBOUND_MAX_IN_FLIGHT,
-                f"this process had {settings.OUTBOUND_MAX_IN_FLIGHT} requests in flight (OUTBOUND_MAX_IN_FLIGHT)",
-            ),
-        ]
+        keys = [("origin", trusted, scheme, host, port), ("all", trusted)]
         if owner is not None:
-            wanted.insert(
-                1,
-                (
-                    ("owner", owner),
-                    settings.OUTBOUND_CONCURRENCY_PER_OWNER,
-                    f"its owner had {settings.OUTBOUND_CONCURRENCY_PER_OWNER} requests in flight "
-                    "(OUTBOUND_CONCURRENCY_PER_OWNER)",
-                ),
-            )
-        gates = [(key, self._gate(key, size)) for key, size, _ in wanted]
+            keys.insert(1, ("owner", owner))
+        gates = [(key, self._gate(key, _BOUNDS[key[0]][0]())) for key in keys]
         held: list[_Gate] = []
-        waiting_for = ""
+        waiting_for: tuple = ()
         try:
             if any(gate.semaphore.locked() for _, gate in gates):
                 async with asyncio.timeout(queue_timeout):
-                    for (_, gate), (_, _, why) in zip(gates, wanted, strict=True):
-                        waiting_for = why
+                    for key, gate in gates:
+                        waiting_for = key
                         await gate.semaphore.acquire()
                         held.append(gate)
             else:  # every one free: taken at once, without a timer
@@ -400,7 +399,12 @@ class Engine:
             for key, gate in gates:
                 self._let_go(key, gate)
             if isinstance(error, TimeoutError):
-                raise OriginBusy(f"{waiting_for} for {queue_timeout:g} s; this one was not sent.") from None
+                size, setting, whose = _BOUNDS[waiting_for[0]]
+                busy = whose.format(host=host, port=port)
+                raise OriginBusy(
+                    f"{busy} had {size()} requests in flight ({setting}) for {queue_timeout:g} s; "
+                    "this one was not sent."
+                ) from None
             raise
         return gates
 
@@ -450,11 +454,9 @@ async def request(
     """
     target = _parse(url)
     if not trusted:
-        address = literal_address(target.raw_host)
-        if address is not None:
-            reason = _policy(tuple(settings.OUTBOUND_ALLOWED_NETWORKS)).refusal(address)
-            if reason is not None:
-                raise DestinationRefused(f"Refused: {address} is {reason}.")
+        refusal = _literal_refusal(target.raw_host, tuple(settings.OUTBOUND_ALLOWED_NETWORKS))
+        if refusal is not None:
+            raise DestinationRefused(refusal)
     given = {name.lower() for name in headers or ()}
     request_headers = [(name, value) for name, value in DEFAULT_HEADERS.items() if name.lower() not in given]
     request_headers += list((headers or {}).items())
