@@ -50,11 +50,16 @@ class RequestNotSendable(ValueError):
 
 @dataclass(frozen=True)
 class Response:
-    status: int
-    version: str  # "1.1"
+    status_code: int
+    http_version: str  # "HTTP/1.1"
     headers: list[tuple[str, str]]
-    body: bytes
-    truncated: bool
+    body: bytes  # at most the caller's limit of it
+    truncated: bool  # whether the body went on past what was read
+    elapsed: float  # seconds from the caller's start (connecting included) to the end of reading
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((value for key, value in self.headers if key.lower() == name), None)
 
 
 def request_head(method: str, target: URL, headers: Iterable[tuple[str, str]], content_length: int | None) -> bytes:
@@ -140,12 +145,20 @@ class Connection(asyncio.Protocol):
     # --- one exchange -------------------------------------------------------------
 
     async def exchange(
-        self, head: bytes, body: bytes | None, *, limit: int, deadline: float, head_only: bool = False
+        self,
+        head: bytes,
+        body: bytes | None,
+        *,
+        limit: int,
+        deadline: float,
+        started: float,
+        head_only: bool = False,
     ) -> Response:
         """Send the request and wait for the response (at most `limit` bytes of its body are kept);
-        TimeoutError at `deadline` (the loop's time), the connection then closed."""
+        TimeoutError at `deadline` (the loop's time), the connection then closed. The response's
+        `elapsed` counts from `started` (`time.monotonic()`)."""
         self._parser = httptools.HttpResponseParser(self)
-        self._limit, self._head_only = limit, head_only
+        self._limit, self._head_only, self._started = limit, head_only, started
         self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
         self._body = bytearray()
@@ -184,7 +197,16 @@ class Connection(asyncio.Protocol):
         self.reusable = reusable and not truncated and not self.closed and not unsent
         if not waiter.done():
             version = self._parser.get_http_version()
-            waiter.set_result(Response(self._status, version, list(self._headers), bytes(self._body), truncated))
+            waiter.set_result(
+                Response(
+                    self._status,
+                    f"HTTP/{version}",
+                    list(self._headers),
+                    bytes(self._body),
+                    truncated,
+                    time.monotonic() - self._started,
+                )
+            )
 
     def _fail(self, error: Exception) -> None:
         waiter, self._waiter = self._waiter, None

@@ -46,7 +46,6 @@ import ssl
 import threading
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -96,18 +95,8 @@ class OriginBusy(OutboundError):
     """The origin's requests in flight stayed at their bound for the whole `queue_timeout`: nothing was sent."""
 
 
-@dataclass(frozen=True)
-class OutboundResponse:
-    status_code: int
-    http_version: str  # "HTTP/1.1"
-    headers: list[tuple[str, str]]
-    body: bytes  # at most `max_response_bytes` of it
-    truncated: bool  # whether the body went on past what was read
-    elapsed: float  # seconds from sending to the end of reading
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((value for key, value in self.headers if key.lower() == name), None)
+# A response as the engine answers it: status_code, http_version, headers, body, truncated, elapsed, header().
+OutboundResponse = http1.Response
 
 
 def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
@@ -221,7 +210,6 @@ class Engine:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pool = http1.Pool(KEEPALIVE_SECONDS, settings.OUTBOUND_MAX_IN_FLIGHT)
@@ -233,7 +221,7 @@ class Engine:
     def _forget_parent(self) -> None:
         """In a forked child: none of the parent's loop, threads, connections or locks is ours."""
         self._lock = threading.Lock()
-        self._loop = self._thread = self._pid = self._resolver = None
+        self._loop = self._thread = self._resolver = None
 
     # --- the loop ---------------------------------------------------------------
 
@@ -250,7 +238,7 @@ class Engine:
                 thread = threading.Thread(target=self._run_loop, args=(loop, started), name="outbound", daemon=True)
                 thread.start()  # when this fails, nothing is kept: the next use tries again
                 started.wait()
-                self._loop, self._thread, self._pid = loop, thread, os.getpid()
+                self._loop, self._thread = loop, thread
             return self._loop
 
     def _run_loop(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
@@ -270,7 +258,7 @@ class Engine:
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the engine's loop and wait for its result (from any thread but the loop's)."""
-        if threading.current_thread() is self._thread and self._pid == os.getpid():
+        if threading.current_thread() is self._thread:
             coroutine.close()
             raise RuntimeError("outbound.run() waits for the engine's loop: from inside it, await instead.")
         return self.submit(coroutine).result()
@@ -279,7 +267,7 @@ class Engine:
         """Close every connection and stop the loop; the next use starts afresh."""
         with self._lock:
             loop, thread, pool, resolver = self._loop, self._thread, self._pool, self._resolver
-            self._loop = self._thread = self._pid = self._resolver = None
+            self._loop = self._thread = self._resolver = None
         if loop is None:
             return
         resolver.shutdown(wait=False)
@@ -304,6 +292,7 @@ class Engine:
         trusted: bool,
         limit: int,
         deadline: float,
+        started: float,
     ) -> http1.Response:
         """Send the request on a kept-alive connection to the target (or a new one) and read the answer.
 
@@ -319,7 +308,7 @@ class Engine:
                     connection = await self._connect(target, None if trusted else _policy(networks))
             try:
                 response = await connection.exchange(
-                    head, body, limit=limit, deadline=deadline, head_only=method == "HEAD"
+                    head, body, limit=limit, deadline=deadline, started=started, head_only=method == "HEAD"
                 )
             except http1.ConnectionClosed:
                 if reused and not connection.received_any and method in http1.IDEMPOTENT_METHODS:
@@ -476,8 +465,15 @@ async def request(
     started = time.monotonic()
     try:
         deadline = asyncio.get_running_loop().time() + timeout
-        response = await _engine.exchange(
-            method, target, head, content, trusted=trusted, limit=max_response_bytes, deadline=deadline
+        return await _engine.exchange(
+            method,
+            target,
+            head,
+            content,
+            trusted=trusted,
+            limit=max_response_bytes,
+            deadline=deadline,
+            started=started,
         )
     except TimeoutError:
         raise OutboundTimeout(f"No answer within {timeout:g} s.") from None
@@ -487,14 +483,6 @@ async def request(
         raise OutboundConnectionError(str(error) or type(error).__name__) from None
     finally:
         _engine.release(gates)
-    return OutboundResponse(
-        status_code=response.status,
-        http_version=f"HTTP/{response.version}",
-        headers=response.headers,
-        body=response.body,
-        truncated=response.truncated,
-        elapsed=time.monotonic() - started,
-    )
 
 
 def send(method: str, url: str, **options: Any) -> OutboundResponse:
