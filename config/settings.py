@@ -158,6 +158,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "core.beat:DatabaseScheduler"  # django-celery-beat's, surviving a database restart
 DJANGO_CELERY_BEAT_TZ_AWARE = True
+CELERY_BEAT_SYNC_EVERY = 1  # each run time is saved as it is sent, for a scheduler that takes over
+# Seconds the beat lease lasts after its holder's last renewal (renewed every fifth of it): a
+# standby scheduler takes over at most this long (and a fifth) after the leader stopped.
+SCHEDULER_LEASE_SECONDS = env_int("SCHEDULER_LEASE_SECONDS", 10, minimum=3)
 # The task each content store schedule's periodic task runs: the send pipeline's (not an environment setting).
 SCHEDULE_FIRE_TASK = "subscriptions.send_schedule"
 

@@ -8,6 +8,8 @@ from django.contrib import admin
 from django.db import models
 from django.urls import path
 
+from .models import LeaderLease
+
 
 class ServiceAdmin(admin.ModelAdmin):
     """A ModelAdmin that saves through services: `create_record` and `update_record`.
@@ -57,4 +59,20 @@ class ReadOnlyInline(admin.TabularInline):
         return self.fields
 
     def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(LeaderLease)
+class LeaderLeaseAdmin(admin.ModelAdmin):
+    """Which scheduler process leads beat now (the others stand by): a record, never edited here."""
+
+    list_display = ("name", "holder", "token", "acquired_at", "expires_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -1,13 +1,18 @@
-"""The scheduler process: celery beat firing the schedules, and the dispatcher of due jobs beside it."""
+"""The scheduler process: celery beat firing the schedules (when this process holds the beat
+lease), and the dispatcher of due jobs beside it (always). Run as many as you like."""
 
+import functools
 import logging
 import signal
 import threading
 
 from celery import current_app
 from celery.beat import EmbeddedService
+from celery.utils.imports import symbol_by_name
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core.leader import Lease, keep_refreshing
 from core.startup import refuse_without_secrets
 from jobs.dispatcher import start_dispatcher_thread
 
@@ -19,7 +24,8 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 class Command(BaseCommand):
     help = (
         "Run the scheduler process: celery beat firing the schedules (django-celery-beat's "
-        "DatabaseScheduler) and, beside it, the dispatcher of due delayed HTTP jobs. Run exactly one."
+        "DatabaseScheduler) while this process leads, and, beside it, the dispatcher of due delayed "
+        "HTTP jobs. Any number may run: one leads beat at a time, the others take over if it stops."
     )
 
     def add_arguments(self, parser) -> None:
@@ -35,11 +41,22 @@ class Command(BaseCommand):
         # deadlock on the connection the interrupted code holds).
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         app = current_app._get_current_object()
-        beat = EmbeddedService(app, thread=True, scheduler_cls=app.conf.beat_scheduler)
+        lease = Lease("beat", seconds=settings.SCHEDULER_LEASE_SECONDS)
+        lease_stop = threading.Event()
+        refresher = threading.Thread(
+            target=keep_refreshing,
+            args=(lease, lease_stop),
+            kwargs={"every": settings.SCHEDULER_LEASE_SECONDS / 5},
+            name="beat lease",
+        )
+        refresher.start()
+        scheduler = functools.partial(symbol_by_name(app.conf.beat_scheduler), lease=lease)
+        beat = EmbeddedService(app, thread=True, scheduler_cls=scheduler)
         beat.start()
+        logger.info("Beat started (leads while it holds the beat lease, as %s).", lease.holder)
         dispatcher, dispatcher_stop = start_dispatcher_thread()
         logger.info("Jobs dispatcher started.")
-        threads: list[threading.Thread] = [beat, dispatcher]
+        threads: list[threading.Thread] = [beat, dispatcher, refresher]
 
         received = None
         while received is None and all(thread.is_alive() for thread in threads):
@@ -50,6 +67,7 @@ class Command(BaseCommand):
 
         beat.service.stop()  # beat leaves its loop within its max interval and saves the schedule
         dispatcher_stop.set()
+        lease_stop.set()  # then the lease is given up, for a standby to take over at once
         for thread in threads:
             thread.join(timeout=30)
         logger.info("Jobs dispatcher stopped.")
