@@ -188,6 +188,14 @@ def test_an_unreachable_store_is_a_503_and_nothing_is_written(writer, use_bucket
     assert not BinaryContent.objects.exists()
 
 
+def test_the_admin_says_when_the_store_is_unreachable(admin_client, use_bucket, unused_port):
+    use_bucket(AWS_S3_ENDPOINT_URL=f"http://127.0.0.1:{unused_port}")
+    response = admin_client.post(f"{ADMIN}/add/", {"content": upload()}, follow=True)
+    assert response.redirect_chain == [(f"{ADMIN}/add/", 302)]
+    assert "The file storage is unavailable; try again shortly." in response.content.decode()
+    assert not BinaryContent.objects.exists()
+
+
 def test_deleting_while_the_store_is_unreachable_deletes_the_record(
     writer, use_bucket, unused_port, django_capture_on_commit_callbacks
 ):
