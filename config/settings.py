@@ -12,6 +12,7 @@ import environ
 
 from config.env import (
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_log_level,
@@ -179,10 +180,42 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Where binary content files live: "filesystem" (MEDIA_ROOT) or "s3" (an S3-compatible bucket shared by every machine).
+MEDIA_STORAGE = env_choice("MEDIA_STORAGE", "filesystem", ["filesystem", "s3"])
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+if MEDIA_STORAGE == "s3":
+    # django-storages' names; the access key and secret come from the environment (AWS_ACCESS_KEY_ID,
+    # AWS_SECRET_ACCESS_KEY) or the machine's role, read by boto3 itself.
+    AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+    require(AWS_STORAGE_BUCKET_NAME is not None, "AWS_STORAGE_BUCKET_NAME must be set when MEDIA_STORAGE is s3.")
+    # Seconds a request to the bucket may take to connect, and to answer, before the upload fails with 503.
+    MEDIA_STORAGE_TIMEOUT = env_int("MEDIA_STORAGE_TIMEOUT", 10, minimum=1)
+    STORAGES["default"] = {
+        "BACKEND": "contentstore.storage.ObjectStorage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            # Another service than AWS (MinIO, Ceph, R2, ...): its URL; unset: AWS S3 itself.
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL"),
+            "region_name": env_str("AWS_S3_REGION_NAME"),
+            # A prefix of every key, to share a bucket ("media" stores media/20240115093012123456.mp3).
+            "location": env_str("AWS_LOCATION", ""),
+            # Signed URLs (a private bucket) valid for AWS_QUERYSTRING_EXPIRE seconds, or plain ones (public reads).
+            "querystring_auth": env_bool("AWS_QUERYSTRING_AUTH", True),
+            "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 3600, minimum=1),
+            # A host that serves the bucket (a CDN): plain URLs on it, never signed.
+            "custom_domain": env_str("AWS_S3_CUSTOM_DOMAIN"),
+            # "path" or "virtual" (bucket as a subdomain); unset: the library's choice for the endpoint.
+            "addressing_style": env_str("AWS_S3_ADDRESSING_STYLE"),
+            "timeout": MEDIA_STORAGE_TIMEOUT,
+        },
+    }
+    require(
+        STORAGES["default"]["OPTIONS"]["addressing_style"] in (None, "path", "virtual"),
+        "AWS_S3_ADDRESSING_STYLE must be path or virtual.",
+    )
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 

@@ -17,7 +17,7 @@ from django.utils.text import slugify
 from core.admin import ServiceAdmin
 
 from . import selectors, services
-from .errors import ContentInUse, MessageImportError
+from .errors import ContentInUse, FileStorageUnavailable, MessageImportError
 from .models import BinaryContent, Message, MessageSet, Schedule
 from .validators import CRON_FIELDS
 
@@ -317,6 +317,14 @@ class BinaryContentAdmin(ContentAdmin):
     writes = services.BINARY_CONTENT_WRITES
     counted = "messages"
     use_count = _counted("messages")
+
+    def changeform_view(self, request, *args, **kwargs):
+        """An unreachable file storage is a message on the form's page, not a server error."""
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except FileStorageUnavailable as error:
+            self.message_user(request, str(error.detail), messages.ERROR)
+            return HttpResponseRedirect(request.path)
 
     @admin.display(description="file", ordering="content")
     def file_name(self, item: BinaryContent) -> str:

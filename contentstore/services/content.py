@@ -109,7 +109,7 @@ def message_delete(*, message: Message) -> None:
 def _delete_file_on_commit(name: str | None) -> None:
     if name:
         storage = BinaryContent._meta.get_field("content").storage
-        transaction.on_commit(lambda: storage.delete(name))
+        transaction.on_commit(lambda: storage.delete(name), robust=True)  # an unreachable store leaves the file
 
 
 def binary_content_create(*, content: File) -> BinaryContent:
