@@ -153,12 +153,17 @@ def _histograms(stored: dict) -> Iterator:
 
 
 def _broker_queue_length() -> float | None:
+    """Tasks ready in the default queue, as the broker counts them (Redis or RabbitMQ): a passive
+    declare changes nothing, and finds no queue when nothing was ever queued (or, on Redis, none is)."""
     app = current_app
     try:
         with app.connection_for_read() as connection:
-            client = connection.default_channel.client
-            return float(client.llen(app.conf.task_default_queue))
-    except Exception as error:  # the figure is optional: a broker without lists, or down
+            try:
+                declared = connection.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True)
+            except connection.channel_errors:
+                return 0.0
+            return float(declared.message_count)
+    except Exception as error:  # the figure is optional: the broker is down
         logger.warning("Broker queue length unavailable: %s", error)
         return None
 
