@@ -153,16 +153,14 @@ def _histograms(stored: dict) -> Iterator:
 
 
 def _broker_queue_length() -> float | None:
-    """Tasks ready in the default queue, as the broker counts them (Redis or RabbitMQ): a passive
-    declare changes nothing, and finds no queue when nothing was ever queued (or, on Redis, none is)."""
+    """Tasks ready in the default queue, as the broker counts them, Redis or RabbitMQ: the queue is
+    declared as the workers declare it (which changes nothing when it exists), and both answer that
+    with its length."""
     app = current_app
     try:
         with app.connection_for_read() as connection:
-            try:
-                declared = connection.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True)
-            except connection.channel_errors:
-                return 0.0
-            return float(declared.message_count)
+            queue = app.amqp.queues[app.conf.task_default_queue].bind(connection.default_channel)
+            return float(queue.queue_declare().message_count)
     except Exception as error:  # the figure is optional: the broker is down
         logger.warning("Broker queue length unavailable: %s", error)
         return None

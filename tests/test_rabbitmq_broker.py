@@ -142,12 +142,13 @@ def test_a_due_job_is_delivered_through_rabbitmq(on_rabbitmq, sink, make_token):
     assert received.key == str(job.delivery_id)
 
 
-def test_tasks_wait_in_a_durable_queue_as_persistent_messages(on_rabbitmq, sink):
+def test_queued_tasks_wait_durable_and_persistent_and_the_metrics_count_them(on_rabbitmq, make_token, api, admin_user):
     schedule_id, _ = _subscriptions_on_one_schedule()
+    _, raw = make_token("messaging:admin", user=admin_user)
 
     tasks.send_schedule.delay(schedule_id)
 
-    assert _broker_queue_length() == 1.0
+    assert "sbm_send_queue_length 1.0" in api(raw).get("/metrics").content.decode().splitlines()
     vhost = on_rabbitmq.rsplit("/", 1)[1]
     listed = json.loads(_rabbitmqctl("list_queues", "-p", vhost, "name", "durable", "--formatter", "json", "-q"))
     assert {"name": "celery", "durable": True} in listed
