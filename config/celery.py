@@ -6,6 +6,9 @@ from celery.signals import beat_init, task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+# URL schemes of a RabbitMQ (AMQP) broker; any other broker URL is a Redis one.
+RABBITMQ_SCHEMES = ("amqp", "amqps", "pyamqp")
+
 app = Celery("config", task_cls="core.ticks:OncePerTick")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
@@ -15,6 +18,17 @@ app.autodiscover_tasks()
 # and a new PostgreSQL connection costs more than most of them. Connections are kept as Django
 # keeps them between requests instead: up to DATABASE_CONN_MAX_AGE, checked before reuse.
 app.conf["CELERY_DB_REUSE_MAX"] = sys.maxsize
+
+
+def broker_is_rabbitmq(url: str) -> bool:
+    return url.partition("://")[0].lower() in RABBITMQ_SCHEMES
+
+
+def broker_transport_options(url: str) -> dict:
+    """Options of the broker's transport, which differ by kind. On RabbitMQ, publisher confirms:
+    queueing a task waits until the broker holds it, and fails loudly when it will not. On Redis,
+    kombu's defaults (Redis-only options, such as `global_keyprefix`, never reach RabbitMQ)."""
+    return {"confirm_publish": True} if broker_is_rabbitmq(url) else {}
 
 
 @task_prerun.connect

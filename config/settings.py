@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 
+from config.celery import broker_transport_options
 from config.env import (
     env_bool,
     env_choice,
@@ -143,7 +144,9 @@ REDIS_SOCKET_TIMEOUT = env_int("REDIS_SOCKET_TIMEOUT", 5, minimum=1)
 # Most Redis connections one web process opens for the cache and topics paths.
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 200, minimum=1)
 
+# Redis (redis://, the default) or RabbitMQ (amqp://user:password@host:5672/vhost): docs/deploy.md.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

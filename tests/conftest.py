@@ -16,7 +16,10 @@ from harness.peer import local_server
 from harness.waiting import free_port
 from tests.worker import running_worker
 
-BROKER_PREFIX = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"].encode()
+# The prefix of the test broker's keys: none when the broker is RabbitMQ, which keeps nothing in Redis.
+BROKER_PREFIXES = tuple(
+    prefix.encode() for prefix in [settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("global_keyprefix")] if prefix
+)
 
 
 def _unreachable(what: str, where: str, how: str) -> None:
@@ -63,7 +66,7 @@ def _fresh_state():
     """Each test starts with no data in the test Redis database (the Celery broker's
     keys excepted) and no trusted token or cache lookups."""
     client = get_redis()
-    stale = [key for key in client.scan_iter(count=1000) if not key.startswith(BROKER_PREFIX)]
+    stale = [key for key in client.scan_iter(count=1000) if not key.startswith(BROKER_PREFIXES)]
     if stale:
         client.delete(*stale)
     _forget_trusted_lookups()

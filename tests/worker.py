@@ -4,6 +4,7 @@ from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
 from config.celery import app as celery_app
+from config.celery import broker_transport_options
 from harness.waiting import free_port
 
 
@@ -21,18 +22,23 @@ def running_worker():
 
 
 @contextmanager
-def unreachable_broker():
-    """Celery's broker is a port nothing listens on (Redis down, for queueing tasks) until leaving."""
-    port = free_port()
-    saved = celery_app.conf.broker_url
+def using_broker(url: str):
+    """Celery's broker, in this process, is `url` (with the transport options of its kind) until leaving."""
+    saved = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
 
-    def use(url: str) -> None:
+    def use(url: str, options: dict) -> None:
         celery_app.conf.broker_url = url
+        celery_app.conf.broker_transport_options = options
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
-    use(f"redis://127.0.0.1:{port}/0")
+    use(url, broker_transport_options(url))
     try:
         yield
     finally:
-        use(saved)
+        use(*saved)
+
+
+def unreachable_broker():
+    """Celery's broker is a port nothing listens on (Redis down, for queueing tasks) until leaving."""
+    return using_broker(f"redis://127.0.0.1:{free_port()}/0")

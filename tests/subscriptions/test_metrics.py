@@ -4,6 +4,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug import Response
 
+from config.celery import app as celery_app
+from subscriptions import tasks
 from subscriptions.models import EstimatedSend
 
 from .factories import make_messages, make_messageset, make_schedule, make_subscription
@@ -55,6 +57,17 @@ def test_run_send_estimate_records_todays_estimates(writer, run_queued):
 def test_the_prometheus_exposition_needs_a_messaging_admin_token(api, writer):
     assert api().get("/metrics").status_code == 401
     assert writer.get("/metrics").status_code == 403
+
+
+def test_the_queue_length_counts_the_tasks_waiting_in_the_broker(operator):
+    celery_app.control.purge()
+    for _ in range(2):
+        tasks.estimate_daily_sends.delay()
+    try:
+        samples = _samples(operator.get("/metrics").content)
+    finally:
+        celery_app.control.purge()
+    assert samples[("sbm_send_queue_length", ())] == 2.0
 
 
 def test_an_allowed_network_may_scrape_without_a_token(api, settings):
