@@ -21,18 +21,25 @@ def running_worker():
 
 
 @contextmanager
-def unreachable_broker():
-    """Celery's broker is a port nothing listens on (Redis down, for queueing tasks) until leaving."""
-    port = free_port()
-    saved = celery_app.conf.broker_url
+def using_broker(url: str, transport_options: dict | None = None):
+    """Celery's broker is `url` (with kombu's `transport_options`) until leaving."""
+    saved = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
 
-    def use(url: str) -> None:
-        celery_app.conf.broker_url = url
+    def use(broker_url: str, options: dict) -> None:
+        celery_app.conf.broker_url = broker_url
+        celery_app.conf.broker_transport_options = options
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
-    use(f"redis://127.0.0.1:{port}/0")
+    use(url, transport_options if transport_options is not None else saved[1])
     try:
         yield
     finally:
-        use(saved)
+        use(*saved)
+
+
+@contextmanager
+def unreachable_broker():
+    """Celery's broker is a port nothing listens on (Redis down, for queueing tasks) until leaving."""
+    with using_broker(f"redis://127.0.0.1:{free_port()}/0"):
+        yield
