@@ -7,17 +7,20 @@ with passwords on both, so that REDIS_URL's and REDIS_SENTINEL_PASSWORD's reach 
 should. REDIS_URL's own host is a port nothing listens on: only its password and database count.
 """
 
+import asyncio
 import threading
 from collections import Counter
 
 import httpx
 import pytest
 import redis
+from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
 
 from cache_api import services
 from cache_api.keys import item_key
 from cache_api.tasks import cache_items_purge
+from core.redis import get_async_redis
 from harness.redis_servers import SentinelGroup
 from harness.waiting import HOST, free_port, wait_until
 from tests.core.test_settings import read_settings
@@ -144,6 +147,16 @@ def test_sentinels_that_cannot_be_reached_are_a_503_with_a_message(through_senti
     )
     assert response.status_code == 503
     assert response.json() == {"message": "The cache is unavailable: Redis cannot be reached. Try again shortly."}
+
+
+def test_the_asyncio_pool_through_sentinel_waits_for_a_free_connection(through_sentinel, settings):
+    settings.REDIS_MAX_CONNECTIONS = 1
+
+    async def at_once() -> list:
+        client = get_async_redis()
+        return await asyncio.gather(*(client.incr("sentinel-test:count") for _ in range(5)))
+
+    assert len(set(async_to_sync(at_once)())) == 5  # a pool that does not wait refuses the second: too many connections
 
 
 # --- Failover ----------------------------------------------------------------------------------
