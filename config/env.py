@@ -128,3 +128,16 @@ def env_secret(name: str, *, debug: bool, development_value: str) -> str:
     """A secret; when unset, `development_value` with DEBUG on, else "" (then serving
     processes refuse to start: MISSING_SECRETS, core/startup.py)."""
     return env_str(name) or (development_value if debug else "")
+
+
+def env_addresses(name: str, default: list[str]) -> tuple[tuple[str, int], ...]:
+    """Comma-separated `host:port` pairs, as (host, port) tuples."""
+    addresses = []
+    for value in env_list(name, default):
+        host, _, port = value.rpartition(":")
+        require(
+            bool(host) and port.isdigit() and 0 < int(port) < 65536,
+            f"{name}: {value!r} is not an address: write it as host:port, e.g. 10.0.0.5:26379.",
+        )
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)

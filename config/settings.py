@@ -7,11 +7,13 @@ variable. No app checks settings again.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
 from config.celery import broker_transport_options
 from config.env import (
+    env_addresses,
     env_bool,
     env_choice,
     env_int,
@@ -144,9 +146,40 @@ REDIS_SOCKET_TIMEOUT = env_int("REDIS_SOCKET_TIMEOUT", 5, minimum=1)
 # Most Redis connections one web process opens for the cache and topics paths.
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 200, minimum=1)
 
-# Redis (redis://, the default) or RabbitMQ (amqp://user:password@host:5672/vhost): docs/deploy.md.
+# Sentinels (host:port, comma-separated) that name the Redis primary; unset: REDIS_URL's host is the Redis.
+REDIS_SENTINELS = env_addresses("REDIS_SENTINELS", [])
+# The name the Sentinels monitor the primary under (their `sentinel monitor <name> ...`).
+REDIS_SENTINEL_MASTER = env_str("REDIS_SENTINEL_MASTER", "")
+# The Sentinels' own password (their requirepass), if they ask for one; REDIS_URL's is the data nodes'.
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD", "")
+require(
+    bool(REDIS_SENTINELS) == bool(REDIS_SENTINEL_MASTER),
+    "REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both, or neither.",
+)
+
+
+def _sentinel_broker_url(redis_url: str, sentinels: tuple[tuple[str, int], ...]) -> str:
+    """kombu's URL for a broker behind Sentinel: every Sentinel, each with REDIS_URL's credentials and database."""
+    parts = urlsplit(redis_url)
+    credentials = parts.netloc.rpartition("@")[0]
+    login = f"{credentials}@" if credentials else ""
+    return ";".join(f"sentinel://{login}{f'[{h}]' if ':' in h else h}:{p}{parts.path}" for h, p in sentinels)
+
+
+# The broker: REDIS_URL's Redis when unset, through the Sentinels when REDIS_SENTINELS is set;
+# or RabbitMQ (amqp://user:password@host:5672/vhost): docs/deploy.md.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
+if REDIS_SENTINELS and not env_str("CELERY_BROKER_URL"):
+    CELERY_BROKER_URL = _sentinel_broker_url(REDIS_URL, REDIS_SENTINELS)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "master_name": REDIS_SENTINEL_MASTER,
+        "sentinel_kwargs": {
+            "password": REDIS_SENTINEL_PASSWORD or None,
+            "socket_timeout": REDIS_SOCKET_TIMEOUT,
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+        },
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

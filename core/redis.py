@@ -4,40 +4,97 @@ from functools import lru_cache
 
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.retry import Retry
 
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# ReadOnlyError: a write reached a primary that has since been demoted to a replica (a failover).
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+
+
+def _node_options(url: str) -> dict:
+    """What REDIS_URL says of every node behind Sentinel (database, credentials, TLS), its address aside."""
+    options = parse_url(url)
+    for name in ("host", "port", "path", "connection_class"):
+        options.pop(name, None)
+    return {**options, "ssl": url.startswith("rediss://")}
+
+
+def _sentinel_options(timeout: int, password: str) -> dict:
+    """For asking the Sentinels: one try each (an unreachable one is skipped for the next), bounded by `timeout`."""
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+    return {**options, "password": password} if password else options
 
 
 @lru_cache(maxsize=8)
-def _client(url: str, timeout: int) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30)
+def _client(url: str, timeout: int, sentinels: tuple, master: str, sentinel_password: str) -> redis.Redis:
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "health_check_interval": 30}
+    if not sentinels:
+        return redis.Redis.from_url(url, **options)
+    sentinel = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=_sentinel_options(timeout, sentinel_password))
+    return sentinel.master_for(master, **_node_options(url), **options)
 
 
 def get_redis() -> redis.Redis:
-    """The process's Redis client (a connection pool) for REDIS_URL."""
-    return _client(settings.REDIS_URL, settings.REDIS_SOCKET_TIMEOUT)
+    """The process's Redis client (a connection pool) for REDIS_URL, or for the primary the
+    Sentinels name when REDIS_SENTINELS is set: after a failover its connections find the new one."""
+    return _client(
+        settings.REDIS_URL,
+        settings.REDIS_SOCKET_TIMEOUT,
+        settings.REDIS_SENTINELS,
+        settings.REDIS_SENTINEL_MASTER,
+        settings.REDIS_SENTINEL_PASSWORD,
+    )
 
 
-# An asyncio client belongs to the event loop that made it: one per loop and URL.
+class BlockingSentinelConnectionPool(
+    redis.asyncio.sentinel.SentinelConnectionPool, redis.asyncio.BlockingConnectionPool
+):
+    """Sentinel's pool (each new connection asks the Sentinels for the primary) that waits for a
+    free connection when all are in use, as the pool of a plain REDIS_URL does."""
+
+
+# An asyncio client belongs to the event loop that made it: one per loop and set of Redis settings.
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _async_client(timeout: int) -> redis.asyncio.Redis:
+    options = {
+        "max_connections": settings.REDIS_MAX_CONNECTIONS,
+        "timeout": timeout,  # seconds to wait for a free connection
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+    }
+    if not settings.REDIS_SENTINELS:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(settings.REDIS_URL, **options)
+        return redis.asyncio.Redis(connection_pool=pool)
+    sentinel = redis.asyncio.sentinel.Sentinel(
+        settings.REDIS_SENTINELS, sentinel_kwargs=_sentinel_options(timeout, settings.REDIS_SENTINEL_PASSWORD)
+    )
+    return sentinel.master_for(
+        settings.REDIS_SENTINEL_MASTER,
+        connection_pool_class=BlockingSentinelConnectionPool,
+        **_node_options(settings.REDIS_URL),
+        **options,
+    )
+
+
 def get_async_redis() -> redis.asyncio.Redis:
-    """The running event loop's asyncio Redis client for REDIS_URL."""
+    """The running event loop's asyncio Redis client for REDIS_URL (through Sentinel when REDIS_SENTINELS is set)."""
     loop = asyncio.get_running_loop()
     clients = _async_clients.setdefault(loop, {})
-    key = (settings.REDIS_URL, settings.REDIS_SOCKET_TIMEOUT)
+    key = (
+        settings.REDIS_URL,
+        settings.REDIS_SOCKET_TIMEOUT,
+        settings.REDIS_SENTINELS,
+        settings.REDIS_SENTINEL_MASTER,
+        settings.REDIS_SENTINEL_PASSWORD,
+    )
     client = clients.get(key)
     if client is None:
-        timeout = settings.REDIS_SOCKET_TIMEOUT
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=settings.REDIS_MAX_CONNECTIONS,
-            timeout=timeout,  # seconds to wait for a free connection
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            health_check_interval=30,
-        )
-        client = clients[key] = redis.asyncio.Redis(connection_pool=pool)
+        client = clients[key] = _async_client(settings.REDIS_SOCKET_TIMEOUT)
     return client

@@ -22,17 +22,18 @@ def running_worker():
 
 
 @contextmanager
-def using_broker(url: str):
-    """Celery's broker, in this process, is `url` (with the transport options of its kind) until leaving."""
+def using_broker(url: str, transport_options: dict | None = None):
+    """Celery's broker, in this process, is `url` (with kombu's `transport_options`, by default
+    those of its kind) until leaving."""
     saved = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
 
-    def use(url: str, options: dict) -> None:
-        celery_app.conf.broker_url = url
+    def use(broker_url: str, options: dict) -> None:
+        celery_app.conf.broker_url = broker_url
         celery_app.conf.broker_transport_options = options
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
-    use(url, broker_transport_options(url))
+    use(url, broker_transport_options(url) if transport_options is None else transport_options)
     try:
         yield
     finally:
