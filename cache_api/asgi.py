@@ -2,7 +2,9 @@
 
 Per request: the token check and the cache lookup come from short in-process
 caches, and one Lua call does the rate limiting and the item operation in a
-single Redis round trip.
+single Redis round trip. On a Redis Cluster (DATA_REDIS_CLUSTER_NODES) the user's
+rate-limit counters and the item are in different slots: the limit is counted
+first, on the user's slot, then the item's command runs on the item's.
 """
 
 import base64
@@ -13,8 +15,8 @@ import re
 from accounts.authentication import lean_authenticate
 from accounts.scopes import describe_missing
 from core.asgi import HTTPError, Request, Response, Send, ascii_whole_number, lean_app, preflight
-from core.ratelimit import LUA_FUNCTIONS, counter_keys, limits, rate_limited
-from core.redis import get_async_redis
+from core.ratelimit import LUA_FUNCTIONS, acharge, counter_keys, limits, rate_limited
+from core.redis import data_is_cluster, get_async_data_redis
 from core.scripts import RedisScript
 
 from .keys import cache_name_error, item_key
@@ -92,8 +94,32 @@ def parse_ttl(query: dict[bytes, bytes], cache: CacheInfo) -> int:
 
 
 async def run_item_script(*, op: str, user_id: int, key: bytes, value: bytes = b"", ttl: int = 0) -> list:
+    """The item operation, rate limited; answers as ITEM_SCRIPT does."""
+    if data_is_cluster():
+        return await run_item_commands(op=op, user_id=user_id, key=key, value=value, ttl=ttl)
     requests, moved = limits()
-    return await ITEM_SCRIPT.run(get_async_redis(), [key, *counter_keys(user_id)], [op, requests, moved, value, ttl])
+    return await ITEM_SCRIPT.run(
+        get_async_data_redis(), [key, *counter_keys(user_id)], [op, requests, moved, value, ttl]
+    )
+
+
+async def run_item_commands(*, op: str, user_id: int, key: bytes, value: bytes, ttl: int) -> list:
+    """ITEM_SCRIPT's work on a Redis Cluster: the limit counted on the user's slot, then the item's
+    command; a hit's bytes are counted once its size is known. HTTPError 429 past a limit."""
+    client = get_async_data_redis()
+    if op == "get":
+        await acharge(user_id)
+        found = await client.get(key)
+        if found is None:
+            return [b"miss"]
+        await acharge(user_id, request=False, size=len(found))
+        return [b"hit", found]
+    await acharge(user_id, size=len(value))
+    if op == "set":
+        await client.set(key, value, ex=ttl)
+    else:
+        await client.unlink(key)
+    return [b"ok"]
 
 
 async def respond(request: Request, send: Send) -> Response:

@@ -5,6 +5,8 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from core.redis import data_primaries
+
 from .keys import cache_patterns
 from .models import NAME_PATTERN, NAME_RULE, Cache
 from .tasks import cache_items_purge
@@ -45,15 +47,26 @@ def cache_delete(*, cache: Cache) -> None:
 
 
 def cache_items_remove(*, cache_id: int, redis_client) -> int:
-    """Remove a deleted cache's items and topics from Redis without blocking it (SCAN + UNLINK)."""
+    """Remove a deleted cache's items and topics from Redis without blocking it (SCAN + UNLINK),
+    on every primary of a Redis Cluster."""
     removed = 0
-    for pattern in cache_patterns(cache_id):
-        batch = []
-        for key in redis_client.scan_iter(match=pattern, count=PURGE_BATCH):
-            batch.append(key)
-            if len(batch) >= PURGE_BATCH:
-                removed += redis_client.unlink(*batch)
-                batch = []
-        if batch:
-            removed += redis_client.unlink(*batch)
+    for node in data_primaries(redis_client):
+        for pattern in cache_patterns(cache_id):
+            batch = []
+            for key in node.scan_iter(match=pattern, count=PURGE_BATCH):
+                batch.append(key)
+                if len(batch) >= PURGE_BATCH:
+                    removed += _unlink(node, batch)
+                    batch = []
+            if batch:
+                removed += _unlink(node, batch)
     return removed
+
+
+def _unlink(node, keys: list[bytes]) -> int:
+    """UNLINK `keys` in one round trip, one command per key: a cluster node refuses one UNLINK
+    of keys in different slots."""
+    pipe = node.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    return sum(pipe.execute())

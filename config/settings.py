@@ -145,6 +145,14 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 REDIS_SOCKET_TIMEOUT = env_int("REDIS_SOCKET_TIMEOUT", 5, minimum=1)
 # Most Redis connections one web process opens for the cache and topics paths.
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 200, minimum=1)
+# Redis Cluster nodes (host:port, comma-separated) for cache items and topic streams; empty: REDIS_URL.
+DATA_REDIS_CLUSTER_NODES = env_list("DATA_REDIS_CLUSTER_NODES", [])
+require(
+    all(host and port.isdigit() for host, _, port in (node.rpartition(":") for node in DATA_REDIS_CLUSTER_NODES)),
+    f"DATA_REDIS_CLUSTER_NODES must be host:port items, comma-separated, not {DATA_REDIS_CLUSTER_NODES!r}.",
+)
+# The cluster nodes' password (requirepass / masterauth); empty: none.
+DATA_REDIS_CLUSTER_PASSWORD = env_str("DATA_REDIS_CLUSTER_PASSWORD", "")
 
 # Sentinels (host:port, comma-separated) that name the Redis primary; unset: REDIS_URL's host is the Redis.
 REDIS_SENTINELS = env_addresses("REDIS_SENTINELS", [])

@@ -4,13 +4,16 @@ A limit holds for a user, not a token: every token of a user (the ones it minted
 counts against the same budget, so more tokens do not buy more requests.
 
 Two ways to count:
-- The cache and topics faces count inside their own Lua script, so that limiting and the
-  operation cost one Redis round trip together: the script includes `LUA_FUNCTIONS` and
-  passes `counter_keys(user_id)` (requests and bytes per second, CACHE_RATE_LIMIT_*).
-- Anything else counts a request with `over_limit`: one INCR in a window of `seconds`,
-  e.g. `over_limit("mint", user.pk, limit=10)` (accounts/throttles.py).
-  `arequest_allowed(user_id)` counts one request of the cache and topics budget that no
-  script of its own does (a subscribe), raising the 429.
+- The cache and topics faces count requests and bytes per second (CACHE_RATE_LIMIT_*)
+  on the data Redis (`get_async_data_redis`). On one Redis they count inside their own
+  Lua script, so that limiting and the operation cost one Redis round trip together: the
+  script includes `LUA_FUNCTIONS` and passes `counter_keys(user_id)`. On a Redis Cluster
+  the user's counters and the item or topic are in different slots, so `acharge` counts
+  first, in a call of its own on the user's slot (its counters share a hash tag).
+  `arequest_allowed(user_id)` counts one request that no script of its own does (a
+  subscribe). Both raise the 429.
+- Anything else counts a request with `over_limit` on REDIS_URL: one INCR in a window of
+  `seconds`, e.g. `over_limit("mint", user.pk, limit=10)` (accounts/throttles.py).
 """
 
 import time
@@ -18,7 +21,7 @@ import time
 from django.conf import settings
 
 from .asgi import HTTPError
-from .redis import get_async_redis, get_redis
+from .redis import get_async_data_redis, get_redis
 from .scripts import RedisScript
 
 # over_requests(key, limit) / over_bytes(key, limit, size): count and say whether the
@@ -58,9 +61,10 @@ return 0
 
 
 def counter_keys(user_id: int) -> tuple[str, str]:
-    """The request and byte counters of a user (all of its tokens) for the current second."""
+    """The request and byte counters of a user (all of its tokens) for the current second, in one
+    Redis Cluster slot (the hash tag `{<user id>}`)."""
     second = int(time.time())
-    return f"ratelimit:requests:{user_id}:{second}", f"ratelimit:bytes:{user_id}:{second}"
+    return f"ratelimit:{{{user_id}}}:requests:{second}", f"ratelimit:{{{user_id}}}:bytes:{second}"
 
 
 def limits() -> tuple[int, int]:
@@ -93,12 +97,28 @@ def over_limit(name: str, subject: object, *, limit: int, seconds: int = 1) -> b
     return bool(WINDOW_SCRIPT.run_sync(get_redis(), keys, [limit, seconds]))
 
 
-# Counts on the cache and topics request budget, as over_requests does inside a face's script.
-REQUEST_SCRIPT = RedisScript(LUA_FUNCTIONS + "\nif over_requests(KEYS[1], ARGV[1]) then return 1 end\nreturn 0\n")
+# KEYS: request counter, byte counter. ARGV: request limit (0: no request counted), byte limit, size.
+CHARGE_SCRIPT = RedisScript(
+    LUA_FUNCTIONS
+    + """
+if over_requests(KEYS[1], ARGV[1]) then return 'requests' end
+if over_bytes(KEYS[2], ARGV[2], tonumber(ARGV[3])) then return 'bytes' end
+return 'ok'
+"""
+)
+
+
+async def acharge(user_id: int, *, request: bool = True, size: int = 0) -> None:
+    """Count a request (unless not `request`) and `size` bytes of the user's cache and topics
+    budget, as `over_requests` and `over_bytes` do inside a face's script; the 429 when spent."""
+    requests, moved = limits()
+    answer = await CHARGE_SCRIPT.run(
+        get_async_data_redis(), list(counter_keys(user_id)), [requests if request else 0, moved, size]
+    )
+    if answer != b"ok":
+        raise rate_limited(answer.decode())
 
 
 async def arequest_allowed(user_id: int) -> None:
     """Count one request of the user's cache and topics budget; the 429 when it is spent."""
-    requests, _ = limits()
-    if await REQUEST_SCRIPT.run(get_async_redis(), [counter_keys(user_id)[0]], [requests]):
-        raise rate_limited("requests")
+    await acharge(user_id)

@@ -4,15 +4,19 @@ from functools import lru_cache
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.sentinel
+import redis.cluster
 import redis.sentinel
 from django.conf import settings
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
 
 # ReadOnlyError: a write reached a primary that has since been demoted to a replica (a failover).
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+# A Redis Cluster that cannot answer now (a node failing over, slots uncovered, no node reachable).
+REDIS_ERRORS += (redis.exceptions.ClusterError, redis.exceptions.TryAgainError, redis.exceptions.RedisClusterException)
 
 
 def _node_options(url: str) -> dict:
@@ -98,3 +102,67 @@ def get_async_redis() -> redis.asyncio.Redis:
     if client is None:
         client = clients[key] = _async_client(settings.REDIS_SOCKET_TIMEOUT)
     return client
+
+
+# --- The data faces' Redis: a Redis Cluster when DATA_REDIS_CLUSTER_NODES is set ---------
+#
+# Cache items, topic streams and the cache and topics rate limits live here; everything
+# else (other rate limits, metrics, the Celery broker) stays on REDIS_URL. A cluster
+# client follows MOVED and ASK itself, and retries a command a few times while a node
+# fails over; past that the command raises one of REDIS_ERRORS (a 503).
+
+CLUSTER_RETRIES = 3  # attempts after the first, with a backoff of at most a second between them
+
+
+def data_is_cluster() -> bool:
+    """Whether the data faces use a Redis Cluster (DATA_REDIS_CLUSTER_NODES) rather than REDIS_URL."""
+    return bool(settings.DATA_REDIS_CLUSTER_NODES)
+
+
+def _cluster_settings() -> tuple[tuple[str, ...], str, int]:
+    return tuple(settings.DATA_REDIS_CLUSTER_NODES), settings.DATA_REDIS_CLUSTER_PASSWORD, settings.REDIS_SOCKET_TIMEOUT
+
+
+def _cluster_client(module, nodes: tuple[str, ...], password: str, timeout: int, **options):
+    """A `module.RedisCluster` (redis.cluster or redis.asyncio.cluster) started from `nodes` ("host:port")."""
+    startup = [module.ClusterNode(host, int(port)) for host, _, port in (node.rpartition(":") for node in nodes)]
+    return module.RedisCluster(
+        startup_nodes=startup,
+        password=password or None,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1), CLUSTER_RETRIES),
+        **options,
+    )
+
+
+@lru_cache(maxsize=4)
+def _sync_cluster_client(nodes: tuple[str, ...], password: str, timeout: int) -> redis.cluster.RedisCluster:
+    return _cluster_client(redis.cluster, nodes, password, timeout)
+
+
+def get_data_redis() -> redis.Redis | redis.cluster.RedisCluster:
+    """The process's client for cache items and topic streams: the cluster's, or REDIS_URL's."""
+    return _sync_cluster_client(*_cluster_settings()) if data_is_cluster() else get_redis()
+
+
+def get_async_data_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+    """The running event loop's client for cache items and topic streams: the cluster's, or REDIS_URL's."""
+    if not data_is_cluster():
+        return get_async_redis()
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    key = ("cluster", *_cluster_settings())
+    client = clients.get(key)
+    if client is None:
+        # REDIS_MAX_CONNECTIONS per node: a node's pool does not wait for a free connection, it fails (a 503).
+        client = clients[key] = _cluster_client(
+            redis.asyncio.cluster, *key[1:], max_connections=settings.REDIS_MAX_CONNECTIONS
+        )
+    return client
+
+
+def data_primaries(client) -> list[redis.Redis]:
+    """A client per primary that holds data faces' keys: each cluster primary's, or `client` itself."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        return [client.get_redis_connection(node) for node in client.get_primaries()]
+    return [client]

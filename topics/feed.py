@@ -14,7 +14,7 @@ from collections import deque
 
 from django.conf import settings
 
-from core.redis import REDIS_ERRORS, get_async_redis
+from core.redis import REDIS_ERRORS, get_async_data_redis
 
 from .store import Message, TopicRef, messages_from, topic_state
 
@@ -85,7 +85,7 @@ class TopicFeed:
             self._wake()
 
     async def _follow(self) -> None:
-        client = get_async_redis()
+        client = get_async_data_redis()
         # A blocking read must end before the socket timeout, or a quiet topic looks like an unreachable Redis.
         block_ms = max(100, min(BLOCK_MS, settings.REDIS_SOCKET_TIMEOUT * 1000 // 2))
         resync = False  # after Redis could not be reached: it may have restarted empty, the topic on a new page

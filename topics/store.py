@@ -4,6 +4,11 @@ Entry `<seq>-0` holds the kind (`t` text, `b` binary), the value and the publish
 time in ms. A hash beside it holds the page and the last sequence number. Both
 expire TOPICS_REPLAY_SECONDS after the last publish; the next publish then starts
 a new page at sequence 1, which subscribers learn of as a discontinuity.
+
+A publish is one Lua call that also counts the user's rate limits. On a Redis Cluster
+(DATA_REDIS_CLUSTER_NODES) those counters are in another slot than the topic's keys, so
+the limits are counted first, on the user's slot, and the script then touches the
+topic's two keys alone (they share a hash tag: see cache_api/keys.py).
 """
 
 import base64
@@ -13,17 +18,12 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from cache_api.keys import topic_key, topic_meta_key
-from core.ratelimit import LUA_FUNCTIONS, counter_keys, limits, rate_limited
-from core.redis import get_async_redis
+from core.ratelimit import LUA_FUNCTIONS, acharge, counter_keys, limits, rate_limited
+from core.redis import data_is_cluster, get_async_data_redis
 from core.scripts import RedisScript
 
-# KEYS: stream, meta, request counter, byte counter.
-# ARGV: kind, value, now ms, max length, max age ms, request limit, byte limit.
-PUBLISH_SCRIPT = RedisScript(
-    LUA_FUNCTIONS
-    + """
-if over_requests(KEYS[3], ARGV[6]) then return {'requests'} end
-if over_bytes(KEYS[4], ARGV[7], string.len(ARGV[2])) then return {'bytes'} end
+# KEYS: stream, meta. ARGV: kind, value, now ms, max length, max age ms. Answers {'ok', page, seq}.
+APPEND = """
 local now = tonumber(ARGV[3])
 local page = redis.call('HGET', KEYS[2], 'page')
 if not page then
@@ -48,7 +48,17 @@ redis.call('EXPIRE', KEYS[1], ttl)
 redis.call('EXPIRE', KEYS[2], ttl)
 return {'ok', page, seq}
 """
+# KEYS: stream, meta, request counter, byte counter. ARGV: APPEND's, then request limit, byte limit.
+PUBLISH_SCRIPT = RedisScript(
+    LUA_FUNCTIONS
+    + """
+if over_requests(KEYS[3], ARGV[6]) then return {'requests'} end
+if over_bytes(KEYS[4], ARGV[7], string.len(ARGV[2])) then return {'bytes'} end
+"""
+    + APPEND
 )
+# A Redis Cluster's publish: the limits were counted before, on the user's slot.
+APPEND_SCRIPT = RedisScript(APPEND)
 
 
 @dataclass(frozen=True)
@@ -98,27 +108,26 @@ def messages_from(entries: list, page: int) -> list[Message]:
 
 async def topic_publish(*, topic: TopicRef, user_id: int, value: bytes, binary: bool) -> tuple[int, int]:
     """Append a message; its (page, sequence number). HTTPError 429 past a rate limit."""
-    requests, moved = limits()
-    result = await PUBLISH_SCRIPT.run(
-        get_async_redis(),
-        [topic.key, topic.meta_key, *counter_keys(user_id)],
-        [
-            "b" if binary else "t",
-            value,
-            int(time.time() * 1000),
-            settings.TOPICS_REPLAY_LENGTH,
-            settings.TOPICS_REPLAY_SECONDS * 1000,
-            requests,
-            moved,
-        ],
-    )
+    keys = [topic.key, topic.meta_key]
+    args = [
+        "b" if binary else "t",
+        value,
+        int(time.time() * 1000),
+        settings.TOPICS_REPLAY_LENGTH,
+        settings.TOPICS_REPLAY_SECONDS * 1000,
+    ]
+    if data_is_cluster():
+        await acharge(user_id, size=len(value))
+        result = await APPEND_SCRIPT.run(get_async_data_redis(), keys, args)
+    else:
+        result = await PUBLISH_SCRIPT.run(get_async_data_redis(), [*keys, *counter_keys(user_id)], [*args, *limits()])
     if result[0] != b"ok":
         raise rate_limited(result[0].decode())
     return int(result[1]), int(result[2])
 
 
 async def topic_state(topic: TopicRef) -> TopicState:
-    async with get_async_redis().pipeline(transaction=False) as pipe:
+    async with get_async_data_redis().pipeline(transaction=False) as pipe:
         pipe.hmget(topic.meta_key, "page", "seq")
         pipe.xrange(topic.key, "-", "+", count=1)
         (page, last), first = await pipe.execute()
@@ -130,5 +139,5 @@ async def topic_state(topic: TopicRef) -> TopicState:
 
 async def topic_read(topic: TopicRef, *, page: int, from_seq: int, count: int) -> list[Message]:
     """Up to `count` messages from sequence number `from_seq` on."""
-    entries = await get_async_redis().xrange(topic.key, f"{from_seq}-0", "+", count=count)
+    entries = await get_async_data_redis().xrange(topic.key, f"{from_seq}-0", "+", count=count)
     return messages_from(entries, page)
