@@ -204,7 +204,7 @@ def test_an_explicit_broker_url_is_kept_with_sentinels(monkeypatch):
         CELERY_BROKER_URL="amqp://guest@rabbit:5672//",
     )
     assert derived["CELERY_BROKER_URL"] == "amqp://guest@rabbit:5672//"
-    assert "CELERY_BROKER_TRANSPORT_OPTIONS" not in derived
+    assert derived["CELERY_BROKER_TRANSPORT_OPTIONS"] == {"confirm_publish": True}  # RabbitMQ's, no master name
 
 
 @pytest.mark.parametrize(
