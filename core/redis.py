@@ -1,10 +1,11 @@
 import asyncio
 import weakref
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
@@ -61,6 +62,24 @@ class BlockingSentinelConnectionPool(
     free connection when all are in use, as the pool of a plain REDIS_URL does."""
 
 
+class _ClosedTransportIsConnectionError:
+    """uvloop (the web processes' event loop) raises RuntimeError, not OSError, when a command
+    is written to a connection whose transport it has already closed because Redis closed it
+    (a restart, a failover): make it the ConnectionError it is, a 503 or a command sent again."""
+
+    async def _send_packed_command(self, command) -> None:
+        try:
+            await super()._send_packed_command(command)
+        except RuntimeError as error:
+            raise redis.ConnectionError(f"Writing to a closed connection: {error}") from error
+
+
+@cache
+def guarded(connection_class: type) -> type:
+    """`connection_class` (redis.asyncio's), with a closed transport a ConnectionError."""
+    return type(connection_class.__name__, (_ClosedTransportIsConnectionError, connection_class), {})
+
+
 # An asyncio client belongs to the event loop that made it: one per loop and set of Redis settings.
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -72,19 +91,30 @@ def _async_client(timeout: int) -> redis.asyncio.Redis:
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
         "health_check_interval": 30,
+        # A pooled connection that Redis closed (it restarted, or failed over and dropped its
+        # clients) fails its next command: that command is tried once more, at once, on a new
+        # connection. Not after a timeout: a Redis that does not answer fails within the timeout.
+        # A command that ran but whose answer was lost runs twice, as when a client retries a 503.
+        "retry": redis.asyncio.retry.Retry(NoBackoff(), 1),
+        "retry_on_error": [redis.ConnectionError],
     }
     if not settings.REDIS_SENTINELS:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(settings.REDIS_URL, **options)
-        return redis.asyncio.Redis(connection_pool=pool)
-    sentinel = redis.asyncio.sentinel.Sentinel(
-        settings.REDIS_SENTINELS, sentinel_kwargs=_sentinel_options(timeout, settings.REDIS_SENTINEL_PASSWORD)
-    )
-    return sentinel.master_for(
-        settings.REDIS_SENTINEL_MASTER,
-        connection_pool_class=BlockingSentinelConnectionPool,
-        **_node_options(settings.REDIS_URL),
-        **options,
-    )
+        client = redis.asyncio.Redis(
+            connection_pool=redis.asyncio.BlockingConnectionPool.from_url(settings.REDIS_URL, **options)
+        )
+    else:
+        sentinel = redis.asyncio.sentinel.Sentinel(
+            settings.REDIS_SENTINELS, sentinel_kwargs=_sentinel_options(timeout, settings.REDIS_SENTINEL_PASSWORD)
+        )
+        client = sentinel.master_for(
+            settings.REDIS_SENTINEL_MASTER,
+            connection_pool_class=BlockingSentinelConnectionPool,
+            **_node_options(settings.REDIS_URL),
+            **options,
+        )
+    pool = client.connection_pool  # makes its connections when first needed
+    pool.connection_class = guarded(pool.connection_class)
+    return client
 
 
 def get_async_redis() -> redis.asyncio.Redis:
@@ -125,8 +155,12 @@ def _cluster_settings() -> tuple[tuple[str, ...], str, int]:
 
 def _cluster_client(module, nodes: tuple[str, ...], password: str, timeout: int, **options):
     """A `module.RedisCluster` (redis.cluster or redis.asyncio.cluster) started from `nodes` ("host:port")."""
-    startup = [module.ClusterNode(host, int(port)) for host, _, port in (node.rpartition(":") for node in nodes)]
-    return module.RedisCluster(
+    node_options = {"connection_class": guarded(redis.asyncio.Connection)} if module is redis.asyncio.cluster else {}
+    startup = [
+        module.ClusterNode(host, int(port), **node_options)
+        for host, _, port in (node.rpartition(":") for node in nodes)
+    ]
+    client = module.RedisCluster(
         startup_nodes=startup,
         password=password or None,
         socket_timeout=timeout,
@@ -134,6 +168,9 @@ def _cluster_client(module, nodes: tuple[str, ...], password: str, timeout: int,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1), CLUSTER_RETRIES),
         **options,
     )
+    if node_options:  # the nodes it discovers too
+        client.nodes_manager.connection_kwargs.update(node_options)
+    return client
 
 
 @lru_cache(maxsize=4)
