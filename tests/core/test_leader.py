@@ -182,3 +182,15 @@ def test_only_the_leading_scheduler_sends_and_each_message_carries_its_tick():
     assert all(run["tick"] is not None for run in from_beat)
     assert BeatTick.objects.filter(token=token).count() == len(from_beat)
     assert standby.tick() == STANDBY_SECONDS
+
+
+def test_the_admin_shows_who_leads_and_changes_nothing(admin_client):
+    holder = lease(seconds=60)
+    assert holder.refresh()
+    page = admin_client.get("/admin/core/leaderlease/")
+    assert page.status_code == 200
+    assert holder.holder in page.content.decode()
+    row = LeaderLease.objects.get(name="beat")
+    assert admin_client.get("/admin/core/leaderlease/add/").status_code == 403
+    assert admin_client.post(f"/admin/core/leaderlease/{row.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert LeaderLease.objects.get(pk=row.pk).holder == holder.holder
