@@ -276,15 +276,18 @@ def test_redis_failovers_under_traffic(world, postgres, target, report):
         # The subscribers first, positioned on the topic by a first message, then the rest.
         traffic.loop("long poll", lambda: subscribers.long_poll(poller), pause=0)
         traffic.loop("sse", lambda: subscribers.stream(streamer), pause=0)
-        time.sleep(1)
-        with service.client() as client:
-            assert client.post(TOPIC, content="first", headers={"Content-Type": "text/plain"}).status_code == 204
-        wait_until(
-            lambda: all("first" in texts for texts in subscribers.texts.values()),
-            what="both subscribers to receive the first message",
-            timeout=30,
-            every=0.1,
-        )
+
+        def positioned() -> bool:
+            """Whether both subscribers hold a position on the topic (a first message reached them); if not,
+            one more first message (a subscriber that is not connected yet starts after the last one)."""
+            if all(any(text.startswith("first") for text in texts) for texts in subscribers.texts.values()):
+                return True
+            with service.client() as client:
+                sent = client.post(TOPIC, content=f"first{next(counter)}", headers={"Content-Type": "text/plain"})
+            assert sent.status_code == 204, sent.text
+            return False
+
+        wait_until(positioned, what="both subscribers to receive a first message", timeout=60, every=1)
         publishing.set()
         creating.set()
         traffic.loop("cache", cache_round)
