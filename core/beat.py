@@ -54,14 +54,15 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
             self._leading = False
             return False
         if not self._leading:
-            logger.info("Beat: leading (lease token %s).", self.lease.token)
-            self._leading = True
             # Read the schedules afresh, with the run times the leader before saved, and build
             # the heap from them on this tick (once: a heap left invalidated would be built again
-            # on the next tick from entries that have not seen this tick's runs).
+            # on the next tick from entries that have not seen this tick's runs). A database
+            # error here is the tick's: this is tried again on the next one.
             self._last_full_sync = datetime.datetime.min
             self.schedule  # noqa: B018 - the property reads them
             self._heap, self._heap_invalidated = None, False
+            self._leading = True
+            logger.info("Beat: leading (lease token %s).", self.lease.token)
         return True
 
     def apply_async(self, entry, producer=None, advance=True, **kwargs):
@@ -88,9 +89,9 @@ class DatabaseScheduler(schedulers.DatabaseScheduler):
             self._ticks_pruned = time.monotonic()
 
     def tick(self, *args, **kwargs) -> float:
-        if not self.leads():
-            return STANDBY_SECONDS
         try:
+            if not self.leads():
+                return STANDBY_SECONDS
             self.prune_ticks()
             return super().tick(*args, **kwargs)
         except (DatabaseError, InterfaceError) as error:

@@ -194,3 +194,33 @@ def test_the_admin_shows_who_leads_and_changes_nothing(admin_client):
     assert admin_client.get("/admin/core/leaderlease/add/").status_code == 403
     assert admin_client.post(f"/admin/core/leaderlease/{row.pk}/delete/", {"post": "yes"}).status_code == 403
     assert LeaderLease.objects.get(pk=row.pk).holder == holder.holder
+
+
+def test_a_standby_taking_the_lead_while_the_database_fails_tries_again(monkeypatch):
+    from django.db import OperationalError
+    from django_celery_beat import schedulers
+
+    from core.beat import RETRY_SECONDS
+
+    interval = IntervalSchedule.objects.create(every=1, period=IntervalSchedule.SECONDS)
+    periodic(interval=interval, args='["after the failure"]')
+    holder = lease(seconds=60)
+    scheduler = DatabaseScheduler(app=celery_app, lease=holder)
+    assert scheduler.tick() == STANDBY_SECONDS
+    assert holder.refresh()
+    real_read = schedulers.DatabaseScheduler.all_as_schedule
+
+    def unreachable(self):
+        raise OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(schedulers.DatabaseScheduler, "all_as_schedule", unreachable)
+    assert scheduler.tick() == RETRY_SECONDS  # not an exception, which would end beat
+    monkeypatch.setattr(schedulers.DatabaseScheduler, "all_as_schedule", real_read)
+    with running_worker():
+
+        def sent() -> bool:
+            scheduler.tick()
+            return bool(RUNS)
+
+        wait_until(sent, what="the new leader to send", timeout=30, every=0.1)
+    assert RUNS[0]["label"] == "after the failure"
