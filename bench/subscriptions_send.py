@@ -1,6 +1,6 @@
 """Benchmark: one schedule fire to 100,000 active subscriptions, outbound to a local sink.
 
-    .venv/bin/python bench/subscriptions_send.py [--subscriptions 100000] [--workers 2] [--skip-kill]
+    .venv/bin/python bench/subscriptions_send.py [--subscriptions 100000] [--workers 2] [--skip-kill] [--events]
         [--baseline-seconds 5] [--baseline-connections 64]
 
 Uses the PostgreSQL database `subscriptions_bench` (made afresh, migrated, the
@@ -27,6 +27,8 @@ duplicates by Idempotency-Key) and `--workers` Celery workers (one process each,
    subscriptions lost (not advanced), advanced without delivery (advanced, but
    their key never reached the sink), duplicates (deliveries of a key already
    delivered: the ones the idempotency key lets the sink drop).
+4. **Events** (with --events): the fire again with the messaging events off, then
+   on (MESSAGING_EVENTS_TOPIC, a topic nobody subscribes to); goal: on <= 1.10 x off.
 
 Bounded in time (each wait gives up after --timeout seconds); stops everything
 it started. Prints the table and writes it to bench/results/.
@@ -353,11 +355,53 @@ def scenario_kill(app, workers: Workers, sink_port: int, schedule_id: int, count
     }
 
 
+def scenario_events(app, workers: Workers, sink_port: int, schedule_id: int, arguments) -> dict:
+    """The fire again with events off, then on (MESSAGING_EVENTS_TOPIC, a topic nobody subscribes to),
+    the workers restarted with the setting; the subscriptions reset before each."""
+    import redis
+
+    from cache_api.models import Cache
+    from subscriptions.metrics import METRICS_KEY
+
+    Cache.objects.get_or_create(name="bench")
+    plain = {key: value for key, value in workers.env.items() if key != "MESSAGING_EVENTS_TOPIC"}
+    figures = {}
+    for label, env in (("off", plain), ("on", {**plain, "MESSAGING_EVENTS_TOPIC": "bench/messaging-events"})):
+        workers.stop()
+        workers.env, workers.processes = env, []
+        for _ in range(arguments.workers):
+            workers.start()
+        wait_for_workers(app, arguments.workers)
+        reset_sends()
+        figures[label] = scenario_fire(app, workers, sink_port, schedule_id, arguments.subscriptions, arguments.timeout)
+        print(label, json.dumps(figures[label]), flush=True)
+    published = redis.Redis.from_url(REDIS_URL).hget(METRICS_KEY, "sbm_events_published{}")
+    figures["published"] = int(float(published or 0))
+    return figures
+
+
 def megabytes(size: int) -> str:
     return f"{size / 2**20:,.1f} MB"
 
 
-def table(arguments, base: dict, sizes: dict, first: dict, killed: dict | None, peaks: dict[int, float]) -> str:
+def events_lines(arguments, events: dict) -> list[str]:
+    off, on = events["off"]["fire_to_last_delivery_s"], events["on"]["fire_to_last_delivery_s"]
+    return [
+        "",
+        "The fire again, events off then on (MESSAGING_EVENTS_TOPIC, workers restarted, subscriptions reset):",
+        "",
+        "| what | events off | events on | goal |",
+        "|---|---|---|---|",
+        f"| fire to last delivery | {off:.1f} s | {on:.1f} s | on <= 1.10 x off |",
+        f"| ratio on / off | | {on / off:.3f} | <= 1.10 |",
+        f"| events published | | {events['published']:,} | {arguments.subscriptions:,} (message sent) |",
+        f"| duplicates | {events['off']['duplicates']} | {events['on']['duplicates']} | 0 |",
+    ]
+
+
+def table(
+    arguments, base: dict, sizes: dict, first: dict, killed: dict | None, peaks: dict[int, float], events: dict | None
+) -> str:
     peak = max(peaks.values()) if peaks else float("nan")
     count = arguments.subscriptions
     capacity = base["rate"]
@@ -407,6 +451,8 @@ def table(arguments, base: dict, sizes: dict, first: dict, killed: dict | None, 
             f"| deliveries without Idempotency-Key | {killed['without_key']} | 0 |",
             f"| subscriptions advanced | {killed['advanced']:,} | {count:,} |",
         ]
+    if events:
+        lines += events_lines(arguments, events)
     lines += ["", f"Worker peaks (MB): {', '.join(f'{value:.0f}' for value in peaks.values())}."]
     return "\n".join(lines) + "\n"
 
@@ -423,6 +469,9 @@ def main() -> None:
         "--timeout", type=float, help="seconds each wait may take (default: 240, or subscriptions / 500 if more)"
     )
     parser.add_argument("--skip-kill", action="store_true", help="run the fire only, not the worker kill")
+    parser.add_argument(
+        "--events", action="store_true", help="then the fire with the messaging events off and on, and their ratio"
+    )
     parser.add_argument("--baseline-seconds", type=int, default=5, help="how long wrk loads the sink")
     parser.add_argument("--baseline-connections", type=int, default=64, help="wrk's kept-alive connections")
     arguments = parser.parse_args()
@@ -479,10 +528,14 @@ def main() -> None:
             print("Fire with a worker killed...", flush=True)
             killed = scenario_kill(app, workers, sink_port, schedule_id, arguments.subscriptions, arguments.timeout)
             print(json.dumps(killed), flush=True)
+        events = None
+        if arguments.events:
+            print("Fire with events off, then on...", flush=True)
+            events = scenario_events(app, workers, sink_port, schedule_id, arguments)
     finally:
         workers.stop()
         sink.stop(grace=10)
-    result = table(arguments, base, sizes, first, killed, workers.peaks)
+    result = table(arguments, base, sizes, first, killed, workers.peaks, events)
     write_results("subscriptions", result, stamp="%Y%m%d-%H%M")
     print(f"Worker logs in {log_dir}")
 

@@ -6,6 +6,7 @@ or settings that contradict each other, stop start-up with a message naming the
 variable. No app checks settings again.
 """
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -337,6 +338,12 @@ TOPICS_BATCH_SIZE = env_int("TOPICS_BATCH_SIZE", 100, minimum=1)
 TOPICS_SSE_HEARTBEAT_SECONDS = env_int("TOPICS_SSE_HEARTBEAT_SECONDS", 15, minimum=1)
 # Messages of each topic a web process keeps in memory to serve its subscribers.
 TOPICS_FEED_BUFFER = env_int("TOPICS_FEED_BUFFER", 1000, minimum=1)
+# `<cache>/<topic>` the messaging store publishes its events to (docs/events.md); unset: none.
+MESSAGING_EVENTS_TOPIC = env_str("MESSAGING_EVENTS_TOPIC")
+require(
+    MESSAGING_EVENTS_TOPIC is None or re.fullmatch(r"[^/]+/[^/]+", MESSAGING_EVENTS_TOPIC) is not None,
+    "MESSAGING_EVENTS_TOPIC must be <cache>/<topic>.",
+)
 
 # --- Request bounds at the web process (core/asgi.py: RequestBounds, before any app reads a request) ---
 

@@ -34,7 +34,7 @@ class SubscriptionAdmin(ServiceAdmin):
     show_full_result_count = False
 
     def create_record(self, request, data):
-        return services.subscription_create(created_by=request.user, **data)
+        return services.subscription_create(created_by=request.user, via="admin", **data)
 
     def update_record(self, request, obj, changed) -> None:
         services.subscription_update(subscription=obj, updated_by=request.user, **changed)

@@ -107,7 +107,7 @@ class SubscriptionViewSet(viewsets.ModelViewSet):
             data=services.subscription_request_defaults(body["data"]), context=self.get_serializer_context()
         )
         serializer.is_valid(raise_exception=True)
-        services.subscription_create(created_by=request.user, **serializer.validated_data)
+        services.subscription_create(created_by=request.user, via="hub", **serializer.validated_data)
         return Response({"accepted": True}, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={202: AcceptedSerializer, 400: SendRefusedSerializer}, filters=False)

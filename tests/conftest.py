@@ -14,6 +14,7 @@ from cache_api.selectors import forget_known_caches
 from core.redis import get_redis
 from harness.peer import local_server
 from harness.waiting import free_port
+from subscriptions.events import forget_events_topic
 from tests.worker import running_worker
 
 # The prefix of the test broker's keys: none when the broker is RabbitMQ, which keeps nothing in Redis.
@@ -59,6 +60,7 @@ def pytest_sessionstart(session) -> None:
 def _forget_trusted_lookups() -> None:
     forget_recent_tokens()
     forget_known_caches()
+    forget_events_topic()
 
 
 @pytest.fixture(autouse=True)

@@ -56,6 +56,7 @@ class Delivery:
     outcome: str = ""
     reason: str = ""
     outbound_id: str | None = None
+    sender_status: int | None = None  # the HTTP status the message sender answered with
     failure_kind: str = ""  # for the metrics: http_4xx, http_429, http_5xx, timeout, connection, ...
     retries: int = 0
     durations: list[float] = field(default_factory=list)  # seconds of each request made
@@ -165,6 +166,7 @@ async def outbound_create(delivery: Delivery, *, deadline: float) -> str | None:
     response = await _request(
         delivery, "The message sender", "POST", url, headers=headers, content=body, deadline=deadline
     )
+    delivery.sender_status = response.status_code
     try:
         outbound_id = json.loads(response.body).get("id")
     except (ValueError, AttributeError):

@@ -5,6 +5,7 @@ from typing import Any
 from accounts.models import User
 from core.services import model_set_and_validate
 
+from .. import events
 from ..models import Subscription
 
 # Set by the services from who asks, never from the subscription's fields.
@@ -17,9 +18,13 @@ def _save(subscription: Subscription, fields: dict[str, Any]) -> Subscription:
     return subscription
 
 
-def subscription_create(*, created_by: User | None = None, **fields: Any) -> Subscription:
-    """A new subscription; `fields` are the model's (identity, messageset, lang, schedule required)."""
-    return _save(Subscription(created_by=created_by, updated_by=created_by), fields)
+def subscription_create(*, created_by: User | None = None, via: str = "api", **fields: Any) -> Subscription:
+    """A new subscription; `fields` are the model's (identity, messageset, lang, schedule required).
+    `via` says where the request came from (api, hub, admin), for its event."""
+    subscription = _save(Subscription(created_by=created_by, updated_by=created_by), fields)
+    if events.enabled():
+        events.publish_on_commit([events.subscription_created(subscription, via=via)])
+    return subscription
 
 
 def subscription_update(*, subscription: Subscription, updated_by: User | None = None, **fields: Any) -> Subscription:

@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from contentstore.models import Message, MessageSet
 
-from .. import metrics
+from .. import events, metrics
 from ..models import ProcessStatus, ResendRequest, SendRun, Subscription, SubscriptionSendFailure
 from .message_sender import Delivery, DeliveryOutcome, deliver_all
 
@@ -241,8 +241,11 @@ def _stamp(run: SendRun | None) -> dict:
     return {} if run is None else {"last_run": run}
 
 
-def _advance(planned: Plan, delivered: list[Delivery], *, run: SendRun | None, now: datetime) -> None:
-    """Move each delivered subscription on by one, or complete it and start its set's next set."""
+def _advance(
+    planned: Plan, delivered: list[Delivery], *, run: SendRun | None, now: datetime
+) -> tuple[list[Subscription], dict]:
+    """Move each delivered subscription on by one, or complete it and start its set's next set;
+    those completed, and the new subscription of each that moved on to a next set."""
     advancing, completing = [], []
     for delivery in delivered:
         subscription = planned.subscriptions[delivery.subscription_id]
@@ -252,25 +255,51 @@ def _advance(planned: Plan, delivered: list[Delivery], *, run: SendRun | None, n
         Subscription.objects.filter(pk__in=[subscription.pk for subscription in advancing]).update(
             next_sequence_number=F("next_sequence_number") + 1, updated_at=now, **_stamp(run)
         )
+    followers = {}
     if completing:
         Subscription.objects.filter(pk__in=[subscription.pk for subscription in completing]).update(
             completed=True, active=False, process_status=ProcessStatus.COMPLETED, updated_at=now, **_stamp(run)
         )
-        followers = []
         for subscription in completing:
             next_set = planned.messagesets[subscription.messageset_id].next_set
             if next_set is not None:
-                followers.append(
-                    Subscription(
-                        identity=subscription.identity,
-                        lang=subscription.lang,
-                        messageset=next_set,
-                        schedule_id=next_set.default_schedule_id,
-                    )
+                followers[subscription] = Subscription(
+                    identity=subscription.identity,
+                    lang=subscription.lang,
+                    messageset=next_set,
+                    schedule_id=next_set.default_schedule_id,
                 )
-        Subscription.objects.bulk_create(followers)
+        Subscription.objects.bulk_create(followers.values())
     delivered_ids = [delivery.subscription_id for delivery in delivered]
     SubscriptionSendFailure.objects.filter(subscription_id__in=delivered_ids).delete()
+    return completing, followers
+
+
+def _events(
+    planned: Plan,
+    *,
+    delivered: list[Delivery],
+    completed: list[Subscription],
+    followers: dict,
+    failures: list[tuple[Subscription, int, str, str]],
+    resend: bool,
+    task_id: uuid.UUID,
+    now: datetime,
+) -> list[dict]:
+    """What a send did, as events (subscriptions/events.py)."""
+    happened = [
+        events.message_sent(planned.subscriptions[delivery.subscription_id], delivery, resend=resend, at=now)
+        for delivery in delivered
+    ]
+    happened += [events.subscription_completed(subscription, at=now) for subscription in completed]
+    for subscription, follower in followers.items():
+        happened.append(events.subscription_moved(subscription, follower, at=now))
+        happened.append(events.subscription_created(follower, via="next_set"))
+    happened += [
+        events.message_failed(subscription, sequence_number=number, reason=reason, kind=kind, task_id=task_id, at=now)
+        for subscription, number, reason, kind in failures
+    ]
+    return happened
 
 
 def measure(recorder: metrics.Recorder, planned: Plan) -> None:
@@ -304,8 +333,7 @@ def record(
     failed = by_outcome.get(DeliveryOutcome.FAILED, [])
 
     _consume_prepends([planned.subscriptions[delivery.subscription_id] for delivery in delivered])
-    if advance:
-        _advance(planned, delivered, run=run, now=now)
+    completed, followers = _advance(planned, delivered, run=run, now=now) if advance else ([], {})
     if no_address:
         Subscription.objects.filter(pk__in=[delivery.subscription_id for delivery in no_address]).update(
             process_status=ProcessStatus.NO_ADDRESS, updated_at=now, **_stamp(run)
@@ -322,6 +350,21 @@ def record(
         )
     for subscription, number, reason in failure_rows:
         logger.warning("Subscription %s, message %s not sent: %s", subscription.pk, number, reason)
+    if events.enabled():
+        kinds = [delivery.failure_kind or "other" for delivery in failed] + ["missing_message"] * len(planned.missing)
+        failures = [(*row, kind) for row, kind in zip(failure_rows, kinds, strict=True)]
+        events.publish_on_commit(
+            _events(
+                planned,
+                delivered=delivered,
+                completed=completed,
+                followers=followers,
+                failures=failures,
+                resend=not advance,
+                task_id=task_id,
+                now=now,
+            )
+        )
     return SendCounts(sent=len(delivered), failed=len(failed), skipped=len(planned.missing) + len(no_address))
 
 

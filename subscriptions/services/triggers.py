@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from contentstore.models import Message, Schedule
 
-from .. import metrics
+from .. import events, metrics
 from ..models import ProcessStatus, ResendRequest, Subscription, SubscriptionSendFailure
 from .message_sender import Delivery, DeliveryOutcome, deliver_all
 from .sending import SendCounts, lock_ready, measure, message_sequence_number, plan, record, send_locked
@@ -153,7 +153,7 @@ def subscription_failures_requeue(*, failure_ids: list[int], task_id: uuid.UUID 
         subscriptions = {subscription.pk: subscription for subscription in lock_ready(subscription_ids)}
         failures = list(SubscriptionSendFailure.objects.select_for_update().filter(pk__in=failure_ids).order_by("pk"))
         SubscriptionSendFailure.objects.filter(pk__in=[failure.pk for failure in failures]).delete()
-        to_send = {}
+        to_send, requeued = {}, []
         for failure in failures:
             subscription = subscriptions.get(failure.subscription_id)
             if subscription is None:
@@ -167,6 +167,9 @@ def subscription_failures_requeue(*, failure_ids: list[int], task_id: uuid.UUID 
                 )
             else:
                 to_send[subscription.pk] = subscription
+                requeued.append(failure)
+        if events.enabled():
+            events.publish_on_commit([events.send_requeued(failure, at=initiated_at) for failure in requeued])
         counts = send_locked(
             list(to_send.values()),
             run=None,
