@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "contentstore",
     "jobs",
     "subscriptions",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -425,6 +426,12 @@ JOBS_RESPONSE_MAX_BYTES = env_int("JOBS_RESPONSE_MAX_BYTES", 65_536, minimum=0)
 JOBS_ATTEMPT_EXCERPT_BYTES = env_int("JOBS_ATTEMPT_EXCERPT_BYTES", 2048, minimum=0)
 # Longest the dispatcher sleeps between claims (it wakes when the next known job is due).
 JOBS_DISPATCH_INTERVAL_MS = env_int("JOBS_DISPATCH_INTERVAL_MS", 100, minimum=1)
+# Longest the webhook relay sleeps between looks at the topics (it goes on at once after a full batch).
+WEBHOOKS_RELAY_INTERVAL_MS = env_int("WEBHOOKS_RELAY_INTERVAL_MS", 200, minimum=1)
+# Most webhooks the relay claims in one transaction.
+WEBHOOKS_RELAY_BATCH = env_int("WEBHOOKS_RELAY_BATCH", 500, minimum=1)
+# Most webhooks per cache.
+WEBHOOKS_MAX_PER_CACHE = env_int("WEBHOOKS_MAX_PER_CACHE", 100, minimum=1)
 # Most due jobs one dispatcher claims in one transaction.
 JOBS_DISPATCH_BATCH = env_int("JOBS_DISPATCH_BATCH", 1000, minimum=1)
 # Most jobs claimed and not yet recorded (queued or being sent); more wait, due, in the database.
