@@ -17,6 +17,7 @@ from tests.jobs.conftest import START
 from topics.store import TopicRef, topic_publish
 from webhooks.relay import relay_once
 
+URL = "/api/v1/caches/news/webhooks/"
 WEBHOOK_SCOPES = ("topics:publishsubscribe:news", "jobs:readwrite")
 
 
@@ -83,3 +84,8 @@ def verifies(secret: str, request) -> bool:
     except WebhookVerificationError:
         return False
     return True
+
+
+def received(receiver, path: str = "/hook") -> list:
+    """The requests `receiver` got on `path`, in order."""
+    return [request for request, _ in list(receiver.log) if request.path == path]

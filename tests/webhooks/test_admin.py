@@ -6,8 +6,7 @@ from django.urls import reverse
 from jobs.models import Job
 from webhooks.models import TopicWebhook
 
-from .conftest import publish
-from .test_delivery import URL
+from .conftest import URL, publish
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 import pytest
 
-URL = "/api/v1/caches/news/webhooks/"
+from .conftest import URL
+
 BODY = {"topic": "sports", "destination": "https://example.org/hook"}
 
 

@@ -11,9 +11,7 @@ from core.redis import get_data_redis
 from jobs.models import Job, JobState
 from webhooks.models import TopicWebhook
 
-from .conftest import publish, verifies
-
-URL = "/api/v1/caches/news/webhooks/"
+from .conftest import URL, publish, received, verifies
 
 
 @pytest.fixture
@@ -27,10 +25,6 @@ def make_webhook(api, owner, news, receiver):
         return answer.json()["secret"]
 
     return make
-
-
-def received(receiver, path: str = "/hook") -> list:
-    return [request for request, _ in list(receiver.log) if request.path == path]
 
 
 def test_a_published_message_is_posted_signed_with_the_webhooks_secret(make_webhook, receiver, news, relay_and_send):

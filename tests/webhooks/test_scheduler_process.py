@@ -8,8 +8,7 @@ from harness.waiting import wait_until
 from tests.jobs.helpers import celery_worker
 from tests.processes import child_environment
 
-from .conftest import publish, verifies
-from .test_delivery import URL, received
+from .conftest import URL, publish, received, verifies
 
 
 def test_the_scheduler_process_relays_messages_in_order_through_a_worker(
