@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "contentstore",
     "jobs",
     "subscriptions",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +211,9 @@ CELERY_BEAT_SYNC_EVERY = 1  # each run time is saved as it is sent, for a schedu
 SCHEDULER_LEASE_SECONDS = env_int("SCHEDULER_LEASE_SECONDS", 10, minimum=3)
 # The task each content store schedule's periodic task runs: the send pipeline's (not an environment setting).
 SCHEDULE_FIRE_TASK = "subscriptions.send_schedule"
+# Loops the scheduler process runs beside beat and the jobs dispatcher: each a function that starts a
+# thread and answers (thread, stop event) (not an environment setting).
+SCHEDULER_LOOPS = ("webhooks.relay.start_relay_thread",)
 
 # --- Internationalisation ---------------------------------------------------
 
@@ -432,6 +436,12 @@ JOBS_RESPONSE_MAX_BYTES = env_int("JOBS_RESPONSE_MAX_BYTES", 65_536, minimum=0)
 JOBS_ATTEMPT_EXCERPT_BYTES = env_int("JOBS_ATTEMPT_EXCERPT_BYTES", 2048, minimum=0)
 # Longest the dispatcher sleeps between claims (it wakes when the next known job is due).
 JOBS_DISPATCH_INTERVAL_MS = env_int("JOBS_DISPATCH_INTERVAL_MS", 100, minimum=1)
+# Longest the webhook relay sleeps between looks at the topics (it goes on at once after a full batch).
+WEBHOOKS_RELAY_INTERVAL_MS = env_int("WEBHOOKS_RELAY_INTERVAL_MS", 200, minimum=1)
+# Most webhooks the relay claims in one transaction.
+WEBHOOKS_RELAY_BATCH = env_int("WEBHOOKS_RELAY_BATCH", 500, minimum=1)
+# Most webhooks per cache.
+WEBHOOKS_MAX_PER_CACHE = env_int("WEBHOOKS_MAX_PER_CACHE", 100, minimum=1)
 # Most due jobs one dispatcher claims in one transaction.
 JOBS_DISPATCH_BATCH = env_int("JOBS_DISPATCH_BATCH", 1000, minimum=1)
 # Most jobs claimed and not yet recorded (queued or being sent); more wait, due, in the database.

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("cache_api.urls")),
     path("", include("contentstore.urls")),
     path("", include("subscriptions.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [

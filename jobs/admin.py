@@ -108,11 +108,11 @@ class SigningSecretAdmin(admin.ModelAdmin):
     """Which secrets sign whose jobs, and until when. Deleting one revokes it: its owner's next
     delivery makes a new one, which they see once through the API."""
 
-    list_display = ["fingerprint", "user", "created_at", "shown_at", "expires_at"]
+    list_display = ["fingerprint", "user", "keyring", "created_at", "shown_at", "expires_at"]
     list_select_related = ["user"]
     search_fields = ["=fingerprint", "user__username", "user__email"]
     ordering = ["-created_at"]
-    fields = ["fingerprint", "user", "created_at", "shown_at", "expires_at"]
+    fields = ["fingerprint", "user", "keyring", "created_at", "shown_at", "expires_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request) -> bool:

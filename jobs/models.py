@@ -97,6 +97,12 @@ class Job(models.Model):
     )
     lease = models.UUIDField(null=True, blank=True, editable=False, help_text="The claim a worker must hold.")
     delivery_id = models.UUIDField(default=uuid.uuid4, editable=False, help_text="Sent as Job-Delivery-Id.")
+    keyring = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="Whose secrets sign it: empty for the owner's own, else one thing of the owner's (a topic webhook).",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -163,13 +169,20 @@ class Attempt(models.Model):
 
 
 class SigningSecret(models.Model):
-    """A job owner's secret that signs their requests and callbacks (Standard Webhooks).
+    """A job owner's secret that signs their requests and callbacks (Standard Webhooks), or one of a
+    keyring of theirs that signs only the jobs made for it (a topic webhook's deliveries).
 
     Kept encrypted (it must be read back to sign); shown to its owner once. The current
     secret has no `expires_at`; after a rotation the previous one stays valid until then.
     """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_signing_secrets")
+    keyring = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="Empty: the owner's own secrets. Else the secrets of one thing of the owner's (a topic webhook).",
+    )
     encrypted = models.TextField(editable=False, help_text="The secret, encrypted with a key from JOBS_SIGNING_KEY.")
     fingerprint = models.CharField(max_length=16, editable=False, help_text="Tells secrets apart; reveals nothing.")
     created_at = models.DateTimeField()
@@ -182,7 +195,9 @@ class SigningSecret(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["user"], condition=models.Q(expires_at__isnull=True), name="jobs_one_current_signing_secret"
+                fields=["user", "keyring"],
+                condition=models.Q(expires_at__isnull=True),
+                name="jobs_one_current_signing_secret",
             )
         ]
 

@@ -92,24 +92,28 @@ def delivery_headers(job: Job, body: bytes, *, timestamp: int) -> dict[str, str]
 
 
 def signing_keys_attach(jobs: list[Job]) -> None:
-    """Give each job its owner's valid keys (current first) as `job.signing_keys`, before the jobs
-    are sent from other threads: one query, plus a new secret for an owner who has none.
+    """Give each job its keyring's valid keys (current first) as `job.signing_keys`, before the jobs
+    are sent from other threads: one query, plus a new secret for a keyring that has none
+    (the owner's own keyring unless the job names another).
 
     An owner whose secrets do not decrypt gets the error instead: their jobs' attempts fail
     with it, the others are sent.
     """
-    owners = {job.user_id for job in jobs}
-    by_owner: dict[int, list[SigningSecret]] = {owner: [] for owner in owners}
-    for secret in valid_secrets(SigningSecret.objects.filter(user_id__in=owners), now=clock.now()):
-        by_owner[secret.user_id].append(secret)
-    keys: dict[int, list[bytes] | Exception] = {}
-    for owner, owned in by_owner.items():
+    rings = {(job.user_id, job.keyring) for job in jobs}
+    by_ring: dict[tuple[int, str], list[SigningSecret]] = {ring: [] for ring in rings}
+    owned = SigningSecret.objects.filter(user_id__in={owner for owner, _ in rings})
+    for secret in valid_secrets(owned, now=clock.now()):
+        if (secret.user_id, secret.keyring) in by_ring:
+            by_ring[secret.user_id, secret.keyring].append(secret)
+    keys: dict[tuple[int, str], list[bytes] | Exception] = {}
+    for (owner, keyring), valid in by_ring.items():
         try:
-            keys[owner] = [_key(decrypt(secret)) for secret in owned or [current_secret(user_id=owner)]]
+            current = valid or [current_secret(user_id=owner, keyring=keyring)]
+            keys[owner, keyring] = [_key(decrypt(secret)) for secret in current]
         except (SecretUnreadable, ImproperlyConfigured) as error:
-            keys[owner] = error
+            keys[owner, keyring] = error
     for job in jobs:
-        job.signing_keys = keys[job.user_id]
+        job.signing_keys = keys[job.user_id, job.keyring]
 
 
 def valid_secrets(queryset: models.QuerySet, *, now: datetime) -> models.QuerySet:
@@ -164,10 +168,11 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:12]
 
 
-def _new_secret(*, user_id: int, now: datetime, shown: bool) -> tuple[SigningSecret, str]:
+def _new_secret(*, user_id: int, keyring: str, now: datetime, shown: bool) -> tuple[SigningSecret, str]:
     secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
     record = SigningSecret.objects.create(
         user_id=user_id,
+        keyring=keyring,
         encrypted=_cipher().encrypt(secret.encode()).decode(),
         fingerprint=fingerprint(secret),
         created_at=now,
@@ -191,16 +196,16 @@ def signing_secrets_reencrypt() -> int:
 # --- The owner's secret ----------------------------------------------------
 
 
-def current_secret(*, user_id: int) -> SigningSecret:
-    """The owner's current secret, made (not yet shown) if they have none."""
-    current = SigningSecret.objects.filter(user_id=user_id, expires_at__isnull=True).first()
+def current_secret(*, user_id: int, keyring: str = "") -> SigningSecret:
+    """The keyring's current secret (the owner's own by default), made (not yet shown) if it has none."""
+    current = SigningSecret.objects.filter(user_id=user_id, keyring=keyring, expires_at__isnull=True).first()
     if current is not None:
         return current
     try:
         with transaction.atomic():
-            return _new_secret(user_id=user_id, now=clock.now(), shown=False)[0]
+            return _new_secret(user_id=user_id, keyring=keyring, now=clock.now(), shown=False)[0]
     except IntegrityError:  # made meanwhile by another process
-        return SigningSecret.objects.get(user_id=user_id, expires_at__isnull=True)
+        return SigningSecret.objects.get(user_id=user_id, keyring=keyring, expires_at__isnull=True)
 
 
 def signing_secret_reveal(*, user) -> tuple[SigningSecret, str]:
@@ -217,20 +222,25 @@ def signing_secret_reveal(*, user) -> tuple[SigningSecret, str]:
 
 
 @transaction.atomic
-def signing_secret_rotate(*, user, overlap: int) -> tuple[SigningSecret, str]:
-    """A new current secret (returned with its value, shown now); the previous one signs too for
-    `overlap` more seconds. Older secrets stop signing at once: at most two are ever valid."""
+def signing_secret_rotate(*, user, overlap: int, keyring: str = "") -> tuple[SigningSecret, str]:
+    """A new current secret of the keyring (returned with its value, shown now); the previous one
+    signs too for `overlap` more seconds. Older secrets stop signing at once: at most two are ever valid."""
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one rotation at a time
     now = clock.now()
-    owned = SigningSecret.objects.filter(user=user)
+    owned = SigningSecret.objects.filter(user=user, keyring=keyring)
     owned.filter(expires_at__isnull=False).delete()
     if overlap > 0:
         owned.filter(expires_at__isnull=True).update(expires_at=now + timedelta(seconds=overlap))
     else:
         owned.filter(expires_at__isnull=True).delete()
-    return _new_secret(user_id=user.pk, now=now, shown=True)
+    return _new_secret(user_id=user.pk, keyring=keyring, now=now, shown=True)
+
+
+def signing_keyring_delete(*, user_id: int, keyring: str) -> None:
+    """Forget a keyring's secrets (the thing it signed for is gone)."""
+    SigningSecret.objects.filter(user_id=user_id, keyring=keyring).exclude(keyring="").delete()
 
 
 def signing_secrets_of(*, user) -> list[SigningSecret]:
-    """The owner's secrets that sign now, the current one first."""
-    return list(valid_secrets(SigningSecret.objects.filter(user=user), now=clock.now()))
+    """The owner's own secrets that sign now, the current one first."""
+    return list(valid_secrets(SigningSecret.objects.filter(user=user, keyring=""), now=clock.now()))

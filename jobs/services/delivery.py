@@ -103,6 +103,7 @@ SENT_FIELDS = (
     "attempt_count",
     "first_attempt_at",
     "delivery_id",
+    "keyring",
     "lease",
 )
 # The database cannot be reached: not one job's fault, so the chunk stops (its leases expire, it is claimed again).

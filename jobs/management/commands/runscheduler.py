@@ -1,5 +1,6 @@
 """The scheduler process: celery beat firing the schedules (when this process holds the beat
-lease), and the dispatcher of due jobs beside it (always). Run as many as you like."""
+lease), and the dispatcher of due jobs beside it (always), with the loops `SCHEDULER_LOOPS`
+names (the topic webhooks' relay). Run as many as you like."""
 
 import functools
 import logging
@@ -11,6 +12,7 @@ from celery.beat import EmbeddedService
 from celery.utils.imports import symbol_by_name
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import import_string
 
 from core.leader import Lease, keep_refreshing
 from core.startup import refuse_without_secrets
@@ -25,7 +27,8 @@ class Command(BaseCommand):
     help = (
         "Run the scheduler process: celery beat firing the schedules (django-celery-beat's "
         "DatabaseScheduler) while this process leads, and, beside it, the dispatcher of due delayed "
-        "HTTP jobs. Any number may run: one leads beat at a time, the others take over if it stops."
+        "HTTP jobs and the loops SCHEDULER_LOOPS names (the relay of topic webhooks). Any number may run: "
+        "one leads beat at a time, the others take over if it stops."
     )
 
     def add_arguments(self, parser) -> None:
@@ -56,7 +59,8 @@ class Command(BaseCommand):
         logger.info("Beat started (leads while it holds the beat lease, as %s).", lease.holder)
         dispatcher, dispatcher_stop = start_dispatcher_thread()
         logger.info("Jobs dispatcher started.")
-        threads: list[threading.Thread] = [beat, dispatcher, refresher]
+        loops = [import_string(name)() for name in settings.SCHEDULER_LOOPS]
+        threads: list[threading.Thread] = [beat, dispatcher, *(thread for thread, _ in loops), refresher]
 
         received = None
         while received is None and all(thread.is_alive() for thread in threads):
@@ -67,6 +71,8 @@ class Command(BaseCommand):
 
         beat.service.stop()  # beat leaves its loop within its max interval and saves the schedule
         dispatcher_stop.set()
+        for _, stop in loops:
+            stop.set()
         lease_stop.set()  # then the lease is given up, for a standby to take over at once
         for thread in threads:
             thread.join(timeout=30)
