@@ -101,7 +101,9 @@ def signing_keys_attach(jobs: list[Job]) -> None:
     """
     rings = {(job.user_id, job.keyring) for job in jobs}
     by_ring: dict[tuple[int, str], list[SigningSecret]] = {ring: [] for ring in rings}
-    owned = SigningSecret.objects.filter(user_id__in={owner for owner, _ in rings})
+    owned = SigningSecret.objects.filter(
+        user_id__in={owner for owner, _ in rings}, keyring__in={keyring for _, keyring in rings}
+    )
     for secret in valid_secrets(owned, now=clock.now()):
         if (secret.user_id, secret.keyring) in by_ring:
             by_ring[secret.user_id, secret.keyring].append(secret)
