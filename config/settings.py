@@ -211,9 +211,9 @@ CELERY_BEAT_SYNC_EVERY = 1  # each run time is saved as it is sent, for a schedu
 SCHEDULER_LEASE_SECONDS = env_int("SCHEDULER_LEASE_SECONDS", 10, minimum=3)
 # The task each content store schedule's periodic task runs: the send pipeline's (not an environment setting).
 SCHEDULE_FIRE_TASK = "subscriptions.send_schedule"
-# Loops the scheduler process runs beside beat and the jobs dispatcher: each a function that starts a
-# thread and answers (thread, stop event) (not an environment setting).
-SCHEDULER_LOOPS = ("webhooks.relay.start_relay_thread",)
+# Loops every scheduler process runs beside beat: each a function that starts a thread and answers
+# (thread, stop event) (not an environment setting).
+SCHEDULER_LOOPS = ("jobs.dispatcher.start_dispatcher_thread", "webhooks.relay.start_relay_thread")
 
 # --- Internationalisation ---------------------------------------------------
 

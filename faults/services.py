@@ -249,7 +249,7 @@ class Service:
         self.start_worker()
         wait_until(self.healthy, what="the web process to answer /api/health/", timeout=60, every=0.3)
         wait_until(
-            lambda: "Jobs dispatcher started." in self.scheduler.output(),
+            lambda: "Scheduler loops started:" in self.scheduler.output(),
             what="the scheduler to start",
             timeout=60,
             every=0.3,

@@ -16,7 +16,7 @@ def test_the_scheduler_process_runs_beat_and_dispatches_due_jobs(owner, target, 
     command = [sys.executable, "manage.py", "runscheduler", "--loglevel=DEBUG"]
     scheduler = Process("scheduler", command, env=child_environment, log=tmp_path / "scheduler.log").start()
     try:
-        wait_until(lambda: "Jobs dispatcher started." in scheduler.output(), what="the scheduler to start")
+        wait_until(lambda: "Scheduler loops started:" in scheduler.output(), what="the scheduler to start")
         job = make_job(user, target.url_for("/hook"), at=timezone.now())
         wait_until(lambda: state_of(job) == JobState.SUCCEEDED, what="the job to be dispatched and sent")
     finally:
@@ -26,4 +26,4 @@ def test_the_scheduler_process_runs_beat_and_dispatches_due_jobs(owner, target, 
     log = scheduler.output()
     assert "beat: Starting..." in log
     assert "DatabaseScheduler: Fetching database schedule" in log  # the schedules live in the database
-    assert "Jobs dispatcher stopped." in log
+    assert "Scheduler loops stopped:" in log

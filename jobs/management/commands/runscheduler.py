@@ -1,6 +1,6 @@
 """The scheduler process: celery beat firing the schedules (when this process holds the beat
-lease), and the dispatcher of due jobs beside it (always), with the loops `SCHEDULER_LOOPS`
-names (the topic webhooks' relay). Run as many as you like."""
+lease), and beside it the loops `SCHEDULER_LOOPS` names (the dispatcher of due jobs, the topic
+webhooks' relay), always. Run as many as you like."""
 
 import functools
 import logging
@@ -16,7 +16,6 @@ from django.utils.module_loading import import_string
 
 from core.leader import Lease, keep_refreshing
 from core.startup import refuse_without_secrets
-from jobs.dispatcher import start_dispatcher_thread
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +25,8 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 class Command(BaseCommand):
     help = (
         "Run the scheduler process: celery beat firing the schedules (django-celery-beat's "
-        "DatabaseScheduler) while this process leads, and, beside it, the dispatcher of due delayed "
-        "HTTP jobs and the loops SCHEDULER_LOOPS names (the relay of topic webhooks). Any number may run: "
+        "DatabaseScheduler) while this process leads, and, beside it, the loops SCHEDULER_LOOPS names "
+        "(the dispatcher of due delayed HTTP jobs, the relay of topic webhooks). Any number may run: "
         "one leads beat at a time, the others take over if it stops."
     )
 
@@ -57,10 +56,10 @@ class Command(BaseCommand):
         beat = EmbeddedService(app, thread=True, scheduler_cls=scheduler)
         beat.start()
         logger.info("Beat started (leads while it holds the beat lease, as %s).", lease.holder)
-        dispatcher, dispatcher_stop = start_dispatcher_thread()
-        logger.info("Jobs dispatcher started.")
         loops = [import_string(name)() for name in settings.SCHEDULER_LOOPS]
-        threads: list[threading.Thread] = [beat, dispatcher, *(thread for thread, _ in loops), refresher]
+        names = ", ".join(thread.name for thread, _ in loops)
+        logger.info("Scheduler loops started: %s.", names)
+        threads: list[threading.Thread] = [beat, *(thread for thread, _ in loops), refresher]
 
         received = None
         while received is None and all(thread.is_alive() for thread in threads):
@@ -70,12 +69,11 @@ class Command(BaseCommand):
         died = next((thread.name for thread in threads if not thread.is_alive()), None)  # before stopping the rest
 
         beat.service.stop()  # beat leaves its loop within its max interval and saves the schedule
-        dispatcher_stop.set()
         for _, stop in loops:
             stop.set()
         lease_stop.set()  # then the lease is given up, for a standby to take over at once
         for thread in threads:
             thread.join(timeout=30)
-        logger.info("Jobs dispatcher stopped.")
+        logger.info("Scheduler loops stopped: %s.", names)
         if received is None:
             raise CommandError(f"The {died} thread stopped unexpectedly; see the log above.")
