@@ -60,6 +60,16 @@ def event(kind: str, *, subject, key: str, data: dict, at: datetime | None = Non
     }
 
 
+def _about(subscription) -> dict:
+    """What every event about a subscription says of it."""
+    return {
+        "subscription": str(subscription.pk),
+        "identity": subscription.identity,
+        "messageset": subscription.messageset_id,
+        "lang": subscription.lang,
+    }
+
+
 def subscription_created(subscription, *, via: str) -> dict:
     """`via`: api, hub, admin or next_set."""
     return event(
@@ -68,10 +78,7 @@ def subscription_created(subscription, *, via: str) -> dict:
         key=str(subscription.pk),
         at=subscription.created_at,
         data={
-            "subscription": str(subscription.pk),
-            "identity": subscription.identity,
-            "messageset": subscription.messageset_id,
-            "lang": subscription.lang,
+            **_about(subscription),
             "schedule": subscription.schedule_id,
             "next_sequence_number": subscription.next_sequence_number,
             "via": via,
@@ -87,10 +94,7 @@ def message_sent(subscription, delivery, *, resend: bool, at: datetime) -> dict:
         key=delivery.idempotency_key,
         at=at,
         data={
-            "subscription": str(subscription.pk),
-            "identity": subscription.identity,
-            "messageset": subscription.messageset_id,
-            "lang": subscription.lang,
+            **_about(subscription),
             "sequence_number": delivery.sequence_number,
             "outcome": delivery.outcome,
             "sender_status": delivery.sender_status,
@@ -107,10 +111,7 @@ def message_failed(subscription, *, sequence_number: int, reason: str, kind: str
         key=f"{subscription.pk}:{sequence_number}:{task_id}",
         at=at,
         data={
-            "subscription": str(subscription.pk),
-            "identity": subscription.identity,
-            "messageset": subscription.messageset_id,
-            "lang": subscription.lang,
+            **_about(subscription),
             "sequence_number": sequence_number,
             "kind": kind,
             "reason": reason,

@@ -10,32 +10,16 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from accounts.models import User
 from cache_api import services as cache_services
-from core import outbound
-from jobs import clock as job_clock
 from jobs.dispatcher import dispatch_once
-from tests.jobs.conftest import START
+from tests.jobs import conftest as jobs_tests
 from topics.store import TopicRef, topic_publish
 from webhooks.relay import relay_once
 
+# The jobs tests' fixtures: loopback allowed, their manual clock, a local HTTP server.
+_loopback_allowed, clock, target = jobs_tests._loopback_allowed, jobs_tests.clock, jobs_tests.target
+
 URL = "/api/v1/caches/news/webhooks/"
 WEBHOOK_SCOPES = ("topics:publishsubscribe:news", "jobs:readwrite")
-
-
-@pytest.fixture(autouse=True)
-def _loopback_allowed(settings):
-    """Receivers are local servers, reached as development reaches them (the SSRF tests undo it)."""
-    settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    settings.JOBS_SIGNING_KEY = "current-signing-key-for-tests"
-    settings.JOBS_SIGNING_NEXT_KEY = None
-    yield
-    outbound.close_clients()
-
-
-@pytest.fixture
-def clock():
-    manual = job_clock.ManualClock(START)
-    with job_clock.using(manual):
-        yield manual
 
 
 @pytest.fixture
@@ -50,12 +34,9 @@ def scopes() -> tuple[str, ...]:
 
 
 @pytest.fixture
-def receiver(http_server) -> HTTPServer:
-    """A real HTTP server on 127.0.0.1, fresh for each test."""
-    http_server.clear()
-    http_server.clear_all_handlers()
-    yield http_server
-    http_server.clear_all_handlers()
+def receiver(target) -> HTTPServer:
+    """Where webhooks deliver: the jobs tests' local HTTP server, fresh for each test."""
+    return target
 
 
 def publish(cache, topic: str, value: bytes, *, binary: bool = False) -> tuple[int, int]:
