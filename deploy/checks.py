@@ -60,6 +60,14 @@ class Report:
         self.say(f"{'PASS' if ok else 'FAIL'}  {name} ({time.monotonic() - started:.1f} s): {detail}")
         return ok
 
+    def write(self, name: str) -> None:
+        """Keep every line in deploy/results/<name>-<date>-<time>.md."""
+        results = ROOT / "deploy" / "results"
+        results.mkdir(exist_ok=True)
+        path = results / f"{name}-{datetime.now(UTC):%Y%m%d-%H%M}.md"
+        path.write_text("\n".join(["```", *self.lines, "```", ""]))
+        print(f"Written to {path.relative_to(ROOT)}")
+
 
 SECURITY_HEADERS = {
     "strict-transport-security": "max-age=31536000; includeSubDomains; preload",

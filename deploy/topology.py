@@ -298,11 +298,7 @@ def main() -> int:
             f"{passed} of {len(report.results)} checks passed in {time.monotonic() - started:.0f} s; "
             f"every process stopped, database {DATABASE} dropped, Redis db 13 flushed."
         )
-        results = DEPLOY / "results"
-        results.mkdir(exist_ok=True)
-        path = results / f"topology-{datetime.now(UTC):%Y%m%d-%H%M}.md"
-        path.write_text("\n".join(["```", *report.lines, "```", ""]))
-        print(f"Written to {path.relative_to(ROOT)}")
+        report.write("topology")
     return 1 if failed else 0
 
 

@@ -36,7 +36,7 @@ import psycopg
 from checks import CheckFailed, Report, expect
 from ha_stores import CLUSTER_NODE_TIMEOUT_MS, RabbitVhost, ReplicatedCluster
 from ha_traffic import Subscriber, Traffic, describe, missed
-from layout import DEPLOY, POSTGRES, ROOT, WEB_PROCESSES, WORKERS
+from layout import POSTGRES, WEB_PROCESSES, WORKERS
 from psycopg import sql
 from topology import Topology, procfile
 
@@ -650,11 +650,7 @@ def main() -> int:
             f"{passed} of {len(report.results)} checks passed in {time.monotonic() - started:.0f} s; every process "
             f"stopped, database {DATABASE} dropped, vhost {vhost.name} deleted."
         )
-        results = DEPLOY / "results"
-        results.mkdir(exist_ok=True)
-        path = results / f"topology-ha-{datetime.now(UTC):%Y%m%d-%H%M}.md"
-        path.write_text("\n".join(["```", *report.lines, "```", ""]))
-        print(f"Written to {path.relative_to(ROOT)}")
+        report.write("topology-ha")
     return 1 if failed else 0
 
 
