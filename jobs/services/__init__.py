@@ -1,7 +1,7 @@
 """Writes and business rules of delayed HTTP jobs."""
 
 from .delivery import jobs_claimed, jobs_deliver, next_attempt_time, response_report
-from .dispatch import jobs_claim_due, jobs_dispatch_due, jobs_next_due
+from .dispatch import Claim, jobs_claim_due, jobs_dispatch_due, jobs_next_due
 from .in_flight import deliveries
 from .scheduling import (
     JOB_FIELDS,
@@ -16,6 +16,7 @@ from .scheduling import (
 
 __all__ = [
     "JOB_FIELDS",
+    "Claim",
     "deliveries",
     "destination_refusal",
     "job_cancel",

@@ -278,7 +278,7 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
     with transaction.atomic():
         present = dict(
             Job.objects.select_for_update()
-            .filter(pk__in=[job.pk for job, _ in results])
+            .filter(pk__any_of=[job.pk for job, _ in results])
             .order_by("pk")
             .values_list("pk", "lease")
         )
@@ -298,7 +298,7 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
             same_changes[tuple(sorted(changes.items()))].append(job.pk)
             callbacks += more
         for changes, ids in same_changes.items():
-            Job.objects.filter(pk__in=ids).update(
+            Job.objects.filter(pk__any_of=ids).update(
                 lease=None, attempt_started_at=None, updated_at=timezone.now(), **dict(changes)
             )
         Job.objects.bulk_create(callbacks)
@@ -352,10 +352,15 @@ def _each_alone(job_ids: list, work, lease: str, started: datetime, what: str) -
 
 
 def _claimed(job_ids: list[str], lease: str, started: datetime) -> list[Job]:
-    """The jobs that still hold `lease`, read at once, or one by one when a row cannot be read."""
+    """The jobs of `job_ids` that still hold `lease`, read at once, or one by one when a row cannot be read.
+
+    A claim's lease is its chunk's own, so the chunk is read by its lease; the ids keep out any other
+    job under it (a task queued before leases were per chunk named part of a larger claim).
+    """
     claimed = Job.objects.filter(lease=lease, state=JobState.RUNNING).only(*SENT_FIELDS)
     try:
-        return list(claimed.filter(id__in=job_ids))
+        wanted = set(job_ids)
+        return [job for job in claimed if str(job.pk) in wanted]
     except UNREACHABLE:
         raise
     except Exception:

@@ -46,7 +46,7 @@ def test_two_dispatchers_never_claim_the_same_job(owner, transactional_db, clock
     def hold_a_claim_open():
         try:
             with transaction.atomic():
-                first["lease"], first["ids"] = services.jobs_claim_due(now=clock.now(), limit=4)
+                [(first["lease"], first["ids"])] = services.jobs_claim_due(now=clock.now(), limit=4)
                 held.set()
                 release.wait(30)
         finally:
@@ -55,14 +55,42 @@ def test_two_dispatchers_never_claim_the_same_job(owner, transactional_db, clock
     holder = threading.Thread(target=hold_a_claim_open)
     holder.start()
     held.wait(30)
-    _, second = services.jobs_claim_due(now=clock.now(), limit=100)
+    second = [job_id for claim in services.jobs_claim_due(now=clock.now(), limit=100) for job_id in claim.ids]
     release.set()
     holder.join()
 
     assert len(first["ids"]) == 4
     assert set(first["ids"]).isdisjoint(second)
     assert set(first["ids"]) | set(second) == jobs
-    assert services.jobs_claim_due(now=clock.now(), limit=100)[1] == []
+    assert services.jobs_claim_due(now=clock.now(), limit=100) == []
+
+
+def test_a_claim_is_cut_into_chunks_each_under_a_lease_of_its_own(owner, clock, settings):
+    settings.JOBS_DELIVERY_CHUNK = 3
+    user, _ = owner
+    jobs = [make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=10 - n)) for n in range(7)]
+
+    claims = services.jobs_claim_due(now=clock.now(), limit=10)
+
+    ids = [job.pk for job in jobs]
+    assert [claim.ids for claim in claims] == [ids[:3], ids[3:6], ids[6:]]
+    assert len({claim.lease for claim in claims}) == 3
+    for claim in claims:
+        assert set(Job.objects.filter(lease=claim.lease).values_list("pk", flat=True)) == set(claim.ids)
+
+
+def test_a_task_sends_only_the_jobs_it_names_of_its_lease(owner, target, clock):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    jobs = [make_job(user, target.url_for("/hook")) for _ in range(3)]
+    [(lease, ids)] = services.jobs_claim_due(now=clock.now(), limit=10)
+
+    assert services.jobs_deliver(job_ids=[str(ids[0])], lease=str(lease)) == 1
+
+    assert len(requests_to(target, "/hook")) == 1
+    states = {job.pk: state_of(job) for job in jobs}
+    assert sorted(states.values()) == [JobState.RUNNING, JobState.RUNNING, JobState.SUCCEEDED]
+    assert states[ids[0]] == JobState.SUCCEEDED
 
 
 def test_several_dispatchers_and_a_worker_send_each_job_exactly_once(owner, target, worker, clock, settings):
@@ -139,9 +167,9 @@ def test_a_stale_task_for_an_old_claim_sends_nothing(owner, target, run_due, clo
     user, _ = owner
     target.expect_request("/hook").respond_with_data("ok")
     job = make_job(user, target.url_for("/hook"))
-    old_lease, _ = services.jobs_claim_due(now=clock.now(), limit=10)
+    [(old_lease, _)] = services.jobs_claim_due(now=clock.now(), limit=10)
     clock.advance(seconds=700)  # the lease expired: the job is claimed anew
-    new_lease, ids = services.jobs_claim_due(now=clock.now(), limit=10)
+    [(new_lease, ids)] = services.jobs_claim_due(now=clock.now(), limit=10)
     assert ids == [job.pk]
     assert services.jobs_deliver(job_ids=[str(job.pk)], lease=str(old_lease)) == 0
     assert requests_to(target, "/hook") == []
@@ -213,7 +241,7 @@ def test_a_job_whose_every_attempt_was_lost_fails_without_another_send(owner, ta
     job = make_job(user, target.url_for("/hook"), failure_callback_uri=target.url_for("/failed"))
     services.jobs_claim_due(now=clock.now(), limit=10)  # its worker is lost
     clock.advance(seconds=settings.JOBS_LEASE_SECONDS)
-    lease, _ = services.jobs_claim_due(now=clock.now(), limit=10)
+    [(lease, _)] = services.jobs_claim_due(now=clock.now(), limit=10)
     assert services.jobs_deliver(job_ids=[str(job.pk)], lease=str(lease)) == 0
     job.refresh_from_db()
     assert job.state == JobState.FAILED
@@ -293,16 +321,17 @@ def test_a_claim_takes_the_oldest_due_jobs_and_marks_them_running_under_its_leas
     make_job(user, url, at=clock.now() + timedelta(minutes=1))  # not due
     retried = make_job(user, url, at=clock.now() - timedelta(seconds=3))
     Job.objects.filter(pk=retried.pk).update(attempt_count=1, first_attempt_at=clock.now() - timedelta(hours=1))
-    lease = uuid.uuid4()
+    leases = [uuid.uuid4(), uuid.uuid4()]
 
     with transaction.atomic():
-        rows = claim(now=clock.now(), limit=2, lease=lease)
+        rows = claim(now=clock.now(), limit=3, leases=leases, chunk=2)
 
-    assert rows == [(retried.pk, 1, None), (older.pk, 0, None)]  # oldest first, as they were
-    for job in (retried, older):
+    # Oldest first, as they were, in chunks of two, each under its own lease.
+    assert rows == [(retried.pk, 1, None, leases[0]), (older.pk, 0, None, leases[0]), (newer.pk, 0, None, leases[1])]
+    for job, lease in ((retried, leases[0]), (older, leases[0]), (newer, leases[1])):
         job.refresh_from_db()
         assert (job.state, job.lease, job.attempt_started_at) == (JobState.RUNNING, lease, clock.now())
         assert job.next_attempt_at == clock.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     assert (older.attempt_count, older.first_attempt_at) == (1, clock.now())
     assert (retried.attempt_count, retried.first_attempt_at) == (2, clock.now() - timedelta(hours=1))
-    assert Job.objects.get(pk=newer.pk).state == JobState.SCHEDULED  # past the limit
+    assert Job.objects.filter(state=JobState.SCHEDULED).count() == 1  # the one not due

@@ -69,7 +69,7 @@ def test_a_job_whose_origin_stays_busy_is_given_back_unsent_without_its_attempt_
 
     target.expect_request("/slow").respond_with_handler(answer_after_the_queue_wait)
     jobs = [make_job(user, target.url_for("/slow"), timeout=10) for _ in range(2)]
-    lease, ids = services.jobs_claim_due(now=clock.now(), limit=10)
+    [(lease, ids)] = services.jobs_claim_due(now=clock.now(), limit=10)
     assert len(ids) == 2
 
     assert services.jobs_deliver(job_ids=[str(job_id) for job_id in ids], lease=str(lease)) == 1
