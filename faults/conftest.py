@@ -34,7 +34,7 @@ SETTINGS = {
     "JOBS_RETRY_SCHEDULE": "2,4,6",
     "JOBS_MAX_TIMEOUT": "3",
     "JOBS_DEFAULT_TIMEOUT": "3",
-    "JOBS_LEASE_SECONDS": "25",  # the least allowed above 2 x JOBS_MAX_TIMEOUT + 15
+    "JOBS_LEASE_SECONDS": "25",  # renewed every 8 s while a worker holds the jobs
     "JOBS_DELIVERY_CHUNK": "25",
     "REDIS_SOCKET_TIMEOUT": "2",
     "TOPICS_LONG_POLL_SECONDS": "5",

@@ -23,13 +23,16 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from core import outbound
 
-from ..models import Job
+from .. import clock
+from ..models import Job, JobState
 from .delivery import UNREACHABLE, RequestResult, record_results, send
 
 logger = logging.getLogger(__name__)
@@ -54,28 +57,39 @@ class InFlight:
         self._held = 0
         self._finished: queue.SimpleQueue[tuple[Job, RequestResult]] = queue.SimpleQueue()
         self._recorder: threading.Thread | None = None
+        self._renewer: threading.Thread | None = None
+        self._leases: Counter[str] = Counter()  # lease -> its jobs held
+        self._renew_until: dict[str, datetime] = {}  # lease -> when its renewal stops
 
     def _started(self) -> None:
-        """Start the recorder thread on first use. Called with the lock held."""
+        """Start the recorder and renewer threads on first use. Called with the lock held."""
         if self._recorder is None:
             recorder = threading.Thread(target=self._record_forever, name="job-recorder", daemon=True)
             recorder.start()  # when this fails, nothing is kept: the next hand-over tries again
             self._recorder = recorder
+        if self._renewer is None:
+            renewer = threading.Thread(target=self._renew_forever, name="job-lease-renewer", daemon=True)
+            renewer.start()
+            self._renewer = renewer
 
     def hand_over(self, jobs: list[Job]) -> None:
         """Send `jobs` and record them as they finish; waits while the process holds JOBS_WORKER_MAX_JOBS."""
         if not jobs:
             return
         limit = settings.JOBS_WORKER_MAX_JOBS
+        renew_until = clock.now() + timedelta(seconds=settings.JOBS_DELIVERY_TIME_LIMIT)
         with self._room:
             self._started()
+            for job in jobs:  # renewed from now on, while waiting for room too
+                self._leases[str(job.lease)] += 1
+                self._renew_until[str(job.lease)] = renew_until
             # A chunk larger than the limit is taken once nothing else is held, rather than never.
             self._room.wait_for(lambda: self._held == 0 or self._held + len(jobs) <= limit)
             self._held += len(jobs)
         try:
             outbound.submit(self._send_each(jobs))
         except BaseException:
-            self._let_go(len(jobs))  # not handed over after all: their leases bring them back
+            self._let_go(jobs)  # not handed over after all: their leases bring them back
             raise
 
     async def _send_each(self, jobs: list[Job]) -> None:
@@ -85,10 +99,23 @@ class InFlight:
         result = await send(job)  # never raises
         self._finished.put((job, result))
 
-    def _let_go(self, count: int) -> None:
+    def _let_go(self, jobs: list[Job]) -> None:
+        """`jobs` are no longer held: recorded, or left to their leases."""
         with self._room:
-            self._held -= count
+            self._held -= len(jobs)
+            for job in jobs:
+                lease = str(job.lease)
+                self._leases[lease] -= 1
+                if self._leases[lease] <= 0:
+                    del self._leases[lease]
+                    self._renew_until.pop(lease, None)
             self._room.notify_all()
+
+    def leases(self) -> list[str]:
+        """The leases of the jobs held now whose renewal has not stopped."""
+        now = clock.now()
+        with self._lock:
+            return [lease for lease, until in self._renew_until.items() if until > now]
 
     def held(self) -> int:
         with self._lock:
@@ -121,7 +148,30 @@ class InFlight:
             except Exception:  # the recorder must go on: these jobs are left to their leases
                 logger.exception("Recording %d finished jobs failed; they will be claimed again", len(batch))
             finally:
-                self._let_go(len(batch))
+                self._let_go([job for job, _ in batch])
+
+    # --- the renewer thread -----------------------------------------------------
+
+    def renew(self) -> int:
+        """Push back the lease end of the jobs held under a lease still renewed; how many jobs."""
+        leases = self.leases()
+        if not leases:
+            return 0
+        lease_ends = clock.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+        # A job already recorded no longer holds its lease, so it is not touched.
+        return Job.objects.filter(lease__any_of=leases, state=JobState.RUNNING).update(next_attempt_at=lease_ends)
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(settings.JOBS_LEASE_SECONDS / 3)
+            try:
+                close_old_connections()
+                self.renew()
+            except DatabaseError as error:  # tried again at the next turn, while the leases last
+                connection.close()
+                logger.warning("Renewing the leases of the jobs in flight failed: %s", error)
+            except Exception:  # the renewer must go on; meanwhile the leases run as they are
+                logger.exception("Renewing the leases of the jobs in flight failed unexpectedly")
 
     @staticmethod
     def _record(batch: list[tuple[Job, RequestResult]]) -> None:

@@ -93,7 +93,7 @@ def test_a_bad_value_stops_start_up_naming_the_variable():
         ("DRY_RUN_MESSAGESETS", "0", "DRY_RUN_MESSAGESETS must hold no message set ids below 1"),
         ("API_PAGE_SIZE", "6000", "API_PAGE_SIZE (6000) must not be above API_MAX_PAGE_SIZE (5000)"),
         ("CACHE_RATE_LIMIT_BYTES", "1000", "CACHE_RATE_LIMIT_BYTES must be 0 or at least CACHE_MAX_ITEM_BYTES"),
-        ("JOBS_LEASE_SECONDS", "60", "JOBS_LEASE_SECONDS (60) must be above a delivery's time limit"),
+        ("JOBS_LEASE_SECONDS", "2", "JOBS_LEASE_SECONDS must be at least 3, not 2"),
         ("JOBS_DEFAULT_TIMEOUT", "500", "JOBS_DEFAULT_TIMEOUT (500) must not be above JOBS_MAX_TIMEOUT (120)"),
     ],
 )
