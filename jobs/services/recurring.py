@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from croniter import CroniterError
 from django.db import transaction
 from django.db.models import Min
+from django.utils import timezone
 
 from .. import values
 from ..models import Job, JobKind, JobState
@@ -137,6 +138,7 @@ def recurring_jobs_fire(*, now: datetime, limit: int) -> int:
         )
         firings = []
         for job in due:
+            job.updated_at = timezone.now()
             try:
                 firing = _catch_up(job, now=now, since=job.next_run_at)
             except (CroniterError, ValueError, KeyError):
@@ -145,7 +147,7 @@ def recurring_jobs_fire(*, now: datetime, limit: int) -> int:
                 continue
             if firing is not None:
                 firings.append(firing)
-        Job.objects.bulk_update(due, ["state", "next_run_at", "last_run_at", "finished_at"])
+        Job.objects.bulk_update(due, ["state", "next_run_at", "last_run_at", "finished_at", "updated_at"])
         Job.objects.bulk_create(firings)
     return len(firings)
 

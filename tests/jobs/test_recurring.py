@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from jobs import services
 from jobs.dispatcher import pause
 from jobs.models import Job, JobKind, JobState
 
@@ -404,3 +405,27 @@ def test_the_schema_describes_recurring_jobs(client):
     listing = {p["name"]: p for p in schema["paths"]["/jobs.json"]["get"]["parameters"]}
     assert set(listing["kind"]["schema"]["enum"]) == {"request", "recurring"}
     assert "recurring_job" in listing
+
+
+def test_a_cancelled_recurring_job_stops_and_a_retry_takes_it_up_at_its_next_run_time(owner, jobs_api, run_due, clock):
+    user, key = owner
+    job = make_job(user, HOOK, cron="*/5 * * * *")
+    services.job_cancel(job=job)
+    clock.set(at(18, 40))
+    assert run_due() == 0
+    clock.set(at(18, 42))
+    retried = answered(jobs_api.post(f"/jobs/{job.pk}/retry.json?apikey={key}"))
+    assert retried["state"] == "scheduled"
+    assert retried["next_run_at"] == "2030-01-31 18:45:00 +0000"
+    assert firings_of(job) == []  # 18:40 is two minutes late: not replayed
+
+
+def test_run_now_from_the_admin_makes_a_firing_now_and_keeps_the_run_times(owner, target, run_due, clock):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    job = make_job(user, target.url_for("/hook"), cron="0 * * * *")
+    services.job_run_now(job=job)
+    assert run_due() == 1
+    [firing] = firings_of(job)
+    assert (firing.at, firing.state) == (clock.now(), JobState.SUCCEEDED)
+    assert Job.objects.get(pk=job.pk).next_run_at == at(19, 0)
