@@ -24,7 +24,7 @@ import logging
 from datetime import datetime, timedelta
 
 from croniter import CroniterError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
@@ -122,6 +122,31 @@ def recurring_fire_now(job: Job, *, now: datetime) -> Job:
     return firing
 
 
+# Which recurring jobs' run time has come, locked, on PostgreSQL: asked at every dispatcher tick, so
+# one statement that the ORM need not build (the index jobs_job_recurring_due holds recurring jobs alone).
+DUE_SQL = """
+SELECT id FROM jobs_job
+WHERE next_run_at <= %(now)s AND kind = 'recurring' AND state = 'scheduled'
+ORDER BY next_run_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+"""
+
+
+def _lock_due(*, now: datetime, limit: int) -> list:
+    """The ids of up to `limit` recurring jobs whose run time has come, locked (skipping those locked)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(DUE_SQL, {"now": now, "limit": limit})
+            return [row[0] for row in cursor.fetchall()]
+    return list(
+        Job.objects.select_for_update(skip_locked=True)
+        .filter(kind=JobKind.RECURRING, state=JobState.SCHEDULED, next_run_at__lte=now)
+        .order_by("next_run_at")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
 def recurring_jobs_fire(*, now: datetime, limit: int) -> int:
     """Make the firings of the recurring jobs whose run time has come, and move each on to its
     next run time; how many firings were made.
@@ -131,11 +156,10 @@ def recurring_jobs_fire(*, now: datetime, limit: int) -> int:
     the API) is failed, without holding back the others.
     """
     with transaction.atomic():
-        due = list(
-            Job.objects.select_for_update(skip_locked=True)
-            .filter(kind=JobKind.RECURRING, state=JobState.SCHEDULED, next_run_at__lte=now)
-            .order_by("next_run_at")[:limit]
-        )
+        ids = _lock_due(now=now, limit=limit)
+        if not ids:
+            return 0
+        due = list(Job.objects.filter(pk__in=ids).order_by("next_run_at"))
         firings = []
         for job in due:
             job.updated_at = timezone.now()
