@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.urls import reverse
 
 from jobs import services
 from jobs.dispatcher import pause
@@ -429,3 +430,22 @@ def test_run_now_from_the_admin_makes_a_firing_now_and_keeps_the_run_times(owner
     [firing] = firings_of(job)
     assert (firing.at, firing.state) == (clock.now(), JobState.SUCCEEDED)
     assert Job.objects.get(pk=job.pk).next_run_at == at(19, 0)
+
+
+def test_a_recurring_job_may_be_created_paused(owner, jobs_api, run_due, clock):
+    _, key = owner
+    body = json.dumps({"job": {"uri": HOOK, "cron": "* * * * *", "paused": True}, "apikey": key})
+    job = answered(jobs_api.generic("POST", "/jobs.json", body, content_type="application/json"))
+    assert (job["paused"], job["next_run_at"], job["at"]) == (True, None, "2030-01-31 18:37:00 +0000")
+    clock.set(at(18, 37))
+    assert run_due() == 0
+    assert not Job.objects.filter(recurring_job_id=job["id"]).exists()
+
+
+def test_the_admin_shows_a_recurring_job(client, admin_user, owner, clock):
+    client.force_login(admin_user)
+    job = make_job(owner.user, HOOK, cron="0 9 * * mon-fri", time_zone="Europe/London")
+    response = client.get(reverse("admin:jobs_job_change", args=[job.pk]))
+    assert response.status_code == 200
+    assert b"0 9 * * mon-fri" in response.content
+    assert b"Europe/London" in response.content
