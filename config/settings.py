@@ -396,6 +396,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two choice sets share the field name `kind`: a listed job's, and a job's of any kind (callbacks too).
+    "ENUM_NAME_OVERRIDES": {
+        "ListedJobKindEnum": "jobs.models.LISTED_KINDS",
+        "JobCallbackKindEnum": "jobs.models.JobKind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "cache_api.schema.add_cache_data_api",

@@ -74,6 +74,12 @@ class JobAdmin(admin.ModelAdmin):
         "delivery_id",
         "lease",
         "finished_at",
+        "cron",
+        "time_zone",
+        "paused",
+        "next_run_at",
+        "last_run_at",
+        "recurring_job_id",
         "created_at",
         "updated_at",
     ]

@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from . import clock as job_clock
 from .clock import Clock
-from .services import jobs_dispatch_due, jobs_next_due
+from .services import jobs_dispatch_due, jobs_next_due, recurring_jobs_fire, recurring_next_run
 
 logger = logging.getLogger(__name__)
 
@@ -24,13 +24,16 @@ ERROR_PAUSE = 1.0
 
 
 def dispatch_once(*, clock: Clock | None = None, limit: int | None = None) -> int:
-    """Claim and queue the jobs due now; how many."""
+    """Make the firings of the recurring jobs whose run time has come, then claim and queue the jobs
+    due now (those firings among them); how many were claimed."""
     now = (clock or job_clock).now()
+    recurring_jobs_fire(now=now, limit=limit or settings.JOBS_DISPATCH_BATCH)
     return jobs_dispatch_due(now=now, limit=limit)
 
 
 def pause(*, clock: Clock | None = None) -> float:
-    """Seconds to wait before the next claim: until the next job is due, at most JOBS_DISPATCH_INTERVAL_MS.
+    """Seconds to wait before the next claim: until the next job is due (or recurring job's run time comes),
+    at most JOBS_DISPATCH_INTERVAL_MS.
 
     A job due at a time already known is claimed when it is due, not up to an interval later;
     a job created meanwhile that is due sooner is noticed within the interval. A job due now
@@ -38,7 +41,7 @@ def pause(*, clock: Clock | None = None) -> float:
     that many jobs to send meanwhile, and the dispatcher does not count them again and again.
     """
     interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
-    due = jobs_next_due()
+    due = min((moment for moment in (jobs_next_due(), recurring_next_run()) if moment is not None), default=None)
     if due is None:
         return interval
     seconds = (due - (clock or job_clock).now()).total_seconds()

@@ -7,7 +7,7 @@ from django_filters.fields import IsoDateTimeField
 from core.filters import FilterSet
 
 from . import values
-from .models import Job, JobState
+from .models import LISTED_KINDS, Job, JobState
 
 
 class JobTimeFormField(IsoDateTimeField):
@@ -32,9 +32,16 @@ class JobFilter(FilterSet):
         choices=JobState.choices,
         help_text="Only jobs in this state (repeat for several); `failed` is the dead-letter list.",
     )
+    kind = django_filters.ChoiceFilter(
+        choices=LISTED_KINDS,
+        help_text="`recurring`: only recurring jobs; `request`: only one-off jobs and firings of recurring ones.",
+    )
+    recurring_job = django_filters.UUIDFilter(
+        field_name="recurring_job_id", help_text="Only the firings of this recurring job (its id)."
+    )
     at_after = JobTimeFilter(field_name="at", lookup_expr="gte", help_text="Due at or after.")
     at_before = JobTimeFilter(field_name="at", lookup_expr="lt", help_text="Due before.")
 
     class Meta:
         model = Job
-        fields = ["state", "at_after", "at_before"]
+        fields = ["state", "kind", "recurring_job", "at_after", "at_before"]

@@ -33,7 +33,8 @@ class JobState(models.TextChoices):
 
 
 class JobKind(models.TextChoices):
-    REQUEST = "request", "Request"  # a job a client scheduled
+    REQUEST = "request", "Request"  # a job a client scheduled, or a firing of a recurring job
+    RECURRING = "recurring", "Recurring"  # a cron schedule: never sent itself, it makes a firing at each run time
     CALLBACK = "callback", "Callback"  # reports a request's success to its callback_uri
     FAILURE_CALLBACK = "failure_callback", "Failure callback"  # reports a request's failure
 
@@ -49,6 +50,8 @@ class HttpMethod(models.TextChoices):
 
 
 ACTIVE_STATES = (JobState.SCHEDULED, JobState.RUNNING)
+# The kinds of job the API lists: one-off jobs and firings (request), recurring jobs.
+LISTED_KINDS = [(kind.value, kind.label) for kind in (JobKind.REQUEST, JobKind.RECURRING)]
 
 
 class Job(models.Model):
@@ -104,6 +107,20 @@ class Job(models.Model):
         help_text="Whose secrets sign it: empty for the owner's own, else one thing of the owner's (a topic webhook).",
     )
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    cron = models.CharField(max_length=200, blank=True, help_text="A recurring job's five-field cron expression.")
+    time_zone = models.CharField(
+        max_length=64, blank=True, help_text="The IANA zone a recurring job's cron is read in."
+    )
+    paused = models.BooleanField(default=False, help_text="A recurring job that makes no firings until resumed.")
+    next_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="A recurring job's next run time; empty while paused or cancelled."
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True, help_text="The run time of its latest firing.")
+    # Not a foreign key: a firing outlives the recurring job that made it (deleting that stops only future firings).
+    recurring_job_id = models.UUIDField(
+        null=True, blank=True, editable=False, help_text="For a firing: the id of the recurring job that made it."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -118,6 +135,12 @@ class Job(models.Model):
             models.Index(fields=["user", "kind", "state", "-created_at"], name="jobs_job_owner_state"),
             models.Index(fields=["lease"], name="jobs_job_in_flight", condition=models.Q(state="running")),
             models.Index(fields=["parent"], name="jobs_job_callbacks", condition=models.Q(parent__isnull=False)),
+            models.Index(
+                fields=["next_run_at"], name="jobs_job_recurring_due", condition=models.Q(next_run_at__isnull=False)
+            ),
+            models.Index(
+                fields=["recurring_job_id"], name="jobs_job_firings", condition=models.Q(recurring_job_id__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

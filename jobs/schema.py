@@ -12,7 +12,7 @@ from rest_framework import serializers
 from core.pagination import page_size_schema
 from core.schema import api_key_scheme
 
-from .models import JobState
+from .models import LISTED_KINDS, JobState
 from .serializers import JobDetailSerializer, JobInputSerializer, JobSerializer
 
 JobsApiKeyScheme = api_key_scheme(
@@ -94,6 +94,13 @@ LIST_PARAMETERS = [
         many=True,
         description="Only jobs in this state (repeat for several); `failed` is the dead-letter list.",
     ),
+    OpenApiParameter(
+        "kind",
+        OpenApiTypes.STR,
+        enum=[kind for kind, _ in LISTED_KINDS],
+        description="`recurring`: only recurring jobs; `request`: only one-off jobs and firings of recurring ones.",
+    ),
+    OpenApiParameter("recurring_job", OpenApiTypes.UUID, description="Only the firings of this recurring job."),
     OpenApiParameter("at_after", OpenApiTypes.DATETIME, description="Only jobs due at or after this time."),
     OpenApiParameter("at_before", OpenApiTypes.DATETIME, description="Only jobs due before this time."),
     OpenApiParameter("page_size", page_size_schema(), description="Jobs per page."),

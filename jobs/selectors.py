@@ -9,8 +9,9 @@ from .models import Attempt, Job, JobKind
 
 
 def jobs_of_user(*, user: User) -> QuerySet[Job]:
-    """The jobs `user` scheduled (not their callbacks), newest first."""
-    return Job.objects.filter(user=user, kind=JobKind.REQUEST).order_by("-created_at", "-id")
+    """The jobs `user` scheduled, one-off and recurring, with the firings of the recurring ones (not their
+    callbacks), newest first."""
+    return Job.objects.filter(user=user, kind__in=(JobKind.REQUEST, JobKind.RECURRING)).order_by("-created_at", "-id")
 
 
 def _one(queryset: QuerySet[Job], job_id: str) -> Job:

@@ -16,9 +16,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from . import values
-from .models import Attempt, HttpMethod, Job
+from .models import LISTED_KINDS, Attempt, HttpMethod, Job
 from .parsers import read_json
-from .values import AT_HELP
+from .values import AT_HELP, CRON_HELP
 
 T = TypeVar("T")
 
@@ -139,6 +139,25 @@ class JobInputSerializer(serializers.Serializer):
     body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Body to send.")
     timeout = serializers.IntegerField(required=False, help_text="Seconds each attempt may take.")
     retry_schedule = RetryDelaysField(required=False, help_text="Seconds after the first attempt to retry at.")
+    cron = serializers.CharField(
+        required=False,
+        help_text="Makes it a recurring job, sent at every run time of this cron expression (instead of `at`). "
+        + CRON_HELP,
+    )
+    time_zone = serializers.CharField(
+        required=False, help_text="The IANA zone a recurring job's cron is read in (JOBS_TIME_ZONE when not given)."
+    )
+    paused = serializers.BooleanField(
+        required=False,
+        help_text="A recurring job's pause: true stops its firings, false resumes them.",
+        error_messages={"invalid": "Must be true or false."},
+    )
+
+    def validate_cron(self, value: str) -> str:
+        return _checked(values.cron_expression, value)
+
+    def validate_time_zone(self, value: str) -> str:
+        return _checked(values.time_zone_name, value)
 
     def validate_body(self, value: str) -> str:
         return _checked(values.request_body, value)
@@ -175,6 +194,23 @@ class JobSerializer(serializers.ModelSerializer):
     callback_uri = serializers.SerializerMethodField()
     failure_callback_uri = serializers.SerializerMethodField()
     retry_schedule = serializers.ListField(child=serializers.IntegerField(), source="retry_delays", read_only=True)
+    kind = serializers.ChoiceField(
+        choices=LISTED_KINDS,
+        read_only=True,
+        help_text="`recurring`: a recurring job (never sent itself); `request`: a one-off job, or a firing.",
+    )
+    recurring_job = serializers.CharField(
+        source="recurring_job_id",
+        allow_null=True,
+        read_only=True,
+        help_text="For a firing: the id of the recurring job that made it; null otherwise.",
+    )
+    cron = serializers.SerializerMethodField(help_text="A recurring job's cron expression; null otherwise.")
+    time_zone = serializers.SerializerMethodField(help_text="The zone a recurring job's cron is read in.")
+    paused = serializers.BooleanField(read_only=True, help_text="Whether a recurring job is paused.")
+    next_run_at = OptionalJobTimeField(
+        read_only=True, help_text="A recurring job's next run time; null while paused, and for other jobs."
+    )
 
     class Meta:
         model = Job
@@ -190,7 +226,19 @@ class JobSerializer(serializers.ModelSerializer):
             "failure_callback_uri",
             "timeout",
             "retry_schedule",
+            "kind",
+            "recurring_job",
+            "cron",
+            "time_zone",
+            "paused",
+            "next_run_at",
         ]
+
+    def get_cron(self, job: Job) -> str | None:
+        return job.cron or None
+
+    def get_time_zone(self, job: Job) -> str | None:
+        return job.time_zone or None
 
     def get_callback_uri(self, job: Job) -> str | None:
         return values.without_userinfo(job.callback_uri) or None

@@ -1,7 +1,8 @@
 """The values a job is made of, and the rules they follow.
 
 When (a time, read and written in JOBS_TIME_ZONE, within EARLIEST..LATEST so that it
-stays a time in UTC, in PostgreSQL and in Python whatever offset it is shown with),
+stays a time in UTC, in PostgreSQL and in Python whatever offset it is shown with, or
+for a recurring job a five-field cron expression read in an IANA time zone),
 where (an absolute http or https URI without credentials, kept with its explicit port),
 what it sends (headers that HTTP/1.1 can carry, body, timeout) and when it retries
 (delays after the first attempt), within the service's limits. Each check returns the
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from itertools import pairwise
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
+from croniter import CroniterError, croniter
 from django.conf import settings
 from django.utils import timezone
 from yarl import URL
@@ -80,6 +83,58 @@ def time_in_range(moment: datetime) -> datetime:
         earliest, latest = (bound.isoformat().replace("+00:00", "Z") for bound in (EARLIEST, LATEST))
         raise InvalidValue(f"Must be from {earliest} to {latest} in UTC (after its offset), not {moment.isoformat()}.")
     return moment
+
+
+CRON_HELP = (
+    "Write five fields, minute hour day-of-month month day-of-week, e.g. 0 9 * * mon-fri "
+    "(09:00 on weekdays) or */15 * * * * (every quarter of an hour)."
+)
+CRON_MAX_LENGTH = 200
+# A time a cron is checked from: any will do, cron has no years.
+_CRON_CHECK_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def cron_expression(value: str) -> str:
+    """A recurring job's cron: five fields as cron (and croniter) read them, that match some time."""
+    text = " ".join(value.split())
+    if len(text) > CRON_MAX_LENGTH:
+        raise InvalidValue(f"Must be at most {CRON_MAX_LENGTH} characters.")
+    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+        raise InvalidValue(f"Is not a five-field cron expression: {value!r}. {CRON_HELP}")
+    try:
+        next_run_time(text, "UTC", after=_CRON_CHECK_FROM)
+    except CroniterError:
+        raise InvalidValue(f"Never runs: no day matches {text!r}. {CRON_HELP}") from None
+    return text
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones() - {"localtime"})
+
+
+def time_zone_name(value: str) -> str:
+    """An IANA time zone name the zone database knows (Europe/London, America/New_York, UTC)."""
+    name = value.strip()
+    if name not in _zone_names():
+        raise InvalidValue(f"Is not an IANA time zone name such as Europe/London, America/New_York or UTC: {value!r}.")
+    return name
+
+
+def next_run_time(cron: str, zone: str, *, after: datetime) -> datetime:
+    """The first time after `after` that `cron` matches on the clocks of `zone`, in UTC.
+
+    croniter's reading of daylight-saving changes: a local time the clocks skip runs once, at the
+    change (01:30 on the day London springs forward runs at 02:00 BST); a local time they repeat
+    runs twice, once in each offset (01:30 BST, then 01:30 GMT an hour later).
+    """
+    return croniter(cron, after.astimezone(ZoneInfo(zone))).get_next(datetime).astimezone(UTC)
+
+
+def last_run_time(cron: str, zone: str, *, until: datetime) -> datetime:
+    """The latest time at or before `until` that `cron` matches on the clocks of `zone`, in UTC."""
+    start = (until + timedelta(microseconds=1)).astimezone(ZoneInfo(zone))  # croniter looks strictly before
+    return croniter(cron, start).get_prev(datetime).astimezone(UTC)
 
 
 def format_time(moment: datetime | None) -> str | None:

@@ -1,4 +1,7 @@
-"""Scheduling, changing, cancelling and retrying jobs: the rules the API and admin share."""
+"""Scheduling, changing, cancelling and retrying jobs: the rules the API and admin share.
+
+A job is one-off (`at`) or recurring (`cron`, see `recurring`); it cannot become the other.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from core.addresses import refusal_for_url
 from .. import clock
 from ..errors import JobConflict, JobParameterError
 from ..models import HttpMethod, Job, JobKind, JobState
+from .recurring import recurring_fire_now, recurring_schedule, recurring_update
 
 # Parameters a job may be given, in the order the docs list them.
 JOB_FIELDS = (
@@ -26,7 +30,11 @@ JOB_FIELDS = (
     "body",
     "timeout",
     "retry_schedule",
+    "cron",
+    "time_zone",
+    "paused",
 )
+RECURRING_FIELDS = ("cron", "time_zone", "paused")
 
 
 def destination_refusal(uri: str) -> str | None:
@@ -60,12 +68,29 @@ def job_create(
     body: str = "",
     timeout: int | None = None,
     retry_schedule: list[int] | None = None,
+    cron: str | None = None,
+    time_zone: str | None = None,
+    paused: bool | None = None,
 ) -> Job:
-    """Schedule a request to `uri` at `at` (now when not given)."""
+    """Schedule a request to `uri` at `at` (now when not given), or at every run time of `cron`
+    in `time_zone` (JOBS_TIME_ZONE when not given), paused from the start if `paused`."""
     fields = {"uri": uri, "callback_uri": callback_uri, "failure_callback_uri": failure_callback_uri}
     _check_destinations(fields)
-    at = at or clock.now()
-    return Job.objects.create(
+    if cron is None:
+        given = next(
+            (name for name, value in (("time_zone", time_zone), ("paused", paused)) if value is not None), None
+        )
+        if given:
+            raise JobParameterError(
+                given, f"Only a recurring job has {given}: give job[cron] too, e.g. job[cron]=0 9 * * *."
+            )
+    elif at is not None:
+        raise JobParameterError(
+            "at", "Give job[at] (one request at that time) or job[cron] (a request at every run time), not both."
+        )
+    now = clock.now()
+    at = at or now
+    job = Job(
         user=user,
         kind=JobKind.REQUEST,
         uri=uri,
@@ -80,6 +105,10 @@ def job_create(
         state=JobState.SCHEDULED,
         next_attempt_at=at,
     )
+    if cron is not None:
+        recurring_schedule(job, cron=cron, time_zone=time_zone or settings.JOBS_TIME_ZONE, paused=bool(paused), now=now)
+    job.save(force_insert=True)
+    return job
 
 
 @transaction.atomic
@@ -88,12 +117,23 @@ def job_update(*, job: Job, **changes) -> Job:
 
     A job that is waiting or failed is never sent in its old form: the claim a
     worker may hold is dropped. A request already on the wire is not recalled.
+    A recurring job is changed for its future firings (`recurring_update`).
     """
     unknown = set(changes) - set(JOB_FIELDS)
     if unknown:
         raise TypeError(f"job_update() got unknown fields {sorted(unknown)}")
     _check_destinations(changes)
     job = Job.objects.select_for_update().get(pk=job.pk)
+    recurring = {name: changes.pop(name) for name in RECURRING_FIELDS if name in changes}
+    if job.kind == JobKind.RECURRING and changes.get("at") is not None:
+        raise JobParameterError(
+            "at", "A recurring job runs at the times of its cron, not at one time: change job[cron]."
+        )
+    if job.kind != JobKind.RECURRING and recurring:
+        name = next(iter(recurring))
+        raise JobParameterError(
+            name, f"Only a recurring job has {name}; this one runs once. Create a recurring job with job[cron] instead."
+        )
     if changes.get("at") is None:
         changes.pop("at", None)
     if "timeout" in changes and changes["timeout"] is None:
@@ -102,27 +142,38 @@ def job_update(*, job: Job, **changes) -> Job:
         changes["retry_schedule"] = changes["retry_schedule"] or None
     for name, value in changes.items():
         setattr(job, name, value)
+    if job.kind == JobKind.RECURRING:
+        return recurring_update(job, now=clock.now(), **recurring)
     return _reschedule(job, job.at)
 
 
 def job_delete(*, job: Job) -> None:
-    """Delete a job, its attempts and its callbacks; a worker holding it finds nothing to send."""
+    """Delete a job, its attempts and its callbacks; a worker holding it finds nothing to send.
+
+    A recurring job makes no more firings; those it made are jobs of their own and run on."""
     Job.objects.filter(pk=job.pk).delete()
 
 
 @transaction.atomic
 def job_retry(*, job: Job) -> Job:
-    """Take a failed or cancelled job off the dead-letter list: try it again now, with a fresh retry schedule."""
+    """Take a failed or cancelled job off the dead-letter list: try it again now, with a fresh retry schedule
+    (a recurring job goes on from its next run time)."""
     job = Job.objects.select_for_update().get(pk=job.pk)
     if job.state not in (JobState.FAILED, JobState.CANCELLED):
         raise JobConflict("state", f"Only a failed or cancelled job can be retried; this one is {job.state}.")
+    if job.kind == JobKind.RECURRING:
+        return recurring_update(job, now=clock.now())
     return _reschedule(job, clock.now())
 
 
 @transaction.atomic
 def job_run_now(*, job: Job) -> Job:
-    """Send a job now, whatever its state, with a fresh retry schedule (the admin's "retry now")."""
+    """Send a job now, whatever its state, with a fresh retry schedule (the admin's "retry now");
+    for a recurring job, a firing of it now, its run times unchanged."""
     job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.kind == JobKind.RECURRING:
+        recurring_fire_now(job, now=clock.now())
+        return job
     return _reschedule(job, clock.now())
 
 
@@ -149,6 +200,7 @@ def job_cancel(*, job: Job) -> Job:
         return job
     job.state = JobState.CANCELLED
     job.next_attempt_at = None
+    job.next_run_at = None
     job.lease = None
     job.attempt_started_at = None
     job.finished_at = clock.now()
