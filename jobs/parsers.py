@@ -4,7 +4,9 @@
   `job[headers][X-Name]=value`, `job[retry_schedule][]=10`;
 - a JSON body `{"job": {...}, "apikey": "..."}`, also with single-quoted strings
   (the reference's own cURL example sends that);
-- `_method=PUT|DELETE` in any of them turns a POST into that method.
+- `_method=PUT|DELETE` in any of them turns a POST into that method;
+- a batch: a JSON body `{"jobs": [{"job": {...}}, ...]}`, each job in the form a JSON
+  create takes, the body at most JOBS_MAX_BATCH_BYTES.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from django.http import QueryDict
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from core.exceptions import RequestTooLarge
+
 from .errors import JobParameterError
 from .services import JOB_FIELDS
 
 JSON_EXAMPLE = (
     '{"job": {"uri": "https://example.org/hook", "at": "2030-01-31T18:36:21", "method": "POST"}, "apikey": "<key>"}'
 )
+BATCH_ELEMENT = '{"job": {"uri": "https://example.org/hook", "at": "2030-01-31T18:36:21"}}'
+BATCH_EXAMPLE = f'{{"jobs": [{BATCH_ELEMENT}, ...], "apikey": "<key>"}}'
 # \Z and DOTALL: a name holding a line break is read (and refused by the rules of values), not skipped.
 _BRACKETED = re.compile(r"^job\[([^\[\]]*)\](.*)\Z", re.DOTALL)
 _SUBKEY = re.compile(r"^\[([^\[\]]*)\]\Z")
@@ -88,7 +94,7 @@ class LenientJSONParser(JSONParser):
     """JSON, also with single-quoted strings; a 400 saying what to fix otherwise (never a 500)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        raw = stream.read() if stream is not None else b""
+        raw = self.read(stream) if stream is not None else b""
         try:
             text = raw.decode((parser_context or {}).get("encoding", settings.DEFAULT_CHARSET))
         except UnicodeDecodeError:
@@ -112,6 +118,21 @@ class LenientJSONParser(JSONParser):
             "or send form fields such as job[uri]=...&job[at]=... instead."
         )
 
+    def read(self, stream) -> bytes:
+        return stream.read()
+
+
+class BatchJSONParser(LenientJSONParser):
+    """A batch's JSON, at most JOBS_MAX_BATCH_BYTES: a 413 past it. The ASGI front refuses a longer
+    body before it is read (config/asgi.py); this holds where the service runs without it."""
+
+    def read(self, stream) -> bytes:
+        limit = settings.JOBS_MAX_BATCH_BYTES
+        raw = stream.read(limit + 1)
+        if len(raw) > limit:
+            raise RequestTooLarge(f"The batch is larger than the limit of {limit} bytes (JOBS_MAX_BATCH_BYTES).")
+        return raw
+
 
 def _items(source) -> list[tuple[str, object]]:
     if isinstance(source, QueryDict):
@@ -131,8 +152,35 @@ def job_parameters(request) -> dict:
     """The job parameters a request carries: query string first, then the body (which wins)."""
     if not isinstance(request.data, Mapping):
         raise JobParameterError("body", f"The body must be a JSON object, e.g. {JSON_EXAMPLE}.")
+    return _parameters(request.query_params, request.data)
+
+
+def batch_job_parameters(element: object) -> dict:
+    """The job parameters of one job of a batch, read as those of a JSON create's body."""
+    if not isinstance(element, Mapping):
+        raise JobParameterError(
+            "job", f"Each job of a batch is an object as a JSON create takes, e.g. {BATCH_ELEMENT}."
+        )
+    return _parameters(element)
+
+
+def batch_jobs(request) -> list:
+    """The jobs of a batch's body, `{"jobs": [...]}`: at most JOBS_MAX_BATCH."""
+    data = request.data
+    if not isinstance(data, Mapping) or not isinstance(data.get("jobs"), list):
+        raise JobParameterError("jobs", f'The body must be a JSON object {{"jobs": [...]}}, e.g. {BATCH_EXAMPLE}.')
+    jobs = data["jobs"]
+    if len(jobs) > settings.JOBS_MAX_BATCH:
+        raise JobParameterError(
+            "jobs", f"A batch may hold at most {settings.JOBS_MAX_BATCH} jobs (JOBS_MAX_BATCH), not {len(jobs)}."
+        )
+    return jobs
+
+
+def _parameters(*sources) -> dict:
+    """The job parameters of `sources` (query string, form or JSON object), the later winning."""
     params: dict = {}
-    for source in (request.query_params, request.data):
+    for source in sources:
         for key, value in _items(source):
             if key == "job":
                 if not isinstance(value, Mapping):

@@ -139,12 +139,23 @@ class JobInputSerializer(serializers.Serializer):
     body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Body to send.")
     timeout = serializers.IntegerField(required=False, help_text="Seconds each attempt may take.")
     retry_schedule = RetryDelaysField(required=False, help_text="Seconds after the first attempt to retry at.")
+    deduplication_id = serializers.CharField(
+        required=False,
+        error_messages={"blank": "Must not be empty: give an id of your own, e.g. order-1234-reminder."},
+        help_text=(
+            "Creates only: another create of yours with this id within JOBS_DEDUPLICATION_SECONDS creates "
+            "nothing and answers this job. 1 to 128 visible ASCII characters (also the Idempotency-Key header)."
+        ),
+    )
 
     def validate_body(self, value: str) -> str:
         return _checked(values.request_body, value)
 
     def validate_timeout(self, value: int) -> int:
         return _checked(values.attempt_timeout, value)
+
+    def validate_deduplication_id(self, value: str) -> str:
+        return _checked(values.deduplication_id, value)
 
 
 class JobAttemptSerializer(serializers.ModelSerializer):
@@ -175,6 +186,7 @@ class JobSerializer(serializers.ModelSerializer):
     callback_uri = serializers.SerializerMethodField()
     failure_callback_uri = serializers.SerializerMethodField()
     retry_schedule = serializers.ListField(child=serializers.IntegerField(), source="retry_delays", read_only=True)
+    deduplication_id = serializers.SerializerMethodField(help_text="The id it was created with to happen once.")
 
     class Meta:
         model = Job
@@ -190,6 +202,7 @@ class JobSerializer(serializers.ModelSerializer):
             "failure_callback_uri",
             "timeout",
             "retry_schedule",
+            "deduplication_id",
         ]
 
     def get_callback_uri(self, job: Job) -> str | None:
@@ -197,6 +210,9 @@ class JobSerializer(serializers.ModelSerializer):
 
     def get_failure_callback_uri(self, job: Job) -> str | None:
         return values.without_userinfo(job.failure_callback_uri) or None
+
+    def get_deduplication_id(self, job: Job) -> str | None:
+        return job.deduplication_id or None
 
 
 class JobCallbackSerializer(serializers.ModelSerializer):

@@ -1,4 +1,4 @@
-"""Scheduling, changing, cancelling and retrying jobs: the rules the API and admin share."""
+"""Changing, cancelling and retrying jobs: the rules the API and admin share (creating them: `creation`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from datetime import datetime
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import User
 from core.addresses import refusal_for_url
 
 from .. import clock
 from ..errors import JobConflict, JobParameterError
-from ..models import HttpMethod, Job, JobKind, JobState
+from ..models import Job, JobState
 
 # Parameters a job may be given, in the order the docs list them.
 JOB_FIELDS = (
@@ -26,6 +25,7 @@ JOB_FIELDS = (
     "body",
     "timeout",
     "retry_schedule",
+    "deduplication_id",
 )
 
 
@@ -40,46 +40,13 @@ def destination_refusal(uri: str) -> str | None:
     )
 
 
-def _check_destinations(fields: dict) -> None:
+def check_destinations(fields: dict) -> None:
+    """JobParameterError for the first of a job's URIs that is refused (see `destination_refusal`)."""
     for name in ("uri", "callback_uri", "failure_callback_uri"):
         if fields.get(name):
             reason = destination_refusal(fields[name])
             if reason:
                 raise JobParameterError(name, reason)
-
-
-def job_create(
-    *,
-    user: User,
-    uri: str,
-    at: datetime | None = None,
-    method: str = HttpMethod.GET,
-    callback_uri: str = "",
-    failure_callback_uri: str = "",
-    headers: dict[str, str] | None = None,
-    body: str = "",
-    timeout: int | None = None,
-    retry_schedule: list[int] | None = None,
-) -> Job:
-    """Schedule a request to `uri` at `at` (now when not given)."""
-    fields = {"uri": uri, "callback_uri": callback_uri, "failure_callback_uri": failure_callback_uri}
-    _check_destinations(fields)
-    at = at or clock.now()
-    return Job.objects.create(
-        user=user,
-        kind=JobKind.REQUEST,
-        uri=uri,
-        at=at,
-        method=method,
-        callback_uri=callback_uri,
-        failure_callback_uri=failure_callback_uri,
-        headers=headers or {},
-        body=body,
-        timeout=timeout or settings.JOBS_DEFAULT_TIMEOUT,
-        retry_schedule=retry_schedule or None,
-        state=JobState.SCHEDULED,
-        next_attempt_at=at,
-    )
 
 
 @transaction.atomic
@@ -92,7 +59,11 @@ def job_update(*, job: Job, **changes) -> Job:
     unknown = set(changes) - set(JOB_FIELDS)
     if unknown:
         raise TypeError(f"job_update() got unknown fields {sorted(unknown)}")
-    _check_destinations(changes)
+    if "deduplication_id" in changes:
+        raise JobParameterError(
+            "deduplication_id", "A job's deduplication id is given when it is created; it cannot be changed."
+        )
+    check_destinations(changes)
     job = Job.objects.select_for_update().get(pk=job.pk)
     if changes.get("at") is None:
         changes.pop("at", None)
