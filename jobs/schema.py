@@ -156,7 +156,7 @@ BATCH_WRITE = {
     "parameters": [APIKEY],
     "request": {
         "application/json": inline_serializer(
-            "JobBatchRequest",
+            "JobBatchCreate",
             {
                 "jobs": serializers.ListField(child=BATCH_JOB, help_text="At most JOBS_MAX_BATCH jobs."),
                 "apikey": serializers.CharField(required=False, help_text="The API key (or send it another way)."),
