@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from django.conf import settings
 from django.http import QueryDict
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser, JSONParser
 
 from core.exceptions import RequestTooLarge
 
@@ -94,7 +95,7 @@ class LenientJSONParser(JSONParser):
     """JSON, also with single-quoted strings; a 400 saying what to fix otherwise (never a 500)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        raw = self.read(stream) if stream is not None else b""
+        raw = stream.read() if stream is not None else b""
         try:
             text = raw.decode((parser_context or {}).get("encoding", settings.DEFAULT_CHARSET))
         except UnicodeDecodeError:
@@ -118,20 +119,23 @@ class LenientJSONParser(JSONParser):
             "or send form fields such as job[uri]=...&job[at]=... instead."
         )
 
-    def read(self, stream) -> bytes:
-        return stream.read()
 
+class BatchJSONParser(BaseParser):
+    """A batch's JSON, read as LenientJSONParser reads it, up to JOBS_MAX_BATCH_BYTES: a 413 past it.
 
-class BatchJSONParser(LenientJSONParser):
-    """A batch's JSON, at most JOBS_MAX_BATCH_BYTES: a 413 past it. The ASGI front refuses a longer
-    body before it is read (config/asgi.py); this holds where the service runs without it."""
+    Not a JSONParser: DRF reads such a parser's body through Django's `request.body`, held to
+    MAX_REQUEST_BODY_BYTES. The ASGI front refuses a body past the limit before it is read
+    (config/asgi.py); this holds where the service runs without it.
+    """
 
-    def read(self, stream) -> bytes:
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.JOBS_MAX_BATCH_BYTES
-        raw = stream.read(limit + 1)
+        raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
             raise RequestTooLarge(f"The batch is larger than the limit of {limit} bytes (JOBS_MAX_BATCH_BYTES).")
-        return raw
+        return LenientJSONParser().parse(io.BytesIO(raw), media_type, parser_context)
 
 
 def _items(source) -> list[tuple[str, object]]:
