@@ -95,10 +95,11 @@ def _with_idempotency_key(request, fields: dict) -> dict:
 def _batch_jobs(request) -> list[Job]:
     """A batch's jobs, each read and checked as a single create's (not saved yet); JobBatchInvalid
     with the errors of every job that is wrong."""
+    checker = JobInputSerializer()  # validates each job as `_job_input` does; its fields are made once, not per job
     jobs, errors = [], {}
     for index, element in enumerate(batch_jobs(request)):
         try:
-            jobs.append(services.job_new(user=request.user, **_job_input(batch_job_parameters(element))))
+            jobs.append(services.job_new(user=request.user, **checker.run_validation(batch_job_parameters(element))))
         except (serializers.ValidationError, JobsError) as error:
             errors[index] = parameter_errors(error)
     if errors:
