@@ -31,6 +31,7 @@ gc.freeze()
 
 LEAN_PREFIXES = ("/cache/", "/topics/")
 JOBS_PREFIXES = ("/jobs.json", "/jobs/")
+JOBS_BATCH_PATH = "/jobs/batch.json"
 
 
 def body_limit(scope: Scope) -> tuple[int, str]:
@@ -39,6 +40,9 @@ def body_limit(scope: Scope) -> tuple[int, str]:
     if path.startswith("/topics/"):
         limit = settings.TOPICS_MAX_MESSAGE_BYTES
         return limit, f"The message is larger than the limit of {limit} bytes (TOPICS_MAX_MESSAGE_BYTES)."
+    if path == JOBS_BATCH_PATH:
+        limit = settings.JOBS_MAX_BATCH_BYTES
+        return limit, f"The batch is larger than the limit of {limit} bytes (JOBS_MAX_BATCH_BYTES)."
     content_type = dict(scope["headers"]).get(b"content-type", b"")
     if path.startswith("/cache/") or content_type.lower().startswith(b"multipart/form-data"):
         limit, name = settings.MAX_UPLOAD_BYTES, "MAX_UPLOAD_BYTES"  # a cache's own item limit is checked past it

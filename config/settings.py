@@ -431,6 +431,12 @@ JOBS_DEFAULT_TIMEOUT = env_int("JOBS_DEFAULT_TIMEOUT", 30, minimum=1)
 JOBS_MAX_TIMEOUT = env_int("JOBS_MAX_TIMEOUT", 120, minimum=1)
 # Largest body (bytes) a job may send.
 JOBS_MAX_BODY_BYTES = env_int("JOBS_MAX_BODY_BYTES", 1_048_576, minimum=0)
+# Seconds a create's deduplication id (job[deduplication_id] or Idempotency-Key) answers with the job it made: 1 day.
+JOBS_DEDUPLICATION_SECONDS = env_int("JOBS_DEDUPLICATION_SECONDS", 86_400, minimum=1)
+# Most jobs one POST /jobs/batch.json may create.
+JOBS_MAX_BATCH = env_int("JOBS_MAX_BATCH", 1000, minimum=1)
+# Largest body (bytes) of a POST /jobs/batch.json (every other request: MAX_REQUEST_BODY_BYTES): 10 MiB.
+JOBS_MAX_BATCH_BYTES = env_int("JOBS_MAX_BATCH_BYTES", 10_485_760, minimum=1024)
 # Most headers a job may send.
 JOBS_MAX_HEADERS = env_int("JOBS_MAX_HEADERS", 50, minimum=0)
 # Longest uri or callback_uri, in characters.

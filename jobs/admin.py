@@ -46,7 +46,7 @@ class JobAdmin(admin.ModelAdmin):
 
     list_display = ["id", "kind", "method", "shown_uri", "at", "state", "attempt_count", "next_attempt_at", "user"]
     list_filter = ["state", "kind", "method", "at"]
-    search_fields = ["=id", "uri", "user__username", "user__email"]
+    search_fields = ["=id", "=deduplication_id", "uri", "user__username", "user__email"]
     list_select_related = ["user"]
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
@@ -64,6 +64,7 @@ class JobAdmin(admin.ModelAdmin):
         "body",
         "timeout",
         "retry_schedule",
+        "deduplication_id",
         "shown_callback_uri",
         "shown_failure_callback_uri",
         "state",

@@ -1,4 +1,9 @@
-"""The jobs face's errors: `{"error": {"<parameter>": "<message>"}}` for every 4xx (and 503)."""
+"""The jobs face's errors: `{"error": {"<parameter>": "<message>"}}` for every 4xx (and 503).
+
+A batch whose jobs are wrong says so by position as well: `"error"` names each parameter
+`jobs[<index>][<parameter>]`, and `"errors"` lists `{"index": i, "error": {...}}` for each job
+that is wrong, its `"error"` what a single create of that job would have answered.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,19 @@ class JobNotFound(JobsError):
 
 class JobConflict(JobsError):
     status_code = status.HTTP_409_CONFLICT
+
+
+class JobBatchInvalid(exceptions.APIException):
+    """Jobs of a batch that are wrong: their errors (parameter to message) by position."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, errors: dict[int, dict[str, str]]):
+        self.errors = dict(sorted(errors.items()))
+        flat = {
+            f"jobs[{index}][{name}]": message for index, error in self.errors.items() for name, message in error.items()
+        }
+        super().__init__(flat)
 
 
 MISSING_KEY = (
@@ -71,6 +89,16 @@ def _flatten(detail: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+def parameter_errors(exc: exceptions.APIException) -> dict[str, str]:
+    """What the jobs face answers for `exc` as `{"<parameter>": "<message>"}`: a job's parameter
+    errors (a JobsError, or a serializer's ValidationError)."""
+    if isinstance(exc, JobsError):
+        return {exc.parameter: exc.message}
+    if isinstance(exc.detail, dict):
+        return _flatten(exc.detail)
+    return {"job": _message(exc.detail)}
+
+
 def jobs_exception_handler(exc: Exception, context: dict) -> Response | None:
     response = api_exception_handler(exc, context)
     if response is None:
@@ -89,4 +117,6 @@ def jobs_exception_handler(exc: Exception, context: dict) -> Response | None:
     if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
         error = {"service": next(iter(error.values()))}
     response.data = {"error": error}
+    if isinstance(exc, JobBatchInvalid):
+        response.data["errors"] = [{"index": index, "error": problems} for index, problems in exc.errors.items()]
     return response

@@ -106,6 +106,12 @@ class Job(models.Model):
         editable=False,
         help_text="Whose secrets sign it: empty for the owner's own, else one thing of the owner's (a topic webhook).",
     )
+    deduplication_id = models.CharField(
+        max_length=values.DEDUPLICATION_ID_MAX_LENGTH,
+        blank=True,
+        editable=False,
+        help_text="The id its create was given to happen once (see JobDeduplication); empty when none.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     cron = models.CharField(max_length=200, blank=True, help_text="A recurring job's five-field cron expression.")
@@ -154,6 +160,34 @@ class Job(models.Model):
     @property
     def max_attempts(self) -> int:
         return 1 + len(self.retry_delays)
+
+
+class JobDeduplication(models.Model):
+    """Which of an owner's jobs a deduplication id stands for, until when.
+
+    A create with an id its owner used less than JOBS_DEDUPLICATION_SECONDS ago answers
+    with that job instead of making another. A table of its own rather than a unique index
+    on the job: a unique index cannot say "unique while not expired" (its condition may not
+    read the clock), while a row here is taken over in place once expired, by an
+    `INSERT ... ON CONFLICT (user, deduplication_id) DO UPDATE ... WHERE expires_at <= now`
+    (see `services.creation`). The unique constraint makes concurrent creates with the same
+    id wait for each other: one inserts, the others find its job. Deleting the job deletes
+    its row (the id is free again); the job keeps its `deduplication_id` for display after
+    another job has taken the id over.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    deduplication_id = models.CharField(max_length=values.DEDUPLICATION_ID_MAX_LENGTH)
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField(help_text="Until then a create with this id answers with the job.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "deduplication_id"], name="jobs_one_job_per_deduplication_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deduplication_id} of {self.user_id}: {self.job_id} until {self.expires_at.isoformat()}"
 
 
 class AttemptOutcome(models.TextChoices):

@@ -4,11 +4,14 @@
   `job[headers][X-Name]=value`, `job[retry_schedule][]=10`;
 - a JSON body `{"job": {...}, "apikey": "..."}`, also with single-quoted strings
   (the reference's own cURL example sends that);
-- `_method=PUT|DELETE` in any of them turns a POST into that method.
+- `_method=PUT|DELETE` in any of them turns a POST into that method;
+- a batch: a JSON body `{"jobs": [{"job": {...}}, ...]}`, each job in the form a JSON
+  create takes, the body at most JOBS_MAX_BATCH_BYTES.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Mapping
@@ -16,7 +19,9 @@ from collections.abc import Mapping
 from django.conf import settings
 from django.http import QueryDict
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser, JSONParser
+
+from core.exceptions import RequestTooLarge
 
 from .errors import JobParameterError
 from .services import JOB_FIELDS
@@ -24,6 +29,8 @@ from .services import JOB_FIELDS
 JSON_EXAMPLE = (
     '{"job": {"uri": "https://example.org/hook", "at": "2030-01-31T18:36:21", "method": "POST"}, "apikey": "<key>"}'
 )
+BATCH_ELEMENT = '{"job": {"uri": "https://example.org/hook", "at": "2030-01-31T18:36:21"}}'
+BATCH_EXAMPLE = f'{{"jobs": [{BATCH_ELEMENT}, ...], "apikey": "<key>"}}'
 # \Z and DOTALL: a name holding a line break is read (and refused by the rules of values), not skipped.
 _BRACKETED = re.compile(r"^job\[([^\[\]]*)\](.*)\Z", re.DOTALL)
 _SUBKEY = re.compile(r"^\[([^\[\]]*)\]\Z")
@@ -113,6 +120,24 @@ class LenientJSONParser(JSONParser):
         )
 
 
+class BatchJSONParser(BaseParser):
+    """A batch's JSON, read as LenientJSONParser reads it, up to JOBS_MAX_BATCH_BYTES: a 413 past it.
+
+    Not a JSONParser: DRF reads such a parser's body through Django's `request.body`, held to
+    MAX_REQUEST_BODY_BYTES. The ASGI front refuses a body past the limit before it is read
+    (config/asgi.py); this holds where the service runs without it.
+    """
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.JOBS_MAX_BATCH_BYTES
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise RequestTooLarge(f"The batch is larger than the limit of {limit} bytes (JOBS_MAX_BATCH_BYTES).")
+        return LenientJSONParser().parse(io.BytesIO(raw), media_type, parser_context)
+
+
 def _items(source) -> list[tuple[str, object]]:
     if isinstance(source, QueryDict):
         return [(key, values if key.endswith("[]") else values[-1]) for key, values in source.lists()]
@@ -131,8 +156,35 @@ def job_parameters(request) -> dict:
     """The job parameters a request carries: query string first, then the body (which wins)."""
     if not isinstance(request.data, Mapping):
         raise JobParameterError("body", f"The body must be a JSON object, e.g. {JSON_EXAMPLE}.")
+    return _parameters(request.query_params, request.data)
+
+
+def batch_job_parameters(element: object) -> dict:
+    """The job parameters of one job of a batch, read as those of a JSON create's body."""
+    if not isinstance(element, Mapping):
+        raise JobParameterError(
+            "job", f"Each job of a batch is an object as a JSON create takes, e.g. {BATCH_ELEMENT}."
+        )
+    return _parameters(element)
+
+
+def batch_jobs(request) -> list:
+    """The jobs of a batch's body, `{"jobs": [...]}`: at most JOBS_MAX_BATCH."""
+    data = request.data
+    if not isinstance(data, Mapping) or not isinstance(data.get("jobs"), list):
+        raise JobParameterError("jobs", f'The body must be a JSON object {{"jobs": [...]}}, e.g. {BATCH_EXAMPLE}.')
+    jobs = data["jobs"]
+    if len(jobs) > settings.JOBS_MAX_BATCH:
+        raise JobParameterError(
+            "jobs", f"A batch may hold at most {settings.JOBS_MAX_BATCH} jobs (JOBS_MAX_BATCH), not {len(jobs)}."
+        )
+    return jobs
+
+
+def _parameters(*sources) -> dict:
+    """The job parameters of `sources` (query string, form or JSON object), the later winning."""
     params: dict = {}
-    for source in (request.query_params, request.data):
+    for source in sources:
         for key, value in _items(source):
             if key == "job":
                 if not isinstance(value, Mapping):

@@ -64,6 +64,33 @@ class JobsErrorSerializer(serializers.Serializer):
     error = serializers.DictField(child=serializers.CharField(), help_text='{"<parameter>": "<message>"}')
 
 
+class JobBatchSerializer(serializers.Serializer):
+    jobs = JobSerializer(many=True, help_text="The job standing for each of the batch's, in its order.")
+    deduplicated = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Positions answered with an existing job (or an earlier one of the batch) by their deduplication_id.",
+    )
+
+
+class JobBatchSuccessSerializer(serializers.Serializer):
+    success = JobBatchSerializer()
+
+
+class JobBatchErrorItemSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The job's position in the batch, from 0.")
+    error = serializers.DictField(child=serializers.CharField(), help_text='{"<parameter>": "<message>"}')
+
+
+class JobBatchErrorSerializer(serializers.Serializer):
+    error = serializers.DictField(
+        child=serializers.CharField(),
+        help_text='{"jobs[<index>][<parameter>]": "<message>"}, or {"<parameter>": "<message>"} about the whole batch.',
+    )
+    errors = JobBatchErrorItemSerializer(
+        many=True, required=False, help_text="Each job that is wrong, by position (when the batch itself is readable)."
+    )
+
+
 JOB_BODY = inline_serializer(
     "JobRequest",
     {
@@ -114,3 +141,42 @@ JOB_REQUEST = {
 }
 # What an operation that writes a job's parameters takes and answers (create, update).
 JOB_WRITE = {"parameters": [APIKEY], "request": JOB_REQUEST, "responses": {200: JobSuccessSerializer, **BODY_ERRORS}}
+IDEMPOTENCY_KEY = "Idempotency-Key"
+# A create also takes its deduplication id as a header.
+JOB_CREATE = {
+    **JOB_WRITE,
+    "parameters": [
+        APIKEY,
+        OpenApiParameter(
+            IDEMPOTENCY_KEY,
+            OpenApiTypes.STR,
+            location=OpenApiParameter.HEADER,
+            description=(
+                "The job's deduplication_id as a header (1 to 128 visible ASCII characters); "
+                "when job[deduplication_id] is given too, they must be the same."
+            ),
+        ),
+    ],
+}
+BATCH_JOB = inline_serializer("JobBatchItem", {"job": JobInputSerializer()})
+BATCH_WRITE = {
+    "parameters": [APIKEY],
+    "request": {
+        "application/json": inline_serializer(
+            "JobBatchCreate",
+            {
+                "jobs": serializers.ListField(child=BATCH_JOB, help_text="At most JOBS_MAX_BATCH jobs."),
+                "apikey": serializers.CharField(required=False, help_text="The API key (or send it another way)."),
+            },
+        )
+    },
+    "responses": {
+        200: JobBatchSuccessSerializer,
+        **{code: response for code, response in ERRORS.items() if code != 404},
+        400: OpenApiResponse(
+            JobBatchErrorSerializer,
+            description="The batch cannot be read or holds too many jobs, or some jobs are wrong: nothing was created.",
+        ),
+        413: OpenApiResponse(JobsErrorSerializer, description="The body is over JOBS_MAX_BATCH_BYTES."),
+    },
+}

@@ -159,11 +159,23 @@ class JobInputSerializer(serializers.Serializer):
     def validate_time_zone(self, value: str) -> str:
         return _checked(values.time_zone_name, value)
 
+    deduplication_id = serializers.CharField(
+        required=False,
+        error_messages={"blank": "Must not be empty: give an id of your own, e.g. order-1234-reminder."},
+        help_text=(
+            "Creates only: another create of yours with this id within JOBS_DEDUPLICATION_SECONDS creates "
+            "nothing and answers this job. 1 to 128 visible ASCII characters (also the Idempotency-Key header)."
+        ),
+    )
+
     def validate_body(self, value: str) -> str:
         return _checked(values.request_body, value)
 
     def validate_timeout(self, value: int) -> int:
         return _checked(values.attempt_timeout, value)
+
+    def validate_deduplication_id(self, value: str) -> str:
+        return _checked(values.deduplication_id, value)
 
 
 class JobAttemptSerializer(serializers.ModelSerializer):
@@ -211,6 +223,7 @@ class JobSerializer(serializers.ModelSerializer):
     next_run_at = OptionalJobTimeField(
         read_only=True, help_text="A recurring job's next run time; null while paused, and for other jobs."
     )
+    deduplication_id = serializers.SerializerMethodField(help_text="The id it was created with to happen once.")
 
     class Meta:
         model = Job
@@ -232,6 +245,7 @@ class JobSerializer(serializers.ModelSerializer):
             "time_zone",
             "paused",
             "next_run_at",
+            "deduplication_id",
         ]
 
     def get_cron(self, job: Job) -> str | None:
@@ -245,6 +259,9 @@ class JobSerializer(serializers.ModelSerializer):
 
     def get_failure_callback_uri(self, job: Job) -> str | None:
         return values.without_userinfo(job.failure_callback_uri) or None
+
+    def get_deduplication_id(self, job: Job) -> str | None:
+        return job.deduplication_id or None
 
 
 class JobCallbackSerializer(serializers.ModelSerializer):

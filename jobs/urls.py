@@ -4,6 +4,7 @@ from . import signing_secrets, views
 
 urlpatterns = [
     path("jobs.json", views.JobCollectionView.as_view(), name="job-list"),
+    path("jobs/batch.json", views.JobBatchView.as_view(), name="job-batch"),
     path("jobs/signing-secret.json", signing_secrets.SigningSecretView.as_view(), name="job-signing-secret"),
     path(
         "jobs/signing-secret/rotate.json",

@@ -4,8 +4,9 @@ When (a time, read and written in JOBS_TIME_ZONE, within EARLIEST..LATEST so tha
 stays a time in UTC, in PostgreSQL and in Python whatever offset it is shown with, or
 for a recurring job a five-field cron expression read in an IANA time zone),
 where (an absolute http or https URI without credentials, kept with its explicit port),
-what it sends (headers that HTTP/1.1 can carry, body, timeout) and when it retries
-(delays after the first attempt), within the service's limits. Each check returns the
+what it sends (headers that HTTP/1.1 can carry, body, timeout), when it retries
+(delays after the first attempt) and the id that makes its creation happen once, within
+the service's limits. Each check returns the
 value as it is stored, or raises `InvalidValue` with the message a client reads; the
 serializers and filters apply them to what a client sends.
 """
@@ -45,6 +46,8 @@ _USERINFO = re.compile(r"^([^:/?#]*:?//)[^/?#]*@")
 EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
 LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DEDUPLICATION_ID_MAX_LENGTH = 128
+_DEDUPLICATION_ID = re.compile(r"^[\x21-\x7e]+\Z")
 
 
 def job_zone() -> ZoneInfo:
@@ -240,3 +243,21 @@ def attempt_timeout(seconds: int) -> int:
     if not 1 <= seconds <= settings.JOBS_MAX_TIMEOUT:
         raise InvalidValue(f"Must be from 1 to {settings.JOBS_MAX_TIMEOUT} seconds.")
     return seconds
+
+
+def deduplication_id(value: str) -> str:
+    """An id that makes a create happen once: 1 to DEDUPLICATION_ID_MAX_LENGTH visible ASCII characters.
+
+    Visible ASCII (no spaces or control characters) so that the same id can come as a form
+    field, a query parameter, JSON or an `Idempotency-Key` header and be compared as it is.
+    """
+    if not value:
+        raise InvalidValue("Must not be empty: give an id of your own, e.g. order-1234-reminder.")
+    if len(value) > DEDUPLICATION_ID_MAX_LENGTH:
+        raise InvalidValue(f"Must be at most {DEDUPLICATION_ID_MAX_LENGTH} characters, not {len(value)}.")
+    if not _DEDUPLICATION_ID.fullmatch(value):
+        raise InvalidValue(
+            "May hold only visible ASCII characters (letters, digits and punctuation; no spaces), "
+            "e.g. order-1234-reminder or a UUID."
+        )
+    return value

@@ -1,8 +1,10 @@
-"""The jobs API, as the Moment reference has it: `/jobs.json`, `/jobs/{id}.json`.
+"""The jobs API, as the Moment reference has it: `/jobs.json`, `/jobs/{id}.json`; and
+`/jobs/batch.json`, which creates many jobs at once.
 
 Parameters come as query parameters, form fields or a JSON body; the API key as
 `apikey` (or any other token form); `_method=PUT|DELETE` turns a POST into that
 method. Bodies are `{"success": {...}}` or `{"error": {"<parameter>": "<message>"}}`.
+A create's deduplication id may also come as an `Idempotency-Key` header.
 """
 
 from __future__ import annotations
@@ -26,17 +28,27 @@ from rest_framework.views import APIView
 from core.pagination import CursorPagination
 from core.parsers import MultiPartParser
 
-from . import selectors, services
+from . import selectors, services, values
 from .authentication import JobsTokenAuthentication
-from .errors import JobParameterError, jobs_exception_handler
+from .errors import JobBatchInvalid, JobParameterError, JobsError, jobs_exception_handler, parameter_errors
 from .filters import JobFilter
 from .models import Job
-from .parsers import LenientJSONParser, job_parameters, method_override
+from .parsers import (
+    BatchJSONParser,
+    LenientJSONParser,
+    batch_job_parameters,
+    batch_jobs,
+    job_parameters,
+    method_override,
+)
 from .permissions import JobsPermission
 from .schema import (
     APIKEY,
+    BATCH_WRITE,
     BODY_ERRORS,
     ERRORS,
+    IDEMPOTENCY_KEY,
+    JOB_CREATE,
     JOB_REQUEST,
     JOB_WRITE,
     LIST_PARAMETERS,
@@ -58,6 +70,41 @@ def _job_input(params: dict, *, partial: bool = False) -> dict:
 
 def _job_answer(job: Job) -> Response:
     return Response({"success": {"job": JobSerializer(job).data}})
+
+
+def _with_idempotency_key(request, fields: dict) -> dict:
+    """`fields` with the `Idempotency-Key` header, when given, as their deduplication id: a 400 when
+    it is not one, or when job[deduplication_id] is another."""
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return fields
+    try:
+        key = values.deduplication_id(key.strip())
+    except values.InvalidValue as error:
+        raise JobParameterError(IDEMPOTENCY_KEY, str(error)) from None
+    given = fields.get("deduplication_id")
+    if given is not None and given != key:
+        raise JobParameterError(
+            "deduplication_id",
+            f"job[deduplication_id] ({given!r}) and the {IDEMPOTENCY_KEY} header ({key!r}) differ: "
+            "send one of them, or the same id in both.",
+        )
+    return {**fields, "deduplication_id": key}
+
+
+def _batch_jobs(request) -> list[Job]:
+    """A batch's jobs, each read and checked as a single create's (not saved yet); JobBatchInvalid
+    with the errors of every job that is wrong."""
+    checker = JobInputSerializer()  # validates each job as `_job_input` does; its fields are made once, not per job
+    jobs, errors = [], {}
+    for index, element in enumerate(batch_jobs(request)):
+        try:
+            jobs.append(services.job_new(user=request.user, **checker.run_validation(batch_job_parameters(element))))
+        except (serializers.ValidationError, JobsError) as error:
+            errors[index] = parameter_errors(error)
+    if errors:
+        raise JobBatchInvalid(errors)
+    return jobs
 
 
 class JobsPagination(CursorPagination):
@@ -112,15 +159,49 @@ class JobCollectionView(JobsView):
 
     @extend_schema(
         operation_id="jobs_create",
-        **JOB_WRITE,
+        **JOB_CREATE,
         description=(
             "Schedule a request. Parameters as `job[uri]`, `job[at]`, `job[method]`, ... (query or form) "
-            'or a JSON body `{"job": {...}, "apikey": "..."}`.'
+            'or a JSON body `{"job": {...}, "apikey": "..."}`. With a `deduplication_id` (or an '
+            "`Idempotency-Key` header) that another create of yours gave within JOBS_DEDUPLICATION_SECONDS, "
+            "nothing is created: the answer is that job (the first create's parameters win), with the header "
+            "`Idempotent-Replayed: true`."
         ),
     )
     def post(self, request):
-        job = services.job_create(user=request.user, **_job_input(job_parameters(request)))
-        return _job_answer(job)
+        fields = _with_idempotency_key(request, _job_input(job_parameters(request)))
+        created = services.jobs_create(user=request.user, jobs=[services.job_new(user=request.user, **fields)])[0]
+        response = _job_answer(created.job)
+        if created.deduplicated:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+
+class JobBatchView(JobsView):
+    """`/jobs/batch.json`: schedule many requests at once, all or none."""
+
+    parser_classes = [BatchJSONParser]
+
+    @extend_schema(
+        operation_id="jobs_batch_create",
+        **BATCH_WRITE,
+        description=(
+            'Schedule up to JOBS_MAX_BATCH requests in one transaction: a JSON body `{"jobs": [{"job": {...}}, '
+            '...], "apikey": "..."}`, each job as a JSON create takes it and checked as one. The answer lists '
+            "the jobs in the same order; `deduplicated` holds the positions answered with an existing job (by "
+            "its `deduplication_id`, also an earlier one of the batch). When any job is wrong nothing is "
+            "created, and `errors` says what is wrong with each, by position."
+        ),
+    )
+    def post(self, request):
+        if IDEMPOTENCY_KEY in request.headers:
+            raise JobParameterError(
+                IDEMPOTENCY_KEY, "A batch takes no Idempotency-Key: give each job its own deduplication_id."
+            )
+        created = services.jobs_create(user=request.user, jobs=_batch_jobs(request))
+        jobs = JobSerializer([each.job for each in created], many=True).data
+        deduplicated = [index for index, each in enumerate(created) if each.deduplicated]
+        return Response({"success": {"jobs": jobs, "deduplicated": deduplicated}})
 
 
 class JobView(JobsView):

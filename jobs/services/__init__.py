@@ -1,14 +1,15 @@
 """Writes and business rules of delayed HTTP jobs."""
 
+from .creation import CreatedJob, job_create, job_new, jobs_create
 from .delivery import jobs_claimed, jobs_deliver, next_attempt_time, response_report
 from .dispatch import Claim, jobs_claim_due, jobs_dispatch_due, jobs_next_due
 from .in_flight import deliveries
 from .recurring import recurring_jobs_fire, recurring_next_run
 from .scheduling import (
     JOB_FIELDS,
+    check_destinations,
     destination_refusal,
     job_cancel,
-    job_create,
     job_delete,
     job_retry,
     job_run_now,
@@ -18,16 +19,20 @@ from .scheduling import (
 __all__ = [
     "JOB_FIELDS",
     "Claim",
+    "CreatedJob",
+    "check_destinations",
     "deliveries",
     "destination_refusal",
     "job_cancel",
     "job_create",
     "job_delete",
+    "job_new",
     "job_retry",
     "job_run_now",
     "job_update",
     "jobs_claim_due",
     "jobs_claimed",
+    "jobs_create",
     "jobs_deliver",
     "jobs_dispatch_due",
     "jobs_next_due",

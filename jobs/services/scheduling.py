@@ -1,4 +1,4 @@
-"""Scheduling, changing, cancelling and retrying jobs: the rules the API and admin share.
+"""Changing, cancelling and retrying jobs: the rules the API and admin share (creating them: `creation`).
 
 A job is one-off (`at`) or recurring (`cron`, see `recurring`); it cannot become the other.
 """
@@ -11,13 +11,12 @@ from datetime import datetime
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import User
 from core.addresses import refusal_for_url
 
 from .. import clock
 from ..errors import JobConflict, JobParameterError
-from ..models import HttpMethod, Job, JobKind, JobState
-from .recurring import recurring_fire_now, recurring_schedule, recurring_update
+from ..models import Job, JobKind, JobState
+from .recurring import recurring_fire_now, recurring_update
 
 # Parameters a job may be given, in the order the docs list them.
 JOB_FIELDS = (
@@ -33,6 +32,7 @@ JOB_FIELDS = (
     "cron",
     "time_zone",
     "paused",
+    "deduplication_id",
 )
 RECURRING_FIELDS = ("cron", "time_zone", "paused")
 
@@ -48,67 +48,13 @@ def destination_refusal(uri: str) -> str | None:
     )
 
 
-def _check_destinations(fields: dict) -> None:
+def check_destinations(fields: dict) -> None:
+    """JobParameterError for the first of a job's URIs that is refused (see `destination_refusal`)."""
     for name in ("uri", "callback_uri", "failure_callback_uri"):
         if fields.get(name):
             reason = destination_refusal(fields[name])
             if reason:
                 raise JobParameterError(name, reason)
-
-
-def job_create(
-    *,
-    user: User,
-    uri: str,
-    at: datetime | None = None,
-    method: str = HttpMethod.GET,
-    callback_uri: str = "",
-    failure_callback_uri: str = "",
-    headers: dict[str, str] | None = None,
-    body: str = "",
-    timeout: int | None = None,
-    retry_schedule: list[int] | None = None,
-    cron: str | None = None,
-    time_zone: str | None = None,
-    paused: bool | None = None,
-) -> Job:
-    """Schedule a request to `uri` at `at` (now when not given), or at every run time of `cron`
-    in `time_zone` (JOBS_TIME_ZONE when not given), paused from the start if `paused`."""
-    fields = {"uri": uri, "callback_uri": callback_uri, "failure_callback_uri": failure_callback_uri}
-    _check_destinations(fields)
-    if cron is None:
-        given = next(
-            (name for name, value in (("time_zone", time_zone), ("paused", paused)) if value is not None), None
-        )
-        if given:
-            raise JobParameterError(
-                given, f"Only a recurring job has {given}: give job[cron] too, e.g. job[cron]=0 9 * * *."
-            )
-    elif at is not None:
-        raise JobParameterError(
-            "at", "Give job[at] (one request at that time) or job[cron] (a request at every run time), not both."
-        )
-    now = clock.now()
-    at = at or now
-    job = Job(
-        user=user,
-        kind=JobKind.REQUEST,
-        uri=uri,
-        at=at,
-        method=method,
-        callback_uri=callback_uri,
-        failure_callback_uri=failure_callback_uri,
-        headers=headers or {},
-        body=body,
-        timeout=timeout or settings.JOBS_DEFAULT_TIMEOUT,
-        retry_schedule=retry_schedule or None,
-        state=JobState.SCHEDULED,
-        next_attempt_at=at,
-    )
-    if cron is not None:
-        recurring_schedule(job, cron=cron, time_zone=time_zone or settings.JOBS_TIME_ZONE, paused=bool(paused), now=now)
-    job.save(force_insert=True)
-    return job
 
 
 @transaction.atomic
@@ -122,7 +68,11 @@ def job_update(*, job: Job, **changes) -> Job:
     unknown = set(changes) - set(JOB_FIELDS)
     if unknown:
         raise TypeError(f"job_update() got unknown fields {sorted(unknown)}")
-    _check_destinations(changes)
+    if "deduplication_id" in changes:
+        raise JobParameterError(
+            "deduplication_id", "A job's deduplication id is given when it is created; it cannot be changed."
+        )
+    check_destinations(changes)
     job = Job.objects.select_for_update().get(pk=job.pk)
     recurring = {name: changes.pop(name) for name in RECURRING_FIELDS if name in changes}
     if job.kind == JobKind.RECURRING and changes.get("at") is not None:

@@ -1,0 +1,181 @@
+"""Creating jobs, one or a batch at once, each at most once per deduplication id.
+
+A job is made and checked in memory first (`job_new`), so that a batch can say what is
+wrong with each of its jobs before anything is written; then `jobs_create` writes them
+all in one transaction with one INSERT per thousand jobs, or none of them.
+
+A deduplication id is claimed in the same transaction as the job it stands for (see
+`JobDeduplication`): a create whose id another job of the owner's holds unexpired
+writes nothing for it and answers with that job. The first create's parameters win;
+a later create with the same id and other parameters changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from django.conf import settings
+from django.db import connections, router, transaction
+
+from accounts.models import User
+
+from .. import clock
+from ..errors import JobConflict, JobParameterError
+from ..models import HttpMethod, Job, JobDeduplication, JobKind, JobState
+from .recurring import recurring_schedule
+from .scheduling import check_destinations
+
+# Rows per INSERT: within PostgreSQL's 65,535 parameters a statement (a job has about 25).
+INSERT_BATCH = 1000
+
+
+class CreatedJob(NamedTuple):
+    job: Job
+    deduplicated: bool  # an earlier create's job, answered again for its deduplication id
+
+
+def job_new(
+    *,
+    user: User,
+    uri: str,
+    at: datetime | None = None,
+    method: str = HttpMethod.GET,
+    callback_uri: str = "",
+    failure_callback_uri: str = "",
+    headers: dict[str, str] | None = None,
+    body: str = "",
+    timeout: int | None = None,
+    retry_schedule: list[int] | None = None,
+    cron: str | None = None,
+    time_zone: str | None = None,
+    paused: bool | None = None,
+    deduplication_id: str | None = None,
+) -> Job:
+    """A request to `uri` at `at` (now when not given), or at every run time of `cron` in `time_zone`
+    (JOBS_TIME_ZONE when not given), paused from the start if `paused`; checked and not yet saved:
+    JobParameterError when a destination is refused or the parameters do not go together."""
+    check_destinations({"uri": uri, "callback_uri": callback_uri, "failure_callback_uri": failure_callback_uri})
+    if cron is None:
+        given = next(
+            (name for name, value in (("time_zone", time_zone), ("paused", paused)) if value is not None), None
+        )
+        if given:
+            raise JobParameterError(
+                given, f"Only a recurring job has {given}: give job[cron] too, e.g. job[cron]=0 9 * * *."
+            )
+    elif at is not None:
+        raise JobParameterError(
+            "at", "Give job[at] (one request at that time) or job[cron] (a request at every run time), not both."
+        )
+    now = clock.now()
+    at = at or now
+    job = Job(
+        id=uuid.uuid4(),
+        user=user,
+        kind=JobKind.REQUEST,
+        uri=uri,
+        at=at,
+        method=method,
+        callback_uri=callback_uri,
+        failure_callback_uri=failure_callback_uri,
+        headers=headers or {},
+        body=body,
+        timeout=timeout or settings.JOBS_DEFAULT_TIMEOUT,
+        retry_schedule=retry_schedule or None,
+        deduplication_id=deduplication_id or "",
+        state=JobState.SCHEDULED,
+        next_attempt_at=at,
+    )
+    if cron is not None:
+        recurring_schedule(job, cron=cron, time_zone=time_zone or settings.JOBS_TIME_ZONE, paused=bool(paused), now=now)
+    return job
+
+
+def job_create(*, user: User, **fields) -> Job:
+    """Schedule a request (the parameters of `job_new`); with a deduplication id its owner gave
+    another create within JOBS_DEDUPLICATION_SECONDS, that create's job instead."""
+    return jobs_create(user=user, jobs=[job_new(user=user, **fields)])[0].job
+
+
+@transaction.atomic
+def jobs_create(*, user: User, jobs: Sequence[Job]) -> list[CreatedJob]:
+    """Save `user`'s new `jobs` (from `job_new`) in one transaction, and answer for each, in order,
+    the job that stands for it: itself, or the job that holds its deduplication id (an earlier
+    create's, or an earlier one of `jobs` with the same id)."""
+    firsts: dict[str, Job] = {}
+    for job in jobs:
+        if job.deduplication_id:
+            firsts.setdefault(job.deduplication_id, job)
+    holders = _deduplication_claim(user=user, jobs=firsts.values(), now=clock.now())
+    new = [job for job in jobs if not job.deduplication_id or holders[job.deduplication_id] == job.id]
+    Job.objects.bulk_create(new, batch_size=INSERT_BATCH)
+    standing = {job.id: job for job in new}
+    earlier = set(holders.values()) - set(standing)
+    standing.update(Job.objects.filter(user=user, pk__in=earlier).in_bulk())
+    if earlier - set(standing):
+        raise _holder_deleted()
+    created = []
+    for job in jobs:
+        holder = holders[job.deduplication_id] if job.deduplication_id else job.id
+        created.append(CreatedJob(standing[holder], deduplicated=holder != job.id))
+    return created
+
+
+def _deduplication_claim(*, user: User, jobs: Iterable[Job], now: datetime) -> dict[str, uuid.UUID]:
+    """Claim each job's deduplication id for it, unless another job of `user`'s holds it unexpired;
+    answer, by id, the job that holds it now.
+
+    One `INSERT ... ON CONFLICT DO UPDATE ... WHERE expired` per INSERT_BATCH ids: a new id is
+    inserted, an expired one taken over in place, a live one left alone (RETURNING leaves it
+    out). A concurrent create of the same id waits on the unique index for this transaction:
+    it then finds the id taken (and reads its job), or free again if this one rolled back.
+    The jobs' rows follow in the same transaction (the foreign key is checked at commit).
+    """
+    jobs = list(jobs)
+    if not jobs:
+        return {}
+    alias = router.db_for_write(JobDeduplication)
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    fields = JobDeduplication._meta
+    table = quote(fields.db_table)
+    user_column, id_column, job_column, expires_column = (
+        quote(fields.get_field(name).column) for name in ("user", "deduplication_id", "job", "expires_at")
+    )
+    job_field, time_field = fields.get_field("job"), fields.get_field("expires_at")
+    expires_at = time_field.get_db_prep_value(now + timedelta(seconds=settings.JOBS_DEDUPLICATION_SECONDS), connection)
+    holders: dict[str, uuid.UUID] = {}
+    for start in range(0, len(jobs), INSERT_BATCH):
+        chunk = jobs[start : start + INSERT_BATCH]
+        rows = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+        params = []
+        for job in chunk:
+            params += [user.pk, job.deduplication_id, job_field.get_db_prep_value(job.id, connection), expires_at]
+        params.append(time_field.get_db_prep_value(now, connection))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({user_column}, {id_column}, {job_column}, {expires_column}) VALUES {rows} "  # noqa: S608 (names are the model's, values are parameters)
+                f"ON CONFLICT ({user_column}, {id_column}) DO UPDATE "
+                f"SET {job_column} = EXCLUDED.{job_column}, {expires_column} = EXCLUDED.{expires_column} "
+                f"WHERE {table}.{expires_column} <= %s RETURNING {id_column}",
+                params,
+            )
+            claimed = {row[0] for row in cursor.fetchall()}
+        holders.update({job.deduplication_id: job.id for job in chunk if job.deduplication_id in claimed})
+    taken = [job.deduplication_id for job in jobs if job.deduplication_id not in holders]
+    if taken:
+        held = JobDeduplication.objects.using(alias).filter(user=user, deduplication_id__in=taken)
+        holders.update(dict(held.values_list("deduplication_id", "job_id")))
+        if len(holders) < len(jobs):
+            raise _holder_deleted()
+    return holders
+
+
+def _holder_deleted() -> JobConflict:
+    """The job holding an id was deleted between the claim and the read (deleting it frees the id)."""
+    return JobConflict(
+        "deduplication_id", "The job this deduplication id stood for was deleted just now; send the create again."
+    )
