@@ -97,6 +97,29 @@ def wait_for_workers(app, count: int, *, timeout: float = 60) -> None:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and every process below it (a prefork
+    worker's pool, say); processes that have ended are not counted."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))  # fields[1]: the parent's pid
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    total, below = 0.0, [pid]
+    while below:
+        current = below.pop()
+        total += used.get(current, 0.0)
+        below += children.get(current, [])
+    return total
+
+
 def find_wrk() -> str:
     """The path of wrk, the load generator that measures a sink's capacity; exits saying how to install it."""
     path = shutil.which("wrk")

@@ -44,6 +44,7 @@ from common import (
     PYTHON,
     ROOT,
     celery_worker,
+    cpu_seconds,
     find_wrk,
     fresh_database,
     ratio,
@@ -282,6 +283,8 @@ def table(base: dict, burst: dict | None, spread: dict | None, kill: dict | None
             f"| >= {BURST_GOAL:,} jobs/s |",
             f"| (a) lateness p50 / p99 / max | {fmt(burst['p50'])} / {fmt(burst['p99'])} / {fmt(burst['max'])} ms | |",
             f"| (a) lost / duplicates | {burst['lost']} / {burst['duplicates']} | |",
+            f"| (a) CPU per job: workers (all processes) / dispatcher | {fmt(burst['worker_cpu_ms'], 3)} / "
+            f"{fmt(burst['dispatcher_cpu_ms'], 3)} ms | |",
         ]
     if spread:
         lines += [
@@ -331,7 +334,7 @@ def main() -> None:
         base = baseline(sink, seconds=args.baseline_seconds, connections=args.baseline_connections)
         print(f"baseline: sink capacity {base['rate']:.0f} requests/s", flush=True)
 
-        processes.start("dispatcher", [PYTHON, "manage.py", "dispatchjobs"])
+        dispatcher = processes.start("dispatcher", [PYTHON, "manage.py", "dispatchjobs"])
         burst = spread = kill = None
         if args.burst or args.spread:
             worker = processes.start(
@@ -341,7 +344,12 @@ def main() -> None:
             wait_for_workers(celery_app, 1)
             if args.burst:
                 sink_reset(sink)
+                used_before = cpu_seconds(worker.pid), cpu_seconds(dispatcher.pid)
                 burst = run_burst(sink, args.burst)
+                used = cpu_seconds(worker.pid) - used_before[0], cpu_seconds(dispatcher.pid) - used_before[1]
+                # What the service's own processes spent per job sent (the warm-up's jobs counted too).
+                sent = args.burst + WARM_UP
+                burst["worker_cpu_ms"], burst["dispatcher_cpu_ms"] = (1000 * seconds / sent for seconds in used)
                 print(f"(a) {burst}", flush=True)
             if args.spread:
                 sink_reset(sink)
