@@ -118,6 +118,12 @@ class Job(models.Model):
             models.Index(fields=["user", "kind", "state", "-created_at"], name="jobs_job_owner_state"),
             models.Index(fields=["lease"], name="jobs_job_in_flight", condition=models.Q(state="running")),
             models.Index(fields=["parent"], name="jobs_job_callbacks", condition=models.Q(parent__isnull=False)),
+            # Retention finds finished jobs by it; scheduled and running ones (what the claim reads) are not in it.
+            models.Index(
+                fields=["state", "finished_at"],
+                name="jobs_job_finished",
+                condition=models.Q(state__in=["succeeded", "failed", "cancelled"]),
+            ),
         ]
 
     def __str__(self) -> str:

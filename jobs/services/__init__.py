@@ -3,6 +3,7 @@
 from .delivery import jobs_claimed, jobs_deliver, next_attempt_time, response_report
 from .dispatch import jobs_claim_due, jobs_dispatch_due, jobs_next_due
 from .in_flight import deliveries
+from .retention import Pruned, jobs_prune, jobs_prune_batch
 from .scheduling import (
     JOB_FIELDS,
     destination_refusal,
@@ -16,6 +17,7 @@ from .scheduling import (
 
 __all__ = [
     "JOB_FIELDS",
+    "Pruned",
     "deliveries",
     "destination_refusal",
     "job_cancel",
@@ -29,6 +31,8 @@ __all__ = [
     "jobs_deliver",
     "jobs_dispatch_due",
     "jobs_next_due",
+    "jobs_prune",
+    "jobs_prune_batch",
     "next_attempt_time",
     "response_report",
 ]
