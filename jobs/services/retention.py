@@ -120,7 +120,8 @@ def jobs_prune_batch(*, state: str, before: datetime, limit: int) -> Counter:
 def jobs_prune(*, now: datetime | None = None, limit: int | None = None, seconds: float | None = None) -> Pruned:
     """Delete the finished jobs past their retention, a batch of `limit` (JOBS_RETENTION_BATCH) per
     transaction, oldest first, until a batch finds none (a job kept for its callback goes in a batch
-    after the callback's, or in the next run) or `seconds` have gone by (the rest waits for the next run); what was deleted."""
+    after the callback's, or in the next run) or `seconds` have gone by (the rest waits for the next run);
+    what was deleted."""
     now = now or clock.now()
     limit = limit or settings.JOBS_RETENTION_BATCH
     stop = None if seconds is None else time.monotonic() + seconds
