@@ -1,6 +1,6 @@
 """Benchmark of retention: pruning a large backlog of finished jobs while due jobs keep being sent.
 
-    .venv/bin/python bench/jobs_retention.py [--jobs 1000000] [--attempts 2] [--batch 2000] [--rate 20]
+    .venv/bin/python bench/jobs_retention.py [--jobs 1000000] [--attempts 2] [--batch 1000] [--rate 20]
         [--baseline-seconds 30] [--orm-sample 20000]
 
 Starts everything it needs on this machine and stops it again: the jobs bench's local sink
@@ -244,7 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=1_000_000, help="finished jobs to fill and prune")
     parser.add_argument("--attempts", type=int, default=2, help="attempts of each filled job")
-    parser.add_argument("--batch", type=int, default=2_000, help="jobs per transaction (JOBS_RETENTION_BATCH)")
+    parser.add_argument("--batch", type=int, default=1_000, help="jobs per transaction (JOBS_RETENTION_BATCH)")
     parser.add_argument("--rate", type=float, default=20, help="stream jobs due per second")
     parser.add_argument("--baseline-seconds", type=float, default=30)
     parser.add_argument("--orm-sample", type=int, default=20_000, help="jobs deleted by Django's cascade first")

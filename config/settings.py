@@ -474,7 +474,7 @@ JOBS_RETENTION_DAYS = env_int("JOBS_RETENTION_DAYS", 7, minimum=1)
 # Days failed jobs (the dead-letter list, with their attempts) are kept after they finished.
 JOBS_DEAD_RETENTION_DAYS = env_int("JOBS_DEAD_RETENTION_DAYS", 30, minimum=1)
 # Most jobs (or send runs, or send batches) retention deletes in one transaction: bounds how long it holds locks.
-JOBS_RETENTION_BATCH = env_int("JOBS_RETENTION_BATCH", 2000, minimum=1)
+JOBS_RETENTION_BATCH = env_int("JOBS_RETENTION_BATCH", 1000, minimum=1)
 # Key that encrypts the job owners' signing secrets in the database; required when DEBUG is off.
 JOBS_SIGNING_KEY = env_secret(
     "JOBS_SIGNING_KEY", debug=DEBUG, development_value="insecure-local-development-signing-key"
