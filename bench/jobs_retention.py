@@ -5,7 +5,8 @@
 
 Starts everything it needs on this machine and stops it again: the jobs bench's local sink
 (`bench/jobs_sink.py`), a dispatcher (`manage.py dispatchjobs`) and a Celery worker, against a
-database (`jobs_retention_bench`) and a Redis database (13) of its own. Traffic goes to 127.0.0.1 only.
+database (`jobs_retention_bench`) and a Redis database of its own (13, or BENCH_RETENTION_REDIS_URL; the run stops
+at once if another client uses it). Traffic goes to 127.0.0.1 only.
 
 - fill: --jobs finished jobs (80% succeeded 10 days ago, 20% failed 40 days ago: all past their
   retention), each with --attempts attempts, written by `INSERT ... SELECT` in the database;
@@ -71,13 +72,23 @@ WHERE job.finished_at IS NOT NULL
 
 
 def prepare_storage() -> None:
+    """A fresh database and Redis database, once no one else is seen using the Redis database."""
     import redis
 
+    client = redis.Redis.from_url(ENVIRONMENT["REDIS_URL"])
+    database = str(client.connection_pool.connection_kwargs.get("db", 0))
+    me = client.client_id()
+    others = [c for c in client.client_list() if c["db"] == database and int(c["id"]) != me]
+    if others:  # a worker of theirs would take this run's delivery tasks, and its jobs would never be sent
+        raise SystemExit(
+            f"{len(others)} other client(s) use Redis database {database}: "
+            "set BENCH_RETENTION_REDIS_URL to a database of this run's own."
+        )
+    client.flushdb()
     fresh_database(DATABASE, DATABASE_SERVER)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env={**os.environ, **ENVIRONMENT}, check=True
     )
-    redis.Redis.from_url(ENVIRONMENT["REDIS_URL"]).flushdb()
 
 
 def fill(count: int, attempts: int) -> dict:
