@@ -8,11 +8,12 @@ from django.db import connection
 from django.utils import timezone
 
 from core.redis import get_redis
+from harness.waiting import wait_until
 from subscriptions import metrics, services, tasks
 from subscriptions.models import SendBatch, SendRun
 from tests.beat import periodic_task_of_migration
 
-from .factories import fresh, make_messages, make_messageset, make_subscription, week
+from .factories import fresh, make_messages, make_messageset, make_schedule, make_subscription, week
 
 pytestmark = pytest.mark.django_db
 
@@ -81,16 +82,23 @@ def test_it_deletes_batches_then_runs_a_bounded_number_per_transaction(three_sen
     assert deleted == [("subscriptions_sendbatch", 1)] * 3 + [("subscriptions_sendrun", 1)] * 2
 
 
-def test_the_periodic_task_is_registered_and_counts_what_it_pruned(three_sends, settings, run_queued):
+@pytest.mark.django_db(transaction=True)
+def test_the_periodic_task_is_registered_and_a_worker_prunes_and_counts(settings, celery_worker):
     settings.SEND_RUN_RETENTION_DAYS = 1
     periodic = periodic_task_of_migration("subscriptions", "Prune finished send runs")
-    assert periodic.task == "subscriptions.prune_send_runs"
-    SendRun.objects.update(finished_at=timezone.now() - timedelta(days=2))
+    assert (periodic.task, periodic.enabled) == ("subscriptions.prune_send_runs", True)
+    schedule, long_ago = make_schedule(), timezone.now() - timedelta(days=2)
+    runs = [
+        SendRun.objects.create(schedule=schedule, period_start=week(n), started_at=long_ago, finished_at=long_ago)
+        for n in range(3)
+    ]
+    SendBatch.objects.bulk_create(SendBatch(run=run, size=1, done_at=long_ago) for run in runs for _ in range(2))
 
-    with run_queued():
-        tasks.prune_send_runs.delay()
+    tasks.prune_send_runs.delay()
+    wait_until(lambda: SendRun.objects.count() == 1, what="the old send runs to be pruned", timeout=30, every=0.05)
 
-    assert SendRun.objects.count() == 1
+    assert list(SendRun.objects.values_list("pk", flat=True)) == [runs[-1].pk]
+    assert SendBatch.objects.count() == 2
     stored = get_redis().hgetall(metrics.METRICS_KEY)
     assert float(stored[b'sbm_jobs_pruned{"what":"send_runs"}']) == 2
-    assert float(stored[b'sbm_jobs_pruned{"what":"send_batches"}']) == 3
+    assert float(stored[b'sbm_jobs_pruned{"what":"send_batches"}']) == 4
