@@ -50,3 +50,5 @@ bench-smoke: $(STAMP)
 		--spread-seconds 5 --kill 100 --baseline-seconds 2
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/topics_fanout.py --subscribers 5 --idle 100
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_batch.py --jobs 20 --rounds 1
+	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_retention.py --jobs 2000 --batch 500 \
+		--baseline-seconds 5 --orm-sample 500

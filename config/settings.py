@@ -477,6 +477,12 @@ require(
     JOBS_DEFAULT_TIMEOUT <= JOBS_MAX_TIMEOUT,
     f"JOBS_DEFAULT_TIMEOUT ({JOBS_DEFAULT_TIMEOUT}) must not be above JOBS_MAX_TIMEOUT ({JOBS_MAX_TIMEOUT}).",
 )
+# Days succeeded and cancelled jobs (with their attempts) are kept after they finished.
+JOBS_RETENTION_DAYS = env_int("JOBS_RETENTION_DAYS", 7, minimum=1)
+# Days failed jobs (the dead-letter list, with their attempts) are kept after they finished.
+JOBS_DEAD_RETENTION_DAYS = env_int("JOBS_DEAD_RETENTION_DAYS", 30, minimum=1)
+# Most jobs (or send runs, or send batches) retention deletes in one transaction: bounds how long it holds locks.
+JOBS_RETENTION_BATCH = env_int("JOBS_RETENTION_BATCH", 1000, minimum=1)
 # Key that encrypts the job owners' signing secrets in the database; required when DEBUG is off.
 JOBS_SIGNING_KEY = env_secret(
     "JOBS_SIGNING_KEY", debug=DEBUG, development_value="insecure-local-development-signing-key"
@@ -535,6 +541,8 @@ SEND_RETRY_AFTER_MAX = env_int("SEND_RETRY_AFTER_MAX", 30)
 SEND_BATCH_SECONDS = env_int("SEND_BATCH_SECONDS", 120, minimum=1)
 # A send task's hard time limit: its sending time plus one request and the database work.
 SEND_TASK_TIME_LIMIT = SEND_BATCH_SECONDS + 2 * SEND_TIMEOUT + 60
+# Days a finished schedule send (SendRun, with its batches) is kept; each schedule's latest is kept regardless.
+SEND_RUN_RETENTION_DAYS = env_int("SEND_RUN_RETENTION_DAYS", 30, minimum=1)
 # Networks (comma-separated CIDRs) that may read /metrics without a token; otherwise a messaging admin token.
 METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", [])
 

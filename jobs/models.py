@@ -147,6 +147,12 @@ class Job(models.Model):
             models.Index(
                 fields=["recurring_job_id"], name="jobs_job_firings", condition=models.Q(recurring_job_id__isnull=False)
             ),
+            # Retention finds finished jobs by it; scheduled and running ones (what the claim reads) are not in it.
+            models.Index(
+                fields=["state", "finished_at"],
+                name="jobs_job_finished",
+                condition=models.Q(state__in=["succeeded", "failed", "cancelled"]),
+            ),
         ]
 
     def __str__(self) -> str:

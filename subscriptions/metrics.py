@@ -44,6 +44,11 @@ COUNTERS = {
     "sbm_send_retries": ("Requests to the message sender or identity store made again after a failure.", []),
     "sbm_schedule_sends_started": ("Schedule sends (one per schedule and cron period) started.", []),
     "sbm_events_published": ("Messaging events published to MESSAGING_EVENTS_TOPIC.", []),
+    "sbm_jobs_pruned": (
+        "Finished work deleted by retention, by what (jobs, dead, attempts, webhook_deliveries, send_runs, "
+        "send_batches).",
+        ["what"],
+    ),
     "sbm_events_lost": (
         "Messaging events not published, by reason (no_cache: the topic's cache does not exist; publish_failed).",
         ["reason"],

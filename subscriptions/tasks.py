@@ -10,7 +10,7 @@ import uuid
 from celery import shared_task
 from django.conf import settings
 
-from . import services
+from . import metrics, services
 
 SEND_LIMITS = {
     "acks_late": True,
@@ -76,6 +76,13 @@ def find_behind_subscriptions() -> None:
 @shared_task(name="subscriptions.find_behind_in", ignore_result=True, time_limit=600, soft_time_limit=570)
 def find_behind_in(subscription_ids: list[str]) -> None:
     services.behind_subscriptions_find(subscription_ids=subscription_ids)
+
+
+@shared_task(name="subscriptions.prune_send_runs", ignore_result=True, time_limit=900, soft_time_limit=870)
+def prune_send_runs() -> None:
+    """Delete the finished send runs past SEND_RUN_RETENTION_DAYS, and count them."""
+    for what, count in services.send_runs_prune().items():
+        metrics.record("sbm_jobs_pruned", count, what=what)
 
 
 @shared_task(name="subscriptions.estimate_daily_sends", ignore_result=True, time_limit=300, soft_time_limit=270)

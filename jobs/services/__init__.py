@@ -5,6 +5,7 @@ from .delivery import jobs_claimed, jobs_deliver, next_attempt_time, response_re
 from .dispatch import Claim, jobs_claim_due, jobs_dispatch_due, jobs_next_due
 from .in_flight import deliveries
 from .recurring import recurring_jobs_fire, recurring_next_run
+from .retention import Pruned, jobs_prune, jobs_prune_batch
 from .scheduling import (
     JOB_FIELDS,
     check_destinations,
@@ -20,6 +21,7 @@ __all__ = [
     "JOB_FIELDS",
     "Claim",
     "CreatedJob",
+    "Pruned",
     "check_destinations",
     "deliveries",
     "destination_refusal",
@@ -36,6 +38,8 @@ __all__ = [
     "jobs_deliver",
     "jobs_dispatch_due",
     "jobs_next_due",
+    "jobs_prune",
+    "jobs_prune_batch",
     "next_attempt_time",
     "recurring_jobs_fire",
     "recurring_next_run",

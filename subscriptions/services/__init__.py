@@ -14,6 +14,7 @@ from .records import (
     subscription_request_defaults,
     subscription_update,
 )
+from .retention import send_runs_prune, send_runs_prune_batch
 from .schedule_sends import schedule_send, send_batch_process, send_run_finish_if_done
 from .sending import SendCounts
 from .triggers import (
@@ -43,6 +44,8 @@ __all__ = [
     "schedule_send_queue",
     "send_batch_process",
     "send_run_finish_if_done",
+    "send_runs_prune",
+    "send_runs_prune_batch",
     "subscription_create",
     "subscription_deactivate",
     "subscription_delete",
