@@ -132,9 +132,12 @@ def _deduplication_claim(*, user: User, jobs: Iterable[Job], now: datetime) -> d
     inserted, an expired one taken over in place, a live one left alone (RETURNING leaves it
     out). A concurrent create of the same id waits on the unique index for this transaction:
     it then finds the id taken (and reads its job), or free again if this one rolled back.
-    The jobs' rows follow in the same transaction (the foreign key is checked at commit).
+    The ids are claimed in sorted order, whatever order they came in: two batches holding the
+    same ids in other orders then wait for each other instead of deadlocking (each holding an id
+    the other waits for). The jobs' rows follow in the same transaction (the foreign key is
+    checked at commit).
     """
-    jobs = list(jobs)
+    jobs = sorted(jobs, key=lambda job: job.deduplication_id)
     if not jobs:
         return {}
     alias = router.db_for_write(JobDeduplication)

@@ -1,0 +1,152 @@
+"""What an attacker tried on deduplication, batches and recurring jobs, each held: cron fields that
+pick their minute at random, batches that claim the same ids in other orders at once, and changes
+to a job racing its deletion."""
+
+import json
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from jobs import services
+from jobs.models import Job, JobDeduplication
+
+from .helpers import make_job, wait_until
+from .test_attacks import FORMS, error_of, send_job
+
+HOOK = "https://example.org/hook"
+
+
+def _waiting_on_a_lock() -> int:
+    """Other sessions of this database waiting for a lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def in_thread(work) -> tuple[threading.Thread, dict]:
+    """Run `work()` in a thread of its own (a connection of its own); its answer or error in the dict."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["answer"] = work()
+        except Exception as error:
+            outcome["error"] = error
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+# croniter reads R (random) and H (hashed) fields: a different minute each time a run time is
+# worked out, so the run times the service shows are not those it fires at.
+RANDOM_CRONS = ["R * * * *", "0 R * * *", "r(0-29) * * * *", "0 0 * * 1,R", "R/15 * * * *", "H * * * *"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("cron", RANDOM_CRONS)
+def test_a_cron_that_picks_its_time_at_random_is_a_400(owner, jobs_api, clock, form, cron):
+    _, key = owner
+    error = error_of(send_job(jobs_api, key, form, {"uri": HOOK, "cron": cron}), 400)
+    assert list(error) == ["cron"]
+    assert "random" in error["cron"]
+    assert not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_recurring_job_cannot_be_changed_to_a_random_cron_nor_a_batch_given_one(owner, jobs_api, clock):
+    user, key = owner
+    job = make_job(user, HOOK, cron="0 9 * * *")
+    response = send_job(jobs_api, key, "json", {"cron": "R 9 * * *"}, path=f"/jobs/{job.pk}.json", method="put")
+    assert list(error_of(response, 400)) == ["cron"]
+    assert Job.objects.get(pk=job.pk).cron == "0 9 * * *"
+    body = json.dumps({"jobs": [{"job": {"uri": HOOK, "cron": "R * * * *"}}], "apikey": key})
+    response = jobs_api.generic("POST", "/jobs/batch.json", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert list(response.json()["error"]) == ["jobs[0][cron]"]
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_claiming_the_same_ids_in_other_orders_wait_for_each_other_instead_of_deadlocking(owner, clock):
+    """One create holds "a" and goes on to claim "b" (a batch past one INSERT of ids) while a batch
+    lists "b" before "a": claimed in the order given, each would wait for the other."""
+    user, _ = owner
+    holding, go_on = threading.Event(), threading.Event()
+
+    def claim_a_then_b():
+        with transaction.atomic():
+            first = services.jobs_create(user=user, jobs=[services.job_new(user=user, uri=HOOK, deduplication_id="a")])
+            holding.set()
+            go_on.wait(30)
+            second = services.jobs_create(user=user, jobs=[services.job_new(user=user, uri=HOOK, deduplication_id="b")])
+            return [first[0].job.pk, second[0].job.pk]
+
+    def batch_of_b_and_a():
+        jobs = [services.job_new(user=user, uri=HOOK, deduplication_id=key) for key in ("b", "a")]
+        return [(created.job.pk, created.deduplicated) for created in services.jobs_create(user=user, jobs=jobs)]
+
+    holder, held = in_thread(claim_a_then_b)
+    holding.wait(30)
+    batch, batched = in_thread(batch_of_b_and_a)
+    wait_until(lambda: _waiting_on_a_lock() == 1, what="the batch to wait for the open create")
+    go_on.set()
+    holder.join(60)
+    batch.join(60)
+    assert "error" not in held, held
+    assert "error" not in batched, batched
+    a, b = held["answer"]
+    assert batched["answer"] == [(b, True), (a, True)]
+    assert Job.objects.count() == 2
+    assert JobDeduplication.objects.count() == 2
+
+
+def _deleted_under(job: Job, change) -> dict:
+    """`change()` run while another transaction deletes `job` (holding its row), answered after that commits."""
+    deleting, commit = threading.Event(), threading.Event()
+
+    def delete_and_hold():
+        with transaction.atomic():
+            Job.objects.select_for_update().get(pk=job.pk)
+            services.job_delete(job=job)
+            deleting.set()
+            commit.wait(30)
+
+    deleter, _ = in_thread(delete_and_hold)
+    deleting.wait(30)
+    changer, changed = in_thread(change)
+    wait_until(lambda: _waiting_on_a_lock() == 1, what="the change to wait for the delete")
+    commit.set()
+    deleter.join(60)
+    changer.join(60)
+    return changed
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("how", "recurring"),
+    [("pause", True), ("resume", True), ("change", False), ("retry", True), ("retry", False)],
+)
+def test_a_change_racing_the_jobs_deletion_is_a_404_not_a_500(owner, jobs_api, clock, how, recurring):
+    user, key = owner
+    fields = {"cron": "0 9 * * *", "paused": how == "resume"} if recurring else {}
+    job = make_job(user, HOOK, **fields)
+    if how == "retry":
+        services.job_cancel(job=job)
+    requests = {
+        "pause": lambda: jobs_api.post(f"/jobs/{job.pk}.json?apikey={key}&_method=PUT&job[paused]=true"),
+        "resume": lambda: jobs_api.post(f"/jobs/{job.pk}.json?apikey={key}&_method=PUT&job[paused]=false"),
+        "change": lambda: jobs_api.put(f"/jobs/{job.pk}.json?apikey={key}&job[uri]=https://example.org/other"),
+        "retry": lambda: jobs_api.post(f"/jobs/{job.pk}/retry.json?apikey={key}"),
+    }
+    changed = _deleted_under(job, requests[how])
+    assert "error" not in changed, changed
+    assert list(error_of(changed["answer"], 404)) == ["id"]
+    assert not Job.objects.filter(pk=job.pk).exists()
