@@ -9,6 +9,7 @@ import pytest
 from django.db import connection, transaction
 
 from jobs import services
+from jobs.errors import JobParameterError
 from jobs.models import Job, JobDeduplication
 
 from .helpers import make_job, wait_until
@@ -150,3 +151,57 @@ def test_a_change_racing_the_jobs_deletion_is_a_404_not_a_500(owner, jobs_api, c
     assert "error" not in changed, changed
     assert list(error_of(changed["answer"], 404)) == ["id"]
     assert not Job.objects.filter(pk=job.pk).exists()
+
+
+def post_batch(jobs_api, key: str, jobs: list[dict]):
+    body = json.dumps({"jobs": [{"job": job} for job in jobs], "apikey": key})
+    return jobs_api.generic("POST", "/jobs/batch.json", body, content_type="application/json")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("form", FORMS)
+def test_an_owner_may_have_at_most_jobs_max_recurring_jobs(owner, outsider, jobs_api, clock, settings, form):
+    settings.JOBS_MAX_RECURRING_JOBS = 2
+    user, key = owner
+    paused = make_job(user, HOOK, cron="* * * * *", paused=True)
+    make_job(user, HOOK, cron="* * * * *", deduplication_id="every-minute")
+    error = error_of(send_job(jobs_api, key, form, {"uri": HOOK, "cron": "* * * * *"}), 400)
+    assert list(error) == ["cron"]
+    assert "at most 2 recurring jobs (JOBS_MAX_RECURRING_JOBS): you have 2" in error["cron"]
+    response = post_batch(jobs_api, key, [{"uri": HOOK}, {"uri": HOOK, "cron": "0 9 * * *"}])
+    assert list(error_of(response, 400)) == ["cron"]
+    assert Job.objects.filter(user=user).count() == 2
+    # One-off jobs, a create answered with the recurring job its id holds, and other owners are not held.
+    assert send_job(jobs_api, key, form, {"uri": HOOK}).status_code == 200
+    replayed = send_job(jobs_api, key, form, {"uri": HOOK, "cron": "* * * * *", "deduplication_id": "every-minute"})
+    assert replayed.status_code == 200, replayed.content
+    assert replayed["Idempotent-Replayed"] == "true"
+    assert send_job(jobs_api, outsider.raw, form, {"uri": HOOK, "cron": "* * * * *"}).status_code == 200
+    services.job_delete(job=paused)
+    assert send_job(jobs_api, key, form, {"uri": HOOK, "cron": "* * * * *"}).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_of_recurring_jobs_count_each_other(owner, clock, settings):
+    """The second create waits for the first's transaction, then counts its job: one past the limit."""
+    settings.JOBS_MAX_RECURRING_JOBS = 1
+    user, _ = owner
+    holding, commit = threading.Event(), threading.Event()
+
+    def create_and_hold():
+        with transaction.atomic():
+            job = make_job(user, HOOK, cron="0 9 * * *")
+            holding.set()
+            commit.wait(30)
+            return job
+
+    holder, held = in_thread(create_and_hold)
+    holding.wait(30)
+    racer, raced = in_thread(lambda: make_job(user, HOOK, cron="0 10 * * *"))
+    wait_until(lambda: _waiting_on_a_lock() == 1, what="the second create to wait for the first")
+    commit.set()
+    holder.join(60)
+    racer.join(60)
+    assert "error" not in held, held
+    assert isinstance(raced.get("error"), JobParameterError), raced
+    assert list(Job.objects.values_list("cron", flat=True)) == ["0 9 * * *"]
