@@ -10,9 +10,9 @@ from django.db import connection, transaction
 
 from jobs import services
 from jobs.errors import JobParameterError
-from jobs.models import Job, JobDeduplication
+from jobs.models import AttemptOutcome, Job, JobDeduplication
 
-from .helpers import make_job, wait_until
+from .helpers import make_job, requests_to, wait_until
 from .test_attacks import FORMS, error_of, send_job
 
 HOOK = "https://example.org/hook"
@@ -205,3 +205,23 @@ def test_concurrent_creates_of_recurring_jobs_count_each_other(owner, clock, set
     assert "error" not in held, held
     assert isinstance(raced.get("error"), JobParameterError), raced
     assert list(Job.objects.values_list("cron", flat=True)) == ["0 9 * * *"]
+
+
+@pytest.mark.django_db
+def test_a_firing_is_checked_at_send_time_not_only_when_its_recurring_job_was_created(
+    owner, target, run_due, clock, settings
+):
+    """A recurring job to a name that resolves to loopback passes creation; each firing is refused when sent."""
+    settings.OUTBOUND_ALLOWED_NETWORKS = []
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("should never be reached")
+    recurring = make_job(user, target.url_for("/hook").replace("127.0.0.1", "localhost"), cron="* * * * *")
+    for _ in range(2):
+        clock.advance(seconds=60)
+        run_due()
+    firings = Job.objects.filter(recurring_job_id=recurring.pk)
+    assert firings.count() == 2
+    for firing in firings:
+        [attempt] = firing.attempts.all()
+        assert attempt.outcome == AttemptOutcome.REFUSED, attempt.error
+    assert requests_to(target, "/hook") == []
