@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from jobs import services
 from jobs.errors import JobParameterError
 from jobs.models import AttemptOutcome, Job, JobDeduplication
+from jobs.parsers import SINGLE_QUOTED_MAX_CHARS
 
 from .helpers import make_job, requests_to, wait_until
 from .test_attacks import FORMS, error_of, send_job
@@ -225,3 +226,25 @@ def test_a_firing_is_checked_at_send_time_not_only_when_its_recurring_job_was_cr
         [attempt] = firing.attempts.all()
         assert attempt.outcome == AttemptOutcome.REFUSED, attempt.error
     assert requests_to(target, "/hook") == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/jobs.json", "/jobs/batch.json"])
+def test_single_quoted_json_is_read_only_in_a_small_body(owner, jobs_api, clock, path, settings):
+    """Reading single quotes walks the body in Python: unbounded, a 10 MB batch took seconds of CPU,
+    key or no key. A body past SINGLE_QUOTED_MAX_CHARS must be JSON; a small one is still read."""
+    _, key = owner
+
+    def body(padding: int) -> str:
+        job = f"{{'job': {{'uri': '{HOOK}', 'body': '{'x' * padding}'}}}}"
+        return f"{{'jobs': [{job}]}}" if path.endswith("batch.json") else job
+
+    small = jobs_api.generic("POST", f"{path}?apikey={key}", body(100), content_type="application/json")
+    assert small.status_code == 200, small.content
+    large = jobs_api.generic(
+        "POST", f"{path}?apikey={key}", body(SINGLE_QUOTED_MAX_CHARS), content_type="application/json"
+    )
+    error = error_of(large, 400)
+    assert error["body"].startswith("The body is not valid JSON"), error
+    assert "double-quoted names and strings" in error["body"]
+    assert Job.objects.count() == 1
