@@ -134,7 +134,8 @@ def _lock_owner(user: User) -> None:
 
     FOR NO KEY UPDATE on the owner's row: a concurrent create of recurring jobs waits (so that
     each counts the other's), while inserting a job (a KEY SHARE lock on its owner) does not.
-    Taken before any deduplication id, as every create of recurring jobs takes them: in one order.
+    Every create of recurring jobs takes it before its deduplication ids, so the locks are
+    always taken in one order.
     """
     list(User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk", flat=True))
 

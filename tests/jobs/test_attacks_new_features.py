@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from django.db import connection, transaction
+from django.urls import reverse
 
 from jobs import services
 from jobs.errors import JobParameterError
@@ -248,3 +249,23 @@ def test_single_quoted_json_is_read_only_in_a_small_body(owner, jobs_api, clock,
     assert error["body"].startswith("The body is not valid JSON"), error
     assert "double-quoted names and strings" in error["body"]
     assert Job.objects.count() == 1
+
+
+DONE = {"retry_now": "will be sent now", "cancel": "cancelled"}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["retry_now", "cancel"])
+def test_an_admin_action_on_a_job_deleted_meanwhile_skips_it(client, admin_user, owner, clock, action):
+    user, _ = owner
+    client.force_login(admin_user)
+    job = make_job(user, HOOK, cron="0 9 * * *")
+    kept = make_job(user, HOOK)
+    selected = {"action": action, "_selected_action": [str(job.pk), str(kept.pk)]}
+    changed = _deleted_under(job, lambda: client.post(reverse("admin:jobs_job_changelist"), selected, follow=True))
+    assert "error" not in changed, changed
+    page = changed["answer"]
+    assert page.status_code == 200
+    assert [str(message) for message in page.context["messages"]] == [f"1 job(s) {DONE[action]}."]
+    assert not Job.objects.filter(pk=job.pk).exists()
+    assert Job.objects.filter(recurring_job_id=job.pk).count() == 0
