@@ -437,6 +437,8 @@ JOBS_DEDUPLICATION_SECONDS = env_int("JOBS_DEDUPLICATION_SECONDS", 86_400, minim
 JOBS_MAX_BATCH = env_int("JOBS_MAX_BATCH", 1000, minimum=1)
 # Largest body (bytes) of a POST /jobs/batch.json (every other request: MAX_REQUEST_BODY_BYTES): 10 MiB.
 JOBS_MAX_BATCH_BYTES = env_int("JOBS_MAX_BATCH_BYTES", 10_485_760, minimum=1024)
+# Most recurring jobs (job[cron]) one owner may have, paused and cancelled ones included: each fires without end.
+JOBS_MAX_RECURRING_JOBS = env_int("JOBS_MAX_RECURRING_JOBS", 1000, minimum=0)
 # Most headers a job may send.
 JOBS_MAX_HEADERS = env_int("JOBS_MAX_HEADERS", 50, minimum=0)
 # Longest uri or callback_uri, in characters.

@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from core.admin import ReadOnlyInline
 
 from . import services, values
+from .errors import JobNotFound
 from .models import Attempt, Job, JobKind, SigningSecret
 
 
@@ -22,6 +23,19 @@ def _shown(name: str, label: str):
 
     column.__name__ = f"shown_{name}"
     return column
+
+
+def _each_still_there(queryset, action) -> int:
+    """`action(job=job)` for each selected job, skipping those deleted since the page was shown or
+    while the action waited for them; how many it was done to."""
+    done = 0
+    for job in queryset:
+        try:
+            action(job=job)
+        except JobNotFound:
+            continue
+        done += 1
+    return done
 
 
 class AttemptInline(ReadOnlyInline):
@@ -99,15 +113,13 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry now (send at once, with a fresh retry schedule)")
     def retry_now(self, request, queryset) -> None:
-        for job in queryset:
-            services.job_run_now(job=job)
-        self.message_user(request, f"{queryset.count()} job(s) will be sent now.", messages.SUCCESS)
+        done = _each_still_there(queryset, services.job_run_now)
+        self.message_user(request, f"{done} job(s) will be sent now.", messages.SUCCESS)
 
     @admin.action(description="Cancel (do not send again)")
     def cancel(self, request, queryset) -> None:
-        for job in queryset:
-            services.job_cancel(job=job)
-        self.message_user(request, f"{queryset.count()} job(s) cancelled.", messages.SUCCESS)
+        done = _each_still_there(queryset, services.job_cancel)
+        self.message_user(request, f"{done} job(s) cancelled.", messages.SUCCESS)
 
 
 @admin.register(SigningSecret)

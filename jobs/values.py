@@ -93,6 +93,8 @@ CRON_HELP = (
     "(09:00 on weekdays) or */15 * * * * (every quarter of an hour)."
 )
 CRON_MAX_LENGTH = 200
+# croniter's random (R) and hashed (H) values: a minute picked anew each time a run time is worked out.
+_CRON_RANDOM = re.compile(r"(?:^|[ ,])[rh](?:[(/ ,]|\Z)", re.IGNORECASE)
 # A time a cron is checked from: any will do, cron has no years.
 _CRON_CHECK_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -102,6 +104,8 @@ def cron_expression(value: str) -> str:
     text = " ".join(value.split())
     if len(text) > CRON_MAX_LENGTH:
         raise InvalidValue(f"Must be at most {CRON_MAX_LENGTH} characters.")
+    if _CRON_RANDOM.search(text):
+        raise InvalidValue(f"Must name its times, not pick them at random (R) or by a hash (H): {value!r}. {CRON_HELP}")
     if len(text.split(" ")) != 5 or not croniter.is_valid(text):
         raise InvalidValue(f"Is not a five-field cron expression: {value!r}. {CRON_HELP}")
     try:

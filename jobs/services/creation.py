@@ -105,12 +105,17 @@ def jobs_create(*, user: User, jobs: Sequence[Job]) -> list[CreatedJob]:
     """Save `user`'s new `jobs` (from `job_new`) in one transaction, and answer for each, in order,
     the job that stands for it: itself, or the job that holds its deduplication id (an earlier
     create's, or an earlier one of `jobs` with the same id)."""
+    recurring = any(job.kind == JobKind.RECURRING for job in jobs)
+    if recurring:
+        _lock_owner(user)
     firsts: dict[str, Job] = {}
     for job in jobs:
         if job.deduplication_id:
             firsts.setdefault(job.deduplication_id, job)
     holders = _deduplication_claim(user=user, jobs=firsts.values(), now=clock.now())
     new = [job for job in jobs if not job.deduplication_id or holders[job.deduplication_id] == job.id]
+    if recurring:
+        _check_recurring_room(user=user, new=new)
     Job.objects.bulk_create(new, batch_size=INSERT_BATCH)
     standing = {job.id: job for job in new}
     earlier = set(holders.values()) - set(standing)
@@ -124,6 +129,39 @@ def jobs_create(*, user: User, jobs: Sequence[Job]) -> list[CreatedJob]:
     return created
 
 
+def _lock_owner(user: User) -> None:
+    """Make this transaction the only one of `user`'s creating recurring jobs until it ends.
+
+    FOR NO KEY UPDATE on the owner's row: a concurrent create of recurring jobs waits (so that
+    each counts the other's), while inserting a job (a KEY SHARE lock on its owner) does not.
+    Every create of recurring jobs takes it before its deduplication ids, so the locks are
+    always taken in one order.
+    """
+    list(User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk", flat=True))
+
+
+def _check_recurring_room(*, user: User, new: Sequence[Job]) -> None:
+    """JobParameterError when the recurring jobs among `new` would give `user` more than
+    JOBS_MAX_RECURRING_JOBS (call it with the owner locked, `_lock_owner`).
+
+    A recurring job makes a firing at every run time for as long as it lives, without another
+    request: the limit bounds the work one owner makes the dispatcher do, and so how far behind
+    one owner can put everyone's run times (a run time fired more than a minute late is skipped).
+    Every recurring job counts, paused and cancelled ones too (a resume or retry needs no room);
+    deleting one makes room."""
+    adding = sum(job.kind == JobKind.RECURRING for job in new)
+    if not adding:
+        return
+    limit = settings.JOBS_MAX_RECURRING_JOBS
+    existing = Job.objects.filter(user=user, kind=JobKind.RECURRING).count()
+    if existing + adding > limit:
+        raise JobParameterError(
+            "cron",
+            f"An owner may have at most {limit} recurring jobs (JOBS_MAX_RECURRING_JOBS): you have {existing}, "
+            f"and this would add {adding}. Delete recurring jobs you no longer need first.",
+        )
+
+
 def _deduplication_claim(*, user: User, jobs: Iterable[Job], now: datetime) -> dict[str, uuid.UUID]:
     """Claim each job's deduplication id for it, unless another job of `user`'s holds it unexpired;
     answer, by id, the job that holds it now.
@@ -132,9 +170,12 @@ def _deduplication_claim(*, user: User, jobs: Iterable[Job], now: datetime) -> d
     inserted, an expired one taken over in place, a live one left alone (RETURNING leaves it
     out). A concurrent create of the same id waits on the unique index for this transaction:
     it then finds the id taken (and reads its job), or free again if this one rolled back.
-    The jobs' rows follow in the same transaction (the foreign key is checked at commit).
+    The ids are claimed in sorted order, whatever order they came in: two batches holding the
+    same ids in other orders then wait for each other instead of deadlocking (each holding an id
+    the other waits for). The jobs' rows follow in the same transaction (the foreign key is
+    checked at commit).
     """
-    jobs = list(jobs)
+    jobs = sorted(jobs, key=lambda job: job.deduplication_id)
     if not jobs:
         return {}
     alias = router.db_for_write(JobDeduplication)

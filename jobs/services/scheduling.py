@@ -14,7 +14,7 @@ from django.db import transaction
 from core.addresses import refusal_for_url
 
 from .. import clock
-from ..errors import JobConflict, JobParameterError
+from ..errors import JobConflict, JobNotFound, JobParameterError
 from ..models import Job, JobKind, JobState
 from .recurring import recurring_fire_now, recurring_update
 
@@ -57,6 +57,15 @@ def check_destinations(fields: dict) -> None:
                 raise JobParameterError(name, reason)
 
 
+def _locked(job: Job) -> Job:
+    """`job` read again and locked for a change; JobNotFound when it was deleted since it was read
+    (a delete racing the change: the change waited for its lock, then found no row)."""
+    locked = Job.objects.select_for_update().filter(pk=job.pk).first()
+    if locked is None:
+        raise JobNotFound("id", f"No job with id {str(job.pk)!r}.")
+    return locked
+
+
 @transaction.atomic
 def job_update(*, job: Job, **changes) -> Job:
     """Change a job's parameters (those given) and schedule it afresh at its `at`.
@@ -73,7 +82,7 @@ def job_update(*, job: Job, **changes) -> Job:
             "deduplication_id", "A job's deduplication id is given when it is created; it cannot be changed."
         )
     check_destinations(changes)
-    job = Job.objects.select_for_update().get(pk=job.pk)
+    job = _locked(job)
     recurring = {name: changes.pop(name) for name in RECURRING_FIELDS if name in changes}
     if job.kind == JobKind.RECURRING and changes.get("at") is not None:
         raise JobParameterError(
@@ -108,7 +117,7 @@ def job_delete(*, job: Job) -> None:
 def job_retry(*, job: Job) -> Job:
     """Take a failed or cancelled job off the dead-letter list: try it again now, with a fresh retry schedule
     (a recurring job goes on from its next run time)."""
-    job = Job.objects.select_for_update().get(pk=job.pk)
+    job = _locked(job)
     if job.state not in (JobState.FAILED, JobState.CANCELLED):
         raise JobConflict("state", f"Only a failed or cancelled job can be retried; this one is {job.state}.")
     if job.kind == JobKind.RECURRING:
@@ -120,7 +129,7 @@ def job_retry(*, job: Job) -> Job:
 def job_run_now(*, job: Job) -> Job:
     """Send a job now, whatever its state, with a fresh retry schedule (the admin's "retry now");
     for a recurring job, a firing of it now, its run times unchanged."""
-    job = Job.objects.select_for_update().get(pk=job.pk)
+    job = _locked(job)
     if job.kind == JobKind.RECURRING:
         recurring_fire_now(job, now=clock.now())
         return job
@@ -145,7 +154,7 @@ def _reschedule(job: Job, moment: datetime) -> Job:
 @transaction.atomic
 def job_cancel(*, job: Job) -> Job:
     """Stop a job: it is not sent again (a request already on the wire is not recalled)."""
-    job = Job.objects.select_for_update().get(pk=job.pk)
+    job = _locked(job)
     if job.state in (JobState.SUCCEEDED, JobState.CANCELLED):
         return job
     job.state = JobState.CANCELLED
