@@ -90,3 +90,10 @@ def jobs_exception_handler(exc: Exception, context: dict) -> Response | None:
         error = {"service": next(iter(error.values()))}
     response.data = {"error": error}
     return response
+
+
+class QueueNotEmpty(exceptions.APIException):
+    """A queue that still holds active jobs cannot be removed (the /api/v1/ error format: `{"detail": ...}`)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "queue_not_empty"

@@ -16,7 +16,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from . import values
-from .models import Attempt, HttpMethod, Job
+from .models import Attempt, HttpMethod, Job, JobQueue
 from .parsers import read_json
 from .values import AT_HELP
 
@@ -118,6 +118,17 @@ class RetryDelaysField(serializers.Field):
         return value
 
 
+class QueueNameField(serializers.CharField):
+    """The name of one of the owner's queues; empty (or null) for none."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_blank=True, allow_null=True, **kwargs)
+
+    def to_internal_value(self, data) -> str:
+        name = super().to_internal_value(data)
+        return _checked(values.queue_name, name) if name else ""
+
+
 class ShownUriField(serializers.CharField):
     """A URI as the API shows it: credentials a row may hold from before they were refused are masked."""
 
@@ -139,6 +150,11 @@ class JobInputSerializer(serializers.Serializer):
     body = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, help_text="Body to send.")
     timeout = serializers.IntegerField(required=False, help_text="Seconds each attempt may take.")
     retry_schedule = RetryDelaysField(required=False, help_text="Seconds after the first attempt to retry at.")
+    queue = QueueNameField(
+        required=False,
+        help_text="The name of one of your queues (created with PUT /api/v1/job-queues/{name}) whose flow control "
+        "the job follows; empty for none.",
+    )
 
     def validate_body(self, value: str) -> str:
         return _checked(values.request_body, value)
@@ -175,6 +191,7 @@ class JobSerializer(serializers.ModelSerializer):
     callback_uri = serializers.SerializerMethodField()
     failure_callback_uri = serializers.SerializerMethodField()
     retry_schedule = serializers.ListField(child=serializers.IntegerField(), source="retry_delays", read_only=True)
+    queue = serializers.CharField(source="queue.name", allow_null=True, read_only=True, help_text="Its queue, if any.")
 
     class Meta:
         model = Job
@@ -190,6 +207,7 @@ class JobSerializer(serializers.ModelSerializer):
             "failure_callback_uri",
             "timeout",
             "retry_schedule",
+            "queue",
         ]
 
     def get_callback_uri(self, job: Job) -> str | None:
@@ -220,3 +238,77 @@ class JobDetailSerializer(JobSerializer):
 
     class Meta(JobSerializer.Meta):
         fields = [*JobSerializer.Meta.fields, "headers", "body", "created_at", "attempts", "callbacks"]
+
+
+# The most a queue's parallelism and rate may be set to (beyond, leave it unbounded: null).
+QUEUE_SETTING_MAX = 1_000_000
+
+
+class JobQueueInputSerializer(serializers.Serializer):
+    """A queue's settings; those not given keep their value (a new queue's: unbounded, not paused)."""
+
+    parallelism = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=QUEUE_SETTING_MAX,
+        help_text="Most of its jobs in flight at once; null: no limit.",
+    )
+    rate_per_second = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        max_value=QUEUE_SETTING_MAX,
+        help_text="Most of its jobs started a second, on average (bursts of max(1, rate)); null: no limit.",
+    )
+    paused = serializers.BooleanField(required=False, help_text="While true, its jobs wait.")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: [f"Unknown queue setting; a queue takes {', '.join(self.fields)}."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+    def validate_rate_per_second(self, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise serializers.ValidationError("Must be above 0; null for no limit (pause the queue to stop it).")
+        return value
+
+
+class JobQueueSerializer(serializers.ModelSerializer):
+    """A queue with its settings and what it holds now."""
+
+    burst = serializers.FloatField(read_only=True, allow_null=True, help_text="Jobs the rate lets start at once.")
+    depth = serializers.IntegerField(read_only=True, help_text="Its jobs scheduled.")
+    in_flight = serializers.IntegerField(read_only=True, help_text="Its jobs running (claimed, not yet recorded).")
+    oldest_due_lateness_ms = serializers.SerializerMethodField(
+        help_text="How late its oldest due job is, in ms; null when none is due."
+    )
+    created_at = JobTimeField(read_only=True)
+    updated_at = JobTimeField(read_only=True)
+
+    class Meta:
+        model = JobQueue
+        fields = [
+            "name",
+            "parallelism",
+            "rate_per_second",
+            "burst",
+            "paused",
+            "depth",
+            "in_flight",
+            "oldest_due_lateness_ms",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_oldest_due_lateness_ms(self, queue: JobQueue) -> int | None:
+        if queue.oldest_due is None:
+            return None
+        return max(0, round((self.context["now"] - queue.oldest_due).total_seconds() * 1000))
+
+
+class JobQueuePurgeSerializer(serializers.Serializer):
+    cancelled = serializers.IntegerField(help_text="Its scheduled jobs, now cancelled.")

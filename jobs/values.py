@@ -42,6 +42,12 @@ _USERINFO = re.compile(r"^([^:/?#]*:?//)[^/?#]*@")
 EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
 LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 DEFAULT_PORTS = {"http": 80, "https": 443}
+QUEUE_NAME_MAX_LENGTH = 64
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+QUEUE_NAME_HELP = (
+    f"A queue name is 1 to {QUEUE_NAME_MAX_LENGTH} characters: letters, digits, '-', '_' and '.', "
+    "starting with a letter or digit, e.g. emails or billing-eu."
+)
 
 
 def job_zone() -> ZoneInfo:
@@ -185,3 +191,14 @@ def attempt_timeout(seconds: int) -> int:
     if not 1 <= seconds <= settings.JOBS_MAX_TIMEOUT:
         raise InvalidValue(f"Must be from 1 to {settings.JOBS_MAX_TIMEOUT} seconds.")
     return seconds
+
+
+def queue_name(name: str) -> str:
+    """A queue's name: short and slug-like, so that it reads the same in a path, a form field and JSON."""
+    if not isinstance(name, str) or not name:
+        raise InvalidValue(QUEUE_NAME_HELP)
+    if len(name) > QUEUE_NAME_MAX_LENGTH:
+        raise InvalidValue(f"Is {len(name)} characters long. {QUEUE_NAME_HELP}")
+    if not _QUEUE_NAME.match(name):
+        raise InvalidValue(f"Is not a queue name: {name!r}. {QUEUE_NAME_HELP}")
+    return name

@@ -3,6 +3,7 @@
 from .delivery import jobs_claimed, jobs_deliver, next_attempt_time, response_report
 from .dispatch import Claim, jobs_claim_due, jobs_dispatch_due, jobs_next_due
 from .in_flight import deliveries
+from .queues import queue_delete, queue_purge, queue_set
 from .scheduling import (
     JOB_FIELDS,
     destination_refusal,
@@ -31,5 +32,8 @@ __all__ = [
     "jobs_dispatch_due",
     "jobs_next_due",
     "next_attempt_time",
+    "queue_delete",
+    "queue_purge",
+    "queue_set",
     "response_report",
 ]

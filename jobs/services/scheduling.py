@@ -14,6 +14,7 @@ from core.addresses import refusal_for_url
 from .. import clock
 from ..errors import JobConflict, JobParameterError
 from ..models import HttpMethod, Job, JobKind, JobState
+from .queues import queue_for_job
 
 # Parameters a job may be given, in the order the docs list them.
 JOB_FIELDS = (
@@ -26,6 +27,7 @@ JOB_FIELDS = (
     "body",
     "timeout",
     "retry_schedule",
+    "queue",
 )
 
 
@@ -60,10 +62,12 @@ def job_create(
     body: str = "",
     timeout: int | None = None,
     retry_schedule: list[int] | None = None,
+    queue: str | None = None,
 ) -> Job:
-    """Schedule a request to `uri` at `at` (now when not given)."""
+    """Schedule a request to `uri` at `at` (now when not given), in the owner's queue named `queue` if given."""
     fields = {"uri": uri, "callback_uri": callback_uri, "failure_callback_uri": failure_callback_uri}
     _check_destinations(fields)
+    job_queue = queue_for_job(user=user, name=queue)
     at = at or clock.now()
     return Job.objects.create(
         user=user,
@@ -77,6 +81,7 @@ def job_create(
         body=body,
         timeout=timeout or settings.JOBS_DEFAULT_TIMEOUT,
         retry_schedule=retry_schedule or None,
+        queue=job_queue,
         state=JobState.SCHEDULED,
         next_attempt_at=at,
     )
@@ -88,6 +93,7 @@ def job_update(*, job: Job, **changes) -> Job:
 
     A job that is waiting or failed is never sent in its old form: the claim a
     worker may hold is dropped. A request already on the wire is not recalled.
+    Its queue changes only while it is not running (a running job counts against its queue until recorded).
     """
     unknown = set(changes) - set(JOB_FIELDS)
     if unknown:
@@ -100,6 +106,11 @@ def job_update(*, job: Job, **changes) -> Job:
         changes["timeout"] = settings.JOBS_DEFAULT_TIMEOUT
     if "retry_schedule" in changes:
         changes["retry_schedule"] = changes["retry_schedule"] or None
+    if "queue" in changes:
+        queue = queue_for_job(user=job.user, name=changes["queue"])
+        if job.state == JobState.RUNNING and queue != job.queue:
+            raise JobConflict("queue", "The job is running; its queue can be changed once its attempt is recorded.")
+        changes["queue"] = queue
     for name, value in changes.items():
         setattr(job, name, value)
     return _reschedule(job, job.at)
