@@ -303,6 +303,7 @@ class JobQueueSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        read_only_fields = fields
 
     def get_oldest_due_lateness_ms(self, queue: JobQueue) -> int | None:
         if queue.oldest_due is None:
