@@ -61,29 +61,44 @@ WHERE job.id = ranked.id
 RETURNING ranked.id, ranked.attempt_count, ranked.attempt_started_at, ranked.position
 """
 
-# The claim of queued jobs in one statement on PostgreSQL. It locks the queues that are not paused and have
-# due jobs (skipping those another claim holds), takes each one's room (parallelism less its jobs running
-# under unexpired leases; whole tokens of its bucket, refilled by the time elapsed), locks up to that many
-# of its due jobs, oldest first, marks the oldest `limit` of them as CLAIM_SQL does, and takes the tokens
-# they use from their queues' buckets.
-QUEUED_CLAIM_SQL = """
-WITH open AS (
-    SELECT queue.id, queue.parallelism, queue.rate_per_second,
-        CASE
-            WHEN queue.rate_per_second IS NULL THEN NULL
-            WHEN queue.tokens_at IS NULL THEN GREATEST(1, queue.rate_per_second)
-            ELSE LEAST(
-                GREATEST(1, queue.rate_per_second),
-                queue.tokens
-                + queue.rate_per_second * GREATEST(0, EXTRACT(EPOCH FROM %(now)s - queue.tokens_at))::float8
-            )
-        END AS tokens
-    FROM jobs_jobqueue AS queue
-    WHERE NOT queue.paused AND EXISTS (
+# The tokens of a queue's bucket at %(now)s: refilled at its rate since tokens_at, up to its burst (max(1, rate));
+# full when tokens_at is empty; NULL when it has no rate.
+_TOKENS = """
+CASE
+    WHEN queue.rate_per_second IS NULL THEN NULL
+    WHEN queue.tokens_at IS NULL THEN GREATEST(1, queue.rate_per_second)
+    ELSE LEAST(
+        GREATEST(1, queue.rate_per_second),
+        queue.tokens + queue.rate_per_second * GREATEST(0, EXTRACT(EPOCH FROM %(now)s - queue.tokens_at))::float8
+    )
+END
+"""
+# The queues a claim may take jobs of, locked (skipping those another claim holds) before their room is
+# counted: not paused, with due jobs, and not full or out of tokens by what this statement sees (the room
+# is counted again under the lock, in QUEUED_CLAIM_SQL). A queue with no room is not locked.
+QUEUES_LOCK_SQL = f"""
+SELECT queue.id FROM jobs_jobqueue AS queue
+WHERE NOT queue.paused
+    AND EXISTS (
         SELECT FROM jobs_job AS job
         WHERE job.queue_id = queue.id AND job.state IN ('scheduled', 'running') AND job.next_attempt_at <= %(now)s
     )
-    FOR NO KEY UPDATE OF queue SKIP LOCKED
+    AND (queue.parallelism IS NULL OR queue.parallelism > (
+        SELECT count(*) FROM jobs_job AS job
+        WHERE job.queue_id = queue.id AND job.state = 'running' AND job.next_attempt_at > %(now)s
+    ))
+    AND COALESCE({_TOKENS} >= 1 - 1e-9, true)
+FOR NO KEY UPDATE OF queue SKIP LOCKED
+"""  # noqa: S608 - constants only, the values are parameters
+# The claim of queued jobs on PostgreSQL, a statement after QUEUES_LOCK_SQL (so that it sees every claim
+# committed before the locks were taken): each locked queue's room (its parallelism less its jobs running
+# under unexpired leases; the whole tokens of its bucket), up to that many of its due jobs, oldest first,
+# locked; the oldest `limit` of them marked as CLAIM_SQL does; the tokens they use taken from the buckets.
+QUEUED_CLAIM_SQL = f"""
+WITH open AS (
+    SELECT queue.id, queue.parallelism, queue.rate_per_second, {_TOKENS} AS tokens
+    FROM jobs_jobqueue AS queue
+    WHERE queue.id = ANY(%(queues)s)
 ), room AS (
     SELECT open.id, open.rate_per_second, open.tokens, GREATEST(0, LEAST(
         %(limit)s,
@@ -119,7 +134,20 @@ SET state = 'running', lease = (%(leases)s::uuid[])[taken.position / %(chunk)s +
 FROM taken
 WHERE job.id = taken.id
 RETURNING taken.id, taken.attempt_count, taken.attempt_started_at, taken.position
-"""
+"""  # noqa: S608 - constants only, the values are parameters
+
+
+# Where a dispatcher waiting between claims hears that a queue may have room again (PostgreSQL LISTEN/NOTIFY).
+ROOM_CHANNEL = "jobs_queue_room"
+
+
+def queues_room_signal() -> None:
+    """Tell the dispatchers waiting between claims that queues may have room again (a queued job was
+    recorded, a queue was changed): on PostgreSQL a NOTIFY, sent when the transaction commits; elsewhere
+    nothing (the dispatchers look again within JOBS_DISPATCH_INTERVAL_MS)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [ROOM_CHANNEL])
 
 
 class Claim(NamedTuple):
@@ -137,6 +165,11 @@ def _claim_in_one_statement(
     lease_ends = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     with connection.cursor() as cursor:
         parameters = {"now": now, "limit": limit, "leases": leases, "chunk": chunk, "lease_ends": lease_ends}
+        if queued:
+            cursor.execute(QUEUES_LOCK_SQL, parameters)
+            parameters["queues"] = [queue_id for (queue_id,) in cursor.fetchall()]
+            if not parameters["queues"]:
+                return []
         cursor.execute(QUEUED_CLAIM_SQL if queued else CLAIM_SQL, parameters)
         rows = cursor.fetchall()
     rows.sort(key=lambda row: row[3])

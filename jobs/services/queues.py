@@ -17,6 +17,7 @@ from accounts.models import User
 from .. import clock
 from ..errors import JobParameterError, QueueNotEmpty
 from ..models import ACTIVE_STATES, Job, JobQueue, JobState
+from .dispatch import queues_room_signal
 
 # A parameter of `queue_set` that was not given: the queue keeps (or, new, defaults) it.
 UNCHANGED = object()
@@ -58,6 +59,7 @@ def queue_set(
     if paused is not UNCHANGED:
         queue.paused = paused
     queue.save()
+    queues_room_signal()  # resumed, or given more room: its jobs need not wait for the dispatchers' interval
     return queue, created
 
 

@@ -11,7 +11,7 @@ from django.db import transaction
 from werkzeug import Response
 
 from jobs import services
-from jobs.dispatcher import dispatch_once
+from jobs.dispatcher import dispatch_once, start_dispatcher_thread
 from jobs.models import AttemptOutcome, Job, JobQueue, JobState
 from jobs.services import dispatch
 
@@ -605,3 +605,40 @@ def test_a_worker_sends_queued_and_unqueued_jobs_alike(owner, target, clock, tra
     with celery_worker():
         assert dispatch_once() == 3
         wait_until(lambda: all(state_of(job) == JobState.SUCCEEDED for job in jobs), what="the queue's jobs")
+
+
+def test_a_queues_room_is_used_again_as_soon_as_its_job_is_recorded_not_an_interval_later(
+    owner, target, clock, settings, transactional_db
+):
+    settings.JOBS_DISPATCH_INTERVAL_MS = 120_000  # the dispatcher would otherwise wait two minutes
+    user, _ = owner
+    target.expect_request("/one").respond_with_data("ok")
+    make_queue(user, "one", parallelism=1)
+    jobs = [make_job(user, target.url_for("/one"), queue="one") for _ in range(3)]
+    thread, stop = start_dispatcher_thread(clock=clock)
+    try:
+        with celery_worker():
+            wait_until(
+                lambda: all(state_of(job) == JobState.SUCCEEDED for job in jobs),
+                what="each job to be claimed as soon as the one before it was recorded",
+            )
+    finally:
+        stop.set()
+        thread.join(timeout=150)
+    assert len(requests_to(target, "/one")) == 3
+
+
+def test_resuming_a_queue_wakes_the_dispatcher(owner, client, target, clock, settings, transactional_db):
+    settings.JOBS_DISPATCH_INTERVAL_MS = 120_000
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    make_queue(user, "paused", paused=True)
+    job = make_job(user, target.url_for("/hook"), queue="paused")
+    thread, stop = start_dispatcher_thread(clock=clock)
+    try:
+        with celery_worker():
+            assert client.put(QUEUES + "paused", {"paused": False}, format="json").status_code == 200
+            wait_until(lambda: state_of(job) == JobState.SUCCEEDED, what="the resumed queue's job to be sent")
+    finally:
+        stop.set()
+        thread.join(timeout=150)
