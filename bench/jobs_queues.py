@@ -66,9 +66,9 @@ def sink_stats(sink: str) -> tuple[list[tuple[str, str, float]], dict[str, int]]
     return [tuple(hit) for hit in stats["hits"]], stats["most_in_flight"]
 
 
-def schedule(sink: str, *, count: int, paths: int, due: datetime, parallelism: int | None) -> dict[str, int]:
+def schedule(sink: str, *, count: int, paths: int, parallelism: int | None) -> tuple[datetime, dict[str, int]]:
     """`count` jobs due at `due` to the sink's /q/<n>, `count / paths` each, each path's in a queue of its own
-    when `parallelism` is given; the path number of each delivery id."""
+    when `parallelism` is given; when they are due, and the path number of each delivery id."""
     from accounts.models import User
     from jobs import services
     from jobs.models import Attempt, Job, JobQueue
@@ -80,6 +80,7 @@ def schedule(sink: str, *, count: int, paths: int, due: datetime, parallelism: i
     queues = [None] * paths
     if parallelism is not None:
         queues = [services.queue_set(user=user, name=f"q{n}", parallelism=parallelism)[0] for n in range(paths)]
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)  # once the earlier run is cleared away
     path_of = [n * paths // count for n in range(count)]  # each path's jobs together, as a backlog would be
     jobs = [
         Job(
@@ -97,13 +98,12 @@ def schedule(sink: str, *, count: int, paths: int, due: datetime, parallelism: i
     Job.objects.bulk_create(jobs, batch_size=2000)
     if datetime.now(UTC) > due:
         print(f"Warning: the jobs were stored {(datetime.now(UTC) - due).total_seconds():.1f} s after they were due")
-    return {str(job.delivery_id): path_of[n] for n, job in enumerate(jobs)}
+    return due, {str(job.delivery_id): path_of[n] for n, job in enumerate(jobs)}
 
 
 def run(sink: str, *, count: int, paths: int, parallelism: int | None) -> dict:
     sink_reset(sink)
-    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
-    path_of = schedule(sink, count=count, paths=paths, due=due, parallelism=parallelism)
+    due, path_of = schedule(sink, count=count, paths=paths, parallelism=parallelism)
     poll(jobs_done, timeout=max(180, count / 20), every=0.25)
     hits, most = sink_stats(sink)
     first_hit: dict[str, float] = {}
