@@ -160,8 +160,8 @@ class Claim(NamedTuple):
 def _claim_in_one_statement(
     *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False
 ) -> list[tuple]:
-    """PostgreSQL: the due rows (without a queue, or `queued` ones) claimed by one UPDATE, oldest first;
-    (id, attempt count, attempt started, lease) with the first three as they were."""
+    """PostgreSQL: the due rows (without a queue, or `queued` ones, once their queues are locked) claimed by
+    one UPDATE, oldest first; (id, attempt count, attempt started, lease) with the first three as they were."""
     lease_ends = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     with connection.cursor() as cursor:
         parameters = {"now": now, "limit": limit, "leases": leases, "chunk": chunk, "lease_ends": lease_ends}
