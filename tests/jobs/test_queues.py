@@ -628,17 +628,25 @@ def test_a_queues_room_is_used_again_as_soon_as_its_job_is_recorded_not_an_inter
     assert len(requests_to(target, "/one")) == 3
 
 
-def test_resuming_a_queue_wakes_the_dispatcher(owner, client, target, clock, settings, transactional_db):
-    settings.JOBS_DISPATCH_INTERVAL_MS = 120_000
+def test_a_paused_queue_waits_while_the_others_go_and_resuming_wakes_the_dispatcher(
+    owner, client, target, clock, settings, transactional_db
+):
+    settings.JOBS_DISPATCH_INTERVAL_MS = 120_000  # without being woken, the dispatcher would wait two minutes
     user, _ = owner
-    target.expect_request("/hook").respond_with_data("ok")
+    for path in ("/paused", "/open", "/free"):
+        target.expect_request(path).respond_with_data("ok")
     make_queue(user, "paused", paused=True)
-    job = make_job(user, target.url_for("/hook"), queue="paused")
+    make_queue(user, "open")
+    held = make_job(user, target.url_for("/paused"), queue="paused")
+    others = [make_job(user, target.url_for("/open"), queue="open"), make_job(user, target.url_for("/free"))]
     thread, stop = start_dispatcher_thread(clock=clock)
     try:
         with celery_worker():
+            wait_until(lambda: all(state_of(job) == JobState.SUCCEEDED for job in others), what="the others to be sent")
+            assert (state_of(held), requests_to(target, "/paused")) == (JobState.SCHEDULED, [])
             assert client.put(QUEUES + "paused", {"paused": False}, format="json").status_code == 200
-            wait_until(lambda: state_of(job) == JobState.SUCCEEDED, what="the resumed queue's job to be sent")
+            wait_until(lambda: state_of(held) == JobState.SUCCEEDED, what="the resumed queue's job to be sent")
     finally:
         stop.set()
         thread.join(timeout=150)
+    assert len(requests_to(target, "/paused")) == 1
