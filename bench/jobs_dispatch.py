@@ -57,7 +57,7 @@ from harness.processes import Processes
 from harness.waiting import free_port, poll, wait_for_port
 
 LOGS = ROOT / "var" / "bench-jobs"  # each process's output
-DATABASE = "jobs_bench"
+DATABASE = os.environ.get("BENCH_JOBS_DATABASE", "jobs_bench")
 DATABASE_SERVER = os.environ.get("BENCH_DATABASE_SERVER", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "2"))

@@ -460,6 +460,8 @@ JOBS_DISPATCH_BATCH = env_int("JOBS_DISPATCH_BATCH", 1000, minimum=1)
 # Most jobs claimed and not yet recorded (queued or being sent); more wait, due, in the database.
 # Keep it below what the workers send within JOBS_LEASE_SECONDS.
 JOBS_MAX_IN_FLIGHT = env_int("JOBS_MAX_IN_FLIGHT", 20_000, minimum=1)
+# Most job queues (/api/v1/job-queues/) one owner may have.
+JOBS_MAX_QUEUES = env_int("JOBS_MAX_QUEUES", 1000, minimum=1)
 # Jobs one worker task hands to its process's outbound loop at once.
 JOBS_DELIVERY_CHUNK = env_int("JOBS_DELIVERY_CHUNK", 100, minimum=1)
 # Seconds a claimed job is left to its worker; after that it is claimed again (the worker is taken as lost).

@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("accounts.urls")),
     path("", include("cache_api.urls")),
     path("", include("contentstore.urls")),
+    path("", include("jobs.api_urls")),
     path("", include("subscriptions.urls")),
     path("", include("webhooks.urls")),
 ]

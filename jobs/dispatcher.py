@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from kombu.exceptions import OperationalError as BrokerUnreachable
@@ -16,11 +18,60 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 from . import clock as job_clock
 from .clock import Clock
 from .services import jobs_dispatch_due, jobs_next_due, recurring_jobs_fire, recurring_next_run
+from .services.dispatch import ROOM_CHANNEL
 
 logger = logging.getLogger(__name__)
 
 # Seconds to wait after the database or the task queue failed before trying again.
 ERROR_PAUSE = 1.0
+# The longest a dispatcher listening for queues with room goes without looking whether it was stopped.
+STOP_CHECK_SECONDS = 0.25
+
+
+class Waiter:
+    """Waits between claims: the time given, or on PostgreSQL until a queue may have room again
+    (`ROOM_CHANNEL`, notified when a queued job is recorded or a queue changed), whichever comes first.
+
+    A queue's room comes back when one of its jobs is recorded, not at a time known in advance: a
+    dispatcher that waited its interval for it would leave the queue's parallelism unused meanwhile.
+    Listening takes a database connection of its own; without one, it waits the time given.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.listener: psycopg.Connection | None = None
+
+    def wait(self, seconds: float) -> None:
+        listener = self._listening()
+        if listener is None:
+            self.stop.wait(seconds)
+            return
+        until = time.monotonic() + seconds
+        try:
+            while not self.stop.is_set() and (left := until - time.monotonic()) > 0:
+                if list(listener.notifies(timeout=min(left, STOP_CHECK_SECONDS), stop_after=1)):
+                    list(listener.notifies(timeout=0))  # those sent meanwhile: the next claim answers them all
+                    return
+        except psycopg.Error as error:
+            logger.warning("Job dispatcher: listening for queues with room failed (%s); waiting instead", error)
+            self.close()
+            self.stop.wait(seconds)
+
+    def _listening(self) -> psycopg.Connection | None:
+        if self.listener is None and connection.vendor == "postgresql":
+            try:
+                listener = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+                listener.execute(f"LISTEN {ROOM_CHANNEL}")
+            except psycopg.Error as error:
+                logger.warning("Job dispatcher: cannot listen for queues with room (%s); waiting instead", error)
+                return None
+            self.listener = listener
+        return self.listener
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
 
 
 def dispatch_once(*, clock: Clock | None = None, limit: int | None = None) -> int:
@@ -52,10 +103,11 @@ def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None
     """Dispatch due jobs until `stop` is set.
 
     After a full batch it goes on at once; otherwise it waits until the next job is due,
-    at most JOBS_DISPATCH_INTERVAL_MS (`pause`).
+    at most JOBS_DISPATCH_INTERVAL_MS (`pause`), or until a queue may have room again (`Waiter`).
     """
     interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
     batch = settings.JOBS_DISPATCH_BATCH
+    waiter = Waiter(stop)
     logger.info("Job dispatcher started (every %g s, up to %d jobs a claim).", interval, batch)
     try:
         while not stop.is_set():
@@ -72,8 +124,9 @@ def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None
             if claimed:
                 logger.debug("Job dispatcher: queued %d job(s).", claimed)
             if wait:
-                stop.wait(wait)
+                waiter.wait(wait)
     finally:
+        waiter.close()
         connection.close()
         logger.info("Job dispatcher stopped.")
 

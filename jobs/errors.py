@@ -120,3 +120,10 @@ def jobs_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, JobBatchInvalid):
         response.data["errors"] = [{"index": index, "error": problems} for index, problems in exc.errors.items()]
     return response
+
+
+class QueueNotEmpty(exceptions.APIException):
+    """A queue that still holds active jobs cannot be removed (the /api/v1/ error format: `{"detail": ...}`)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "queue_not_empty"

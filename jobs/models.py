@@ -54,6 +54,36 @@ ACTIVE_STATES = (JobState.SCHEDULED, JobState.RUNNING)
 LISTED_KINDS = [(kind.value, kind.label) for kind in (JobKind.REQUEST, JobKind.RECURRING)]
 
 
+class JobQueue(models.Model):
+    """A named queue of an owner's jobs, with flow control: at most `parallelism` of its jobs in flight
+    and at most `rate_per_second` started a second (a token bucket holding up to max(1, rate) tokens);
+    a paused queue's jobs are not claimed."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_queues")
+    name = models.CharField(max_length=values.QUEUE_NAME_MAX_LENGTH)
+    parallelism = models.PositiveIntegerField(null=True, blank=True, help_text="Jobs in flight at most; empty: any.")
+    rate_per_second = models.FloatField(null=True, blank=True, help_text="Jobs started a second at most; empty: any.")
+    paused = models.BooleanField(default=False, help_text="Its jobs wait until it is resumed.")
+    tokens = models.FloatField(default=0, editable=False, help_text="The token bucket's tokens at tokens_at.")
+    tokens_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When tokens was counted; empty: the bucket is full."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="jobs_queue_owner_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def burst(self) -> float | None:
+        """The most jobs the bucket lets start at once: max(1, rate); None when the rate is unbounded."""
+        return None if self.rate_per_second is None else max(1.0, self.rate_per_second)
+
+
 class Job(models.Model):
     """An HTTP request to make at a time, retried until it gets a 2xx or runs out of retries."""
 
@@ -112,6 +142,15 @@ class Job(models.Model):
         editable=False,
         help_text="The id its create was given to happen once (see JobDeduplication); empty when none.",
     )
+    queue = models.ForeignKey(
+        JobQueue,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,  # a queue is deleted once it holds no active job; its finished ones let go first
+        related_name="jobs",
+        db_index=False,  # jobs_job_queue_due and jobs_job_queue_running: only queued jobs, not every job's NULL
+        help_text="The owner's queue whose flow control it follows; empty: none.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     cron = models.CharField(max_length=200, blank=True, help_text="A recurring job's five-field cron expression.")
@@ -136,7 +175,17 @@ class Job(models.Model):
             models.Index(
                 fields=["next_attempt_at"],
                 name="jobs_job_due",
-                condition=models.Q(state__in=["scheduled", "running"]),
+                condition=models.Q(state__in=["scheduled", "running"], queue__isnull=True),
+            ),
+            models.Index(
+                fields=["queue", "next_attempt_at"],
+                name="jobs_job_queue_due",
+                condition=models.Q(state__in=["scheduled", "running"], queue__isnull=False),
+            ),
+            models.Index(
+                fields=["queue", "next_attempt_at"],
+                name="jobs_job_queue_running",
+                condition=models.Q(state="running", queue__isnull=False),
             ),
             models.Index(fields=["user", "kind", "state", "-created_at"], name="jobs_job_owner_state"),
             models.Index(fields=["lease"], name="jobs_job_in_flight", condition=models.Q(state="running")),

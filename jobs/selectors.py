@@ -1,17 +1,23 @@
 import uuid
+from datetime import datetime
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from accounts.models import User
 
 from .errors import JobNotFound
-from .models import Attempt, Job, JobKind
+from .models import ACTIVE_STATES, Attempt, Job, JobKind, JobQueue, JobState
 
 
 def jobs_of_user(*, user: User) -> QuerySet[Job]:
     """The jobs `user` scheduled, one-off and recurring, with the firings of the recurring ones (not their
     callbacks), newest first."""
-    return Job.objects.filter(user=user, kind__in=(JobKind.REQUEST, JobKind.RECURRING)).order_by("-created_at", "-id")
+    return (
+        Job.objects.filter(user=user, kind__in=(JobKind.REQUEST, JobKind.RECURRING))
+        .select_related("queue")
+        .order_by("-created_at", "-id")
+    )
 
 
 def _one(queryset: QuerySet[Job], job_id: str) -> Job:
@@ -38,3 +44,25 @@ def job_with_history(*, user: User, job_id: str) -> Job:
         Prefetch("attempts", queryset=attempts), Prefetch("callbacks", queryset=callbacks)
     )
     return _one(queryset, job_id)
+
+
+def _count_of_queue(jobs: QuerySet[Job]) -> Coalesce:
+    counted = jobs.order_by().values("queue").annotate(count=Count("pk")).values("count")
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def queues_of_user(*, user: User, now: datetime) -> QuerySet[JobQueue]:
+    """`user`'s queues by name, each with its depth (jobs scheduled), its jobs in flight (running) and
+    `oldest_due` (when its oldest due job was due; None when none is): one query, by the queued jobs' indexes."""
+    of_queue = Job.objects.filter(queue=OuterRef("pk"))
+    oldest_due = of_queue.filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now).order_by("next_attempt_at")
+    return (
+        JobQueue.objects.filter(user=user)
+        .annotate(
+            # A recurring job in the queue is a schedule, not a job waiting to be sent: its firings are.
+            depth=_count_of_queue(of_queue.filter(state=JobState.SCHEDULED).exclude(kind=JobKind.RECURRING)),
+            in_flight=_count_of_queue(of_queue.filter(state=JobState.RUNNING)),
+            oldest_due=Subquery(oldest_due.values("next_attempt_at")[:1]),
+        )
+        .order_by("name")
+    )

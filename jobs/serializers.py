@@ -16,7 +16,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from . import values
-from .models import LISTED_KINDS, Attempt, HttpMethod, Job
+from .models import LISTED_KINDS, Attempt, HttpMethod, Job, JobQueue
 from .parsers import read_json
 from .values import AT_HELP, CRON_HELP
 
@@ -118,6 +118,17 @@ class RetryDelaysField(serializers.Field):
         return value
 
 
+class QueueNameField(serializers.CharField):
+    """The name of one of the owner's queues; empty (or null) for none."""
+
+    def __init__(self, **kwargs):
+        super().__init__(allow_blank=True, allow_null=True, **kwargs)
+
+    def to_internal_value(self, data) -> str:
+        name = super().to_internal_value(data)
+        return _checked(values.queue_name, name) if name else ""
+
+
 class ShownUriField(serializers.CharField):
     """A URI as the API shows it: credentials a row may hold from before they were refused are masked."""
 
@@ -166,6 +177,11 @@ class JobInputSerializer(serializers.Serializer):
             "Creates only: another create of yours with this id within JOBS_DEDUPLICATION_SECONDS creates "
             "nothing and answers this job. 1 to 128 visible ASCII characters (also the Idempotency-Key header)."
         ),
+    )
+    queue = QueueNameField(
+        required=False,
+        help_text="The name of one of your queues (created with PUT /api/v1/job-queues/{name}) whose flow control "
+        "the job follows; empty for none.",
     )
 
     def validate_body(self, value: str) -> str:
@@ -224,6 +240,7 @@ class JobSerializer(serializers.ModelSerializer):
         read_only=True, help_text="A recurring job's next run time; null while paused, and for other jobs."
     )
     deduplication_id = serializers.SerializerMethodField(help_text="The id it was created with to happen once.")
+    queue = serializers.CharField(source="queue.name", allow_null=True, read_only=True, help_text="Its queue, if any.")
 
     class Meta:
         model = Job
@@ -246,6 +263,7 @@ class JobSerializer(serializers.ModelSerializer):
             "paused",
             "next_run_at",
             "deduplication_id",
+            "queue",
         ]
 
     def get_cron(self, job: Job) -> str | None:
@@ -285,3 +303,78 @@ class JobDetailSerializer(JobSerializer):
 
     class Meta(JobSerializer.Meta):
         fields = [*JobSerializer.Meta.fields, "headers", "body", "created_at", "attempts", "callbacks"]
+
+
+# The most a queue's parallelism and rate may be set to (beyond, leave it unbounded: null).
+QUEUE_SETTING_MAX = 1_000_000
+
+
+class JobQueueInputSerializer(serializers.Serializer):
+    """A queue's settings; those not given keep their value (a new queue's: unbounded, not paused)."""
+
+    parallelism = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=QUEUE_SETTING_MAX,
+        help_text="Most of its jobs in flight at once; null: no limit.",
+    )
+    rate_per_second = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        max_value=QUEUE_SETTING_MAX,
+        help_text="Most of its jobs started a second, on average (bursts of max(1, rate)); null: no limit.",
+    )
+    paused = serializers.BooleanField(required=False, help_text="While true, its jobs wait.")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: [f"Unknown queue setting; a queue takes {', '.join(self.fields)}."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+    def validate_rate_per_second(self, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise serializers.ValidationError("Must be above 0; null for no limit (pause the queue to stop it).")
+        return value
+
+
+class JobQueueSerializer(serializers.ModelSerializer):
+    """A queue with its settings and what it holds now."""
+
+    burst = serializers.FloatField(read_only=True, allow_null=True, help_text="Jobs the rate lets start at once.")
+    depth = serializers.IntegerField(read_only=True, help_text="Its jobs scheduled.")
+    in_flight = serializers.IntegerField(read_only=True, help_text="Its jobs running (claimed, not yet recorded).")
+    oldest_due_lateness_ms = serializers.SerializerMethodField(
+        help_text="How late its oldest due job is, in ms; null when none is due."
+    )
+    created_at = JobTimeField(read_only=True)
+    updated_at = JobTimeField(read_only=True)
+
+    class Meta:
+        model = JobQueue
+        fields = [
+            "name",
+            "parallelism",
+            "rate_per_second",
+            "burst",
+            "paused",
+            "depth",
+            "in_flight",
+            "oldest_due_lateness_ms",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_oldest_due_lateness_ms(self, queue: JobQueue) -> int | None:
+        if queue.oldest_due is None:
+            return None
+        return max(0, round((self.context["now"] - queue.oldest_due).total_seconds() * 1000))
+
+
+class JobQueuePurgeSerializer(serializers.Serializer):
+    cancelled = serializers.IntegerField(help_text="Its scheduled jobs, now cancelled.")

@@ -48,6 +48,12 @@ LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
 DEFAULT_PORTS = {"http": 80, "https": 443}
 DEDUPLICATION_ID_MAX_LENGTH = 128
 _DEDUPLICATION_ID = re.compile(r"^[\x21-\x7e]+\Z")
+QUEUE_NAME_MAX_LENGTH = 64
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+QUEUE_NAME_HELP = (
+    f"A queue name is 1 to {QUEUE_NAME_MAX_LENGTH} characters: letters, digits, '-', '_' and '.', "
+    "starting with a letter or digit, e.g. emails or billing-eu."
+)
 
 
 def job_zone() -> ZoneInfo:
@@ -265,3 +271,14 @@ def deduplication_id(value: str) -> str:
             "e.g. order-1234-reminder or a UUID."
         )
     return value
+
+
+def queue_name(name: str) -> str:
+    """A queue's name: short and slug-like, so that it reads the same in a path, a form field and JSON."""
+    if not isinstance(name, str) or not name:
+        raise InvalidValue(QUEUE_NAME_HELP)
+    if len(name) > QUEUE_NAME_MAX_LENGTH:
+        raise InvalidValue(f"Is {len(name)} characters long. {QUEUE_NAME_HELP}")
+    if not _QUEUE_NAME.match(name):
+        raise InvalidValue(f"Is not a queue name: {name!r}. {QUEUE_NAME_HELP}")
+    return name

@@ -25,6 +25,7 @@ from accounts.models import User
 from .. import clock
 from ..errors import JobConflict, JobParameterError
 from ..models import HttpMethod, Job, JobDeduplication, JobKind, JobState
+from .queues import queue_for_job
 from .recurring import recurring_schedule
 from .scheduling import check_destinations
 
@@ -53,9 +54,11 @@ def job_new(
     time_zone: str | None = None,
     paused: bool | None = None,
     deduplication_id: str | None = None,
+    queue: str | None = None,
 ) -> Job:
     """A request to `uri` at `at` (now when not given), or at every run time of `cron` in `time_zone`
-    (JOBS_TIME_ZONE when not given), paused from the start if `paused`; checked and not yet saved:
+    (JOBS_TIME_ZONE when not given), paused from the start if `paused`, in the owner's queue named
+    `queue` if given (a recurring job's firings too); checked and not yet saved:
     JobParameterError when a destination is refused or the parameters do not go together."""
     check_destinations({"uri": uri, "callback_uri": callback_uri, "failure_callback_uri": failure_callback_uri})
     if cron is None:
@@ -86,6 +89,7 @@ def job_new(
         timeout=timeout or settings.JOBS_DEFAULT_TIMEOUT,
         retry_schedule=retry_schedule or None,
         deduplication_id=deduplication_id or "",
+        queue=queue_for_job(user=user, name=queue),
         state=JobState.SCHEDULED,
         next_attempt_at=at,
     )

@@ -44,7 +44,7 @@ from core.bulk import insert_rows
 from .. import clock, signing
 from .. import headers as job_headers
 from ..models import LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobKind, JobState
-from .dispatch import jobs_release
+from .dispatch import jobs_release, queues_room_signal
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ SENT_FIELDS = (
     "delivery_id",
     "keyring",
     "lease",
+    "queue",
 )
 # The database cannot be reached: not one job's fault, so the chunk stops (its leases expire, it is claimed again).
 UNREACHABLE = (OperationalError, InterfaceError)
@@ -305,6 +306,8 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
         due_again = now + timedelta(seconds=settings.JOBS_ORIGIN_BUSY_DELAY)
         for lease, ids in deferred.items():
             jobs_release(lease=lease, ids=ids, due_at=due_again)
+        if any(job.queue_id is not None for job, _ in results):
+            queues_room_signal()  # their queues have room again: the dispatchers need not wait for their interval
 
 
 def _record_failure(job_id, lease: str, started: datetime, now: datetime, error: str) -> None:

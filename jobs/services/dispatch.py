@@ -13,6 +13,13 @@ sent in its old form, and a stale task (redelivered by the broker) does nothing.
 One claim is cut into chunks of JOBS_DELIVERY_CHUNK jobs, one task each, and each
 chunk has a lease of its own: a worker reads its chunk by its lease (an index), not
 by a list of ids.
+
+Jobs in a queue (`JobQueue`) are claimed first, each queue's no more than its room:
+its parallelism less its jobs running under unexpired leases, and the whole tokens of
+its bucket (refilled at its rate up to max(1, rate) by the time the claim is made at),
+nothing of a paused one. Then jobs without a queue fill the rest of the claim, exactly
+as before queues: the two kinds are read by separate partial indexes, so queued jobs
+waiting (a paused or full queue) are never scanned by the claim of the others.
 """
 
 from __future__ import annotations
@@ -25,12 +32,12 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Min, Value, When
+from django.db.models import Case, F, Min, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
-from ..models import ACTIVE_STATES, LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobState
+from ..models import ACTIVE_STATES, LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobQueue, JobState
 
 # The claim in one statement on PostgreSQL: lock the due rows (skipping those another claim holds)
 # and mark them, each chunk of them under a lease of its own, answering what they were before
@@ -38,7 +45,7 @@ from ..models import ACTIVE_STATES, LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome,
 CLAIM_SQL = """
 WITH due AS (
     SELECT id, attempt_count, attempt_started_at, next_attempt_at FROM jobs_job
-    WHERE state IN ('scheduled', 'running') AND next_attempt_at <= %(now)s
+    WHERE state IN ('scheduled', 'running') AND next_attempt_at <= %(now)s AND queue_id IS NULL
     ORDER BY next_attempt_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -54,6 +61,94 @@ WHERE job.id = ranked.id
 RETURNING ranked.id, ranked.attempt_count, ranked.attempt_started_at, ranked.position
 """
 
+# The tokens of a queue's bucket at %(now)s: refilled at its rate since tokens_at, up to its burst (max(1, rate));
+# full when tokens_at is empty; NULL when it has no rate.
+_TOKENS = """
+CASE
+    WHEN queue.rate_per_second IS NULL THEN NULL
+    WHEN queue.tokens_at IS NULL THEN GREATEST(1, queue.rate_per_second)
+    ELSE LEAST(
+        GREATEST(1, queue.rate_per_second),
+        queue.tokens + queue.rate_per_second * GREATEST(0, EXTRACT(EPOCH FROM %(now)s - queue.tokens_at))::float8
+    )
+END
+"""
+# The queues a claim may take jobs of, locked (skipping those another claim holds) before their room is
+# counted: not paused, with due jobs, and not full or out of tokens by what this statement sees (the room
+# is counted again under the lock, in QUEUED_CLAIM_SQL). A queue with no room is not locked.
+QUEUES_LOCK_SQL = f"""
+SELECT queue.id FROM jobs_jobqueue AS queue
+WHERE NOT queue.paused
+    AND EXISTS (
+        SELECT FROM jobs_job AS job
+        WHERE job.queue_id = queue.id AND job.state IN ('scheduled', 'running') AND job.next_attempt_at <= %(now)s
+    )
+    AND (queue.parallelism IS NULL OR queue.parallelism > (
+        SELECT count(*) FROM jobs_job AS job
+        WHERE job.queue_id = queue.id AND job.state = 'running' AND job.next_attempt_at > %(now)s
+    ))
+    AND COALESCE({_TOKENS} >= 1 - 1e-9, true)
+FOR NO KEY UPDATE OF queue SKIP LOCKED
+"""  # noqa: S608 - constants only, the values are parameters
+# The claim of queued jobs on PostgreSQL, a statement after QUEUES_LOCK_SQL (so that it sees every claim
+# committed before the locks were taken): each locked queue's room (its parallelism less its jobs running
+# under unexpired leases; the whole tokens of its bucket), up to that many of its due jobs, oldest first,
+# locked; the oldest `limit` of them marked as CLAIM_SQL does; the tokens they use taken from the buckets.
+QUEUED_CLAIM_SQL = f"""
+WITH open AS (
+    SELECT queue.id, queue.parallelism, queue.rate_per_second, {_TOKENS} AS tokens
+    FROM jobs_jobqueue AS queue
+    WHERE queue.id = ANY(%(queues)s)
+), room AS (
+    SELECT open.id, open.rate_per_second, open.tokens, GREATEST(0, LEAST(
+        %(limit)s,
+        open.parallelism - (
+            SELECT count(*) FROM jobs_job AS job
+            WHERE job.queue_id = open.id AND job.state = 'running' AND job.next_attempt_at > %(now)s
+        ),
+        floor(open.tokens + 1e-9)
+    ))::bigint AS room
+    FROM open
+), due AS (
+    SELECT picked.* FROM room CROSS JOIN LATERAL (
+        SELECT job.id, job.queue_id, job.attempt_count, job.attempt_started_at, job.next_attempt_at
+        FROM jobs_job AS job
+        WHERE job.queue_id = room.id AND job.state IN ('scheduled', 'running') AND job.next_attempt_at <= %(now)s
+        ORDER BY job.next_attempt_at
+        LIMIT room.room
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+), ranked AS (
+    SELECT due.*, row_number() OVER (ORDER BY next_attempt_at, id) - 1 AS position FROM due
+), taken AS (
+    SELECT * FROM ranked WHERE position < %(limit)s
+), spent AS (
+    UPDATE jobs_jobqueue AS queue SET tokens = room.tokens - used.count, tokens_at = %(now)s
+    FROM room, (SELECT queue_id, count(*) AS count FROM taken GROUP BY queue_id) AS used
+    WHERE queue.id = used.queue_id AND room.id = used.queue_id AND room.rate_per_second IS NOT NULL
+)
+UPDATE jobs_job AS job
+SET state = 'running', lease = (%(leases)s::uuid[])[taken.position / %(chunk)s + 1],
+    next_attempt_at = %(lease_ends)s, attempt_count = job.attempt_count + 1, attempt_started_at = %(now)s,
+    first_attempt_at = COALESCE(job.first_attempt_at, %(now)s)
+FROM taken
+WHERE job.id = taken.id
+RETURNING taken.id, taken.attempt_count, taken.attempt_started_at, taken.position
+"""  # noqa: S608 - constants only, the values are parameters
+
+
+# Where a dispatcher waiting between claims hears that a queue may have room again (PostgreSQL LISTEN/NOTIFY).
+ROOM_CHANNEL = "jobs_queue_room"
+
+
+def queues_room_signal() -> None:
+    """Tell the dispatchers waiting between claims that queues may have room again (a queued job was
+    recorded, a queue was changed): on PostgreSQL a NOTIFY, sent when the transaction commits; elsewhere
+    nothing (the dispatchers look again within JOBS_DISPATCH_INTERVAL_MS)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [ROOM_CHANNEL])
+
 
 class Claim(NamedTuple):
     """Jobs claimed together under one lease, oldest first: one worker's task."""
@@ -62,26 +157,75 @@ class Claim(NamedTuple):
     ids: list[uuid.UUID]
 
 
-def _claim_in_one_statement(*, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int) -> list[tuple]:
-    """PostgreSQL: the due rows claimed by one UPDATE, oldest first; (id, attempt count, attempt started,
-    lease) with the first three as they were."""
+def _claim_in_one_statement(
+    *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False
+) -> list[tuple]:
+    """PostgreSQL: the due rows (without a queue, or `queued` ones, once their queues are locked) claimed by
+    one UPDATE, oldest first; (id, attempt count, attempt started, lease) with the first three as they were."""
     lease_ends = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     with connection.cursor() as cursor:
         parameters = {"now": now, "limit": limit, "leases": leases, "chunk": chunk, "lease_ends": lease_ends}
-        cursor.execute(CLAIM_SQL, parameters)
+        if queued:
+            cursor.execute(QUEUES_LOCK_SQL, parameters)
+            parameters["queues"] = [queue_id for (queue_id,) in cursor.fetchall()]
+            if not parameters["queues"]:
+                return []
+        cursor.execute(QUEUED_CLAIM_SQL if queued else CLAIM_SQL, parameters)
         rows = cursor.fetchall()
     rows.sort(key=lambda row: row[3])
     return [(job_id, number, started, leases[position // chunk]) for job_id, number, started, position in rows]
 
 
-def _claim_with_queries(*, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int) -> list[tuple]:
+def _available_tokens(queue: JobQueue, now: datetime) -> float | None:
+    """The whole tokens of the queue's bucket at `now` (refilled at its rate up to its burst); None: no rate."""
+    if queue.rate_per_second is None:
+        return None
+    if queue.tokens_at is None:
+        return queue.burst
+    elapsed = max(0.0, (now - queue.tokens_at).total_seconds())
+    return min(queue.burst, queue.tokens + queue.rate_per_second * elapsed)
+
+
+def _queued_due_with_queries(*, now: datetime, limit: int) -> list[tuple]:
+    """Any database: each open queue's due jobs up to its room, the oldest `limit` of them, taking their
+    tokens; (id, attempt count, attempt started), oldest first."""
+    due = Job.objects.filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now)
+    open_queues = due.filter(queue__isnull=False, queue__paused=False).values_list("queue", flat=True).distinct()
+    rows = []
+    for queue in JobQueue.objects.select_for_update(skip_locked=True).filter(pk__in=list(open_queues)):
+        tokens = _available_tokens(queue, now)
+        room = limit if tokens is None else math.floor(tokens + 1e-9)
+        if queue.parallelism is not None:
+            running = Job.objects.filter(queue=queue, state=JobState.RUNNING, next_attempt_at__gt=now).count()
+            room = min(room, queue.parallelism - running)
+        if room <= 0:
+            continue
+        taken = list(
+            due.select_for_update(skip_locked=True)
+            .filter(queue=queue)
+            .order_by("next_attempt_at")
+            .values_list("id", "attempt_count", "attempt_started_at", "next_attempt_at")[: min(room, limit)]
+        )
+        rows += taken
+        if tokens is not None and taken:
+            JobQueue.objects.filter(pk=queue.pk).update(tokens=tokens - len(taken), tokens_at=now)
+    rows.sort(key=lambda row: row[3])
+    return [row[:3] for row in rows[:limit]]
+
+
+def _claim_with_queries(
+    *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False
+) -> list[tuple]:
     """Any database: the same claim as a SELECT ... FOR UPDATE SKIP LOCKED and an UPDATE per chunk."""
-    rows = list(
-        Job.objects.select_for_update(skip_locked=True)
-        .filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now)
-        .order_by("next_attempt_at")
-        .values_list("id", "attempt_count", "attempt_started_at")[:limit]
-    )
+    if queued:
+        rows = _queued_due_with_queries(now=now, limit=limit)
+    else:
+        rows = list(
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now, queue__isnull=True)
+            .order_by("next_attempt_at")
+            .values_list("id", "attempt_count", "attempt_started_at")[:limit]
+        )
     for index, lease in enumerate(leases):
         Job.objects.filter(id__in=[job_id for job_id, _, _ in rows[index * chunk : (index + 1) * chunk]]).update(
             state=JobState.RUNNING,
@@ -95,17 +239,22 @@ def _claim_with_queries(*, now: datetime, limit: int, leases: list[uuid.UUID], c
 
 
 def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
-    """Claim up to `limit` due jobs, oldest first, counting their attempt, in chunks of
-    JOBS_DELIVERY_CHUNK jobs, each under a new lease of its own.
+    """Claim up to `limit` due jobs, counting their attempt, in chunks of JOBS_DELIVERY_CHUNK jobs, each
+    under a new lease of its own: first those of queues with room (as much as each has), then those
+    without a queue, each kind oldest first.
 
     A job claimed again because its lease expired had its attempt lost: it is recorded so.
     Call it inside a transaction to hold the claimed rows until that commits.
     """
     chunk = settings.JOBS_DELIVERY_CHUNK
-    leases = [uuid.uuid4() for _ in range(math.ceil(limit / chunk))]
     claim = _claim_in_one_statement if connection.vendor == "postgresql" else _claim_with_queries
     with transaction.atomic():
-        rows = claim(now=now, limit=limit, leases=leases, chunk=chunk)
+        leases = [uuid.uuid4() for _ in range(math.ceil(limit / chunk))]
+        rows = claim(now=now, limit=limit, leases=leases, chunk=chunk, queued=True)
+        rest = limit - len(rows)
+        if rest > 0:
+            leases = [uuid.uuid4() for _ in range(math.ceil(rest / chunk))]
+            rows += claim(now=now, limit=rest, leases=leases, chunk=chunk)
         Attempt.objects.bulk_create(
             Attempt(
                 job_id=job_id, number=number, started_at=started, outcome=AttemptOutcome.LOST, error=LOST_ATTEMPT_ERROR
@@ -148,8 +297,18 @@ def _enqueue(claims: list[Claim]) -> None:
 
 
 def jobs_next_due() -> datetime | None:
-    """When the next scheduled or running job is due (a running one when its lease ends), or None."""
-    return Job.objects.filter(state__in=ACTIVE_STATES).aggregate(due=Min("next_attempt_at"))["due"]
+    """When the next scheduled or running job is due (a running one when its lease ends), or None.
+
+    Jobs of a paused queue are not counted; each queue's next is found by its own index.
+    """
+    unqueued = Job.objects.filter(state__in=ACTIVE_STATES, queue__isnull=True).aggregate(due=Min("next_attempt_at"))
+    queue_next = Job.objects.filter(queue=OuterRef("pk"), state__in=ACTIVE_STATES).order_by("next_attempt_at")
+    queued = (
+        JobQueue.objects.filter(paused=False)
+        .annotate(next_due=Subquery(queue_next.values("next_attempt_at")[:1]))
+        .aggregate(due=Min("next_due"))
+    )
+    return min((due for due in (unqueued["due"], queued["due"]) if due is not None), default=None)
 
 
 def jobs_in_flight() -> int:

@@ -64,6 +64,7 @@ def _firing(job: Job, run_at: datetime) -> Job:
         callback_uri=job.callback_uri,
         failure_callback_uri=job.failure_callback_uri,
         keyring=job.keyring,
+        queue_id=job.queue_id,
         state=JobState.SCHEDULED,
         next_attempt_at=run_at,
     )

@@ -16,6 +16,7 @@ from core.addresses import refusal_for_url
 from .. import clock
 from ..errors import JobConflict, JobNotFound, JobParameterError
 from ..models import Job, JobKind, JobState
+from .queues import queue_for_job
 from .recurring import recurring_fire_now, recurring_update
 
 # Parameters a job may be given, in the order the docs list them.
@@ -33,6 +34,7 @@ JOB_FIELDS = (
     "time_zone",
     "paused",
     "deduplication_id",
+    "queue",
 )
 RECURRING_FIELDS = ("cron", "time_zone", "paused")
 
@@ -73,6 +75,7 @@ def job_update(*, job: Job, **changes) -> Job:
     A job that is waiting or failed is never sent in its old form: the claim a
     worker may hold is dropped. A request already on the wire is not recalled.
     A recurring job is changed for its future firings (`recurring_update`).
+    Its queue changes only while it is not running (a running job counts against its queue until recorded).
     """
     unknown = set(changes) - set(JOB_FIELDS)
     if unknown:
@@ -99,6 +102,11 @@ def job_update(*, job: Job, **changes) -> Job:
         changes["timeout"] = settings.JOBS_DEFAULT_TIMEOUT
     if "retry_schedule" in changes:
         changes["retry_schedule"] = changes["retry_schedule"] or None
+    if "queue" in changes:
+        queue = queue_for_job(user=job.user, name=changes["queue"])
+        if job.state == JobState.RUNNING and queue != job.queue:
+            raise JobConflict("queue", "The job is running; its queue can be changed once its attempt is recorded.")
+        changes["queue"] = queue
     for name, value in changes.items():
         setattr(job, name, value)
     if job.kind == JobKind.RECURRING:

@@ -1,0 +1,89 @@
+"""Queues of jobs with flow control: setting them up, removing them, emptying them, and the queue a job names.
+
+A queue belongs to one owner, like their jobs; a job names one of its owner's queues
+(or none). The dispatcher applies a queue's parallelism, rate and pause when it claims
+(`dispatch.py`); here are the rules for the queues themselves.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from accounts.models import User
+
+from .. import clock
+from ..errors import JobParameterError, QueueNotEmpty
+from ..models import ACTIVE_STATES, Job, JobQueue, JobState
+from .dispatch import queues_room_signal
+
+# A parameter of `queue_set` that was not given: the queue keeps (or, new, defaults) it.
+UNCHANGED = object()
+
+
+def queue_for_job(*, user: User, name: str | None) -> JobQueue | None:
+    """The queue of `user` a job names, None for no queue; a name of no queue of theirs is refused."""
+    if not name:
+        return None
+    queue = JobQueue.objects.filter(user=user, name=name).first()
+    if queue is None:
+        raise JobParameterError(
+            "queue", f"There is no queue named {name!r}: create it first with PUT /api/v1/job-queues/{name}."
+        )
+    return queue
+
+
+@transaction.atomic
+def queue_set(
+    *, user: User, name: str, parallelism=UNCHANGED, rate_per_second=UNCHANGED, paused=UNCHANGED
+) -> tuple[JobQueue, bool]:
+    """Create `user`'s queue `name`, or change the settings given of it; (queue, whether it was created).
+
+    A new or changed rate starts with a full bucket (max(1, rate) tokens).
+    """
+    queue = JobQueue.objects.select_for_update().filter(user=user, name=name).first()
+    created = queue is None
+    if created:
+        if JobQueue.objects.filter(user=user).count() >= settings.JOBS_MAX_QUEUES:
+            raise ValidationError(
+                {"name": [f"You have {settings.JOBS_MAX_QUEUES} queues, the most there may be (JOBS_MAX_QUEUES)."]}
+            )
+        queue = JobQueue(user=user, name=name)
+    if rate_per_second is not UNCHANGED and (created or rate_per_second != queue.rate_per_second):
+        queue.rate_per_second = rate_per_second
+        queue.tokens, queue.tokens_at = 0, None  # a full bucket
+    if parallelism is not UNCHANGED:
+        queue.parallelism = parallelism
+    if paused is not UNCHANGED:
+        queue.paused = paused
+    queue.save()
+    queues_room_signal()  # resumed, or given more room: its jobs need not wait for the dispatchers' interval
+    return queue, created
+
+
+@transaction.atomic
+def queue_delete(*, queue: JobQueue) -> None:
+    """Remove a queue that holds no scheduled or running job; its finished jobs keep no queue."""
+    queue = JobQueue.objects.select_for_update().get(pk=queue.pk)
+    active = Job.objects.filter(queue=queue, state__in=ACTIVE_STATES).count()
+    if active:
+        raise QueueNotEmpty(
+            f"Queue {queue.name!r} still holds {active} scheduled or running job(s): "
+            f"purge it (POST /api/v1/job-queues/{queue.name}/purge) and let its running jobs finish first."
+        )
+    Job.objects.filter(queue=queue).update(queue=None)
+    queue.delete()
+
+
+def queue_purge(*, queue: JobQueue) -> int:
+    """Cancel the queue's scheduled jobs (those in flight are not recalled); how many."""
+    return Job.objects.filter(queue=queue, state=JobState.SCHEDULED).update(
+        state=JobState.CANCELLED,
+        next_attempt_at=None,
+        lease=None,
+        attempt_started_at=None,
+        finished_at=clock.now(),
+        updated_at=timezone.now(),
+    )

@@ -1,0 +1,652 @@
+"""Job queues: the /api/v1/job-queues/ endpoints, `job[queue]` in every parameter form, and the flow
+control the dispatcher applies (parallelism, rate by the clock, pause) with real workers and targets."""
+
+import json
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from werkzeug import Response
+
+from jobs import services
+from jobs.dispatcher import dispatch_once, start_dispatcher_thread
+from jobs.models import AttemptOutcome, Job, JobQueue, JobState
+from jobs.services import dispatch
+
+from .helpers import celery_worker, make_job, requests_to, state_of, wait_until
+
+QUEUES = "/api/v1/job-queues/"
+
+
+@pytest.fixture
+def client(api, owner):
+    return api(owner.raw)
+
+
+def make_queue(user, name: str = "emails", **settings) -> JobQueue:
+    queue, _ = services.queue_set(user=user, name=name, **settings)
+    return queue
+
+
+def claimed_ids(now, limit: int = 100) -> list[uuid.UUID]:
+    return [job_id for claim in services.jobs_claim_due(now=now, limit=limit) for job_id in claim.ids]
+
+
+# --- the API ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_creates_a_queue_with_put_and_changes_only_the_settings_given(client):
+    created = client.put(QUEUES + "emails", {"parallelism": 2, "rate_per_second": 0.5}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json() == {
+        **created.json(),
+        "name": "emails",
+        "parallelism": 2,
+        "rate_per_second": 0.5,
+        "burst": 1.0,
+        "paused": False,
+        "depth": 0,
+        "in_flight": 0,
+        "oldest_due_lateness_ms": None,
+    }
+
+    changed = client.put(QUEUES + "emails", {"paused": True}, format="json")
+    assert changed.status_code == 200, changed.content
+    assert (changed.json()["parallelism"], changed.json()["rate_per_second"], changed.json()["paused"]) == (
+        2,
+        0.5,
+        True,
+    )
+
+    unbounded = client.put(QUEUES + "emails", {"parallelism": None, "rate_per_second": None}, format="json")
+    assert (unbounded.json()["parallelism"], unbounded.json()["rate_per_second"], unbounded.json()["burst"]) == (
+        None,
+        None,
+        None,
+    )
+
+
+@pytest.mark.django_db
+def test_a_new_queue_is_unbounded_and_not_paused(client):
+    answer = client.put(QUEUES + "plain", format="json")
+    assert answer.status_code == 201, answer.content
+    assert (answer.json()["parallelism"], answer.json()["rate_per_second"], answer.json()["paused"]) == (
+        None,
+        None,
+        False,
+    )
+
+
+def test_it_lists_and_shows_each_queue_with_its_depth_jobs_in_flight_and_lateness(client, owner, clock):
+    user, _ = owner
+    make_queue(user, "billing")
+    emails = make_queue(user, "emails")
+    oldest = make_job(user, "https://example.org/1", at=clock.now() - timedelta(seconds=3), queue="emails")
+    make_job(user, "https://example.org/2", at=clock.now() - timedelta(seconds=1), queue="emails")
+    make_job(user, "https://example.org/3", at=clock.now() + timedelta(hours=1), queue="emails")
+    make_job(user, "https://example.org/4", at=clock.now() - timedelta(seconds=9))  # no queue
+    assert claimed_ids(clock.now(), limit=1) == [oldest.pk]
+    clock.advance(seconds=0.25)
+
+    listed = client.get(QUEUES)
+    assert listed.status_code == 200
+    assert [queue["name"] for queue in listed.json()] == ["billing", "emails"]
+    billing, shown = listed.json()
+    assert (billing["depth"], billing["in_flight"], billing["oldest_due_lateness_ms"]) == (0, 0, None)
+    assert (shown["depth"], shown["in_flight"], shown["oldest_due_lateness_ms"]) == (2, 1, 1250)
+    assert client.get(QUEUES + "emails").json() == shown
+    assert JobQueue.objects.get(pk=emails.pk).name == "emails"
+
+
+@pytest.mark.django_db
+def test_listing_queues_costs_the_same_few_queries_however_many(client, owner, django_assert_num_queries):
+    user, _ = owner
+    for n in range(5):
+        make_queue(user, f"q{n}")
+        make_job(user, "https://example.org/", queue=f"q{n}")
+    with django_assert_num_queries(3):  # the token (read, its use noted), the queues with their counts
+        assert len(client.get(QUEUES).json()) == 5
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("x" * 65, "Is 65 characters long"),
+        ("with space", "Is not a queue name"),
+        ("-leading", "Is not a queue name"),
+        ("ünïcode", "Is not a queue name"),
+    ],
+)
+def test_a_queue_name_is_short_and_slug_like(client, name, message):
+    answer = client.put(QUEUES + name, {}, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["name"][0].startswith(message)
+    assert "letters, digits, '-', '_' and '.'" in answer.json()["name"][0]
+    assert not JobQueue.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"parallelism": 0}, "parallelism", "Ensure this value is greater than or equal to 1."),
+        ({"parallelism": "two"}, "parallelism", "A valid integer is required."),
+        ({"rate_per_second": 0}, "rate_per_second", "Must be above 0; null for no limit"),
+        ({"rate_per_second": -1}, "rate_per_second", "Must be above 0; null for no limit"),
+        ({"rate_per_second": "fast"}, "rate_per_second", "A valid number is required."),
+        ({"paused": "maybe"}, "paused", "Must be a valid boolean."),
+        ({"parallelizm": 2}, "parallelizm", "Unknown queue setting; a queue takes parallelism, rate_per_second"),
+    ],
+)
+def test_bad_settings_get_a_400_naming_the_field(client, body, field, message):
+    answer = client.put(QUEUES + "emails", body, format="json")
+    assert answer.status_code == 400
+    assert answer.json()[field][0].startswith(message)
+    assert not JobQueue.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_owner_has_at_most_jobs_max_queues(client, settings):
+    settings.JOBS_MAX_QUEUES = 2
+    assert client.put(QUEUES + "a", {}, format="json").status_code == 201
+    assert client.put(QUEUES + "b", {}, format="json").status_code == 201
+    answer = client.put(QUEUES + "c", {}, format="json")
+    assert answer.status_code == 400
+    assert "JOBS_MAX_QUEUES" in answer.json()["name"][0]
+    assert client.put(QUEUES + "a", {"paused": True}, format="json").status_code == 200  # changing one is fine
+
+
+@pytest.mark.django_db
+def test_one_owner_never_sees_or_uses_anothers_queue(api, owner, outsider, jobs_api):
+    user, _ = owner
+    make_queue(user, "emails", parallelism=2)
+    make_job(user, "https://example.org/", queue="emails")
+    theirs = api(outsider.raw)
+
+    assert theirs.get(QUEUES).json() == []
+    assert theirs.get(QUEUES + "emails").status_code == 404
+    assert "create it with PUT /api/v1/job-queues/emails" in theirs.get(QUEUES + "emails").json()["detail"]
+    assert theirs.delete(QUEUES + "emails").status_code == 404
+    assert theirs.post(QUEUES + "emails/purge").status_code == 404
+    refused = jobs_api.post(
+        "/jobs.json", {"job[uri]": "https://example.org/", "job[queue]": "emails", "apikey": outsider.raw}
+    )
+    assert refused.status_code == 400
+    assert "There is no queue named 'emails'" in refused.json()["error"]["queue"]
+
+    assert theirs.put(QUEUES + "emails", {"parallelism": 9}, format="json").status_code == 201  # their own
+    assert JobQueue.objects.get(user=user, name="emails").parallelism == 2
+    assert Job.objects.get().queue.user == user
+
+
+@pytest.mark.django_db
+def test_reads_need_the_jobs_read_scope_and_changes_the_write_scope(api, owner, member):
+    make_queue(owner.user, "emails")
+    reader = api(member.raw)
+    assert reader.get(QUEUES).status_code == 200
+    assert reader.get(QUEUES + "emails").status_code == 200
+    for answer in (
+        reader.put(QUEUES + "emails", {"paused": True}, format="json"),
+        reader.delete(QUEUES + "emails"),
+        reader.post(QUEUES + "emails/purge"),
+    ):
+        assert answer.status_code == 403
+        assert "jobs" in answer.json()["detail"]
+    assert api().get(QUEUES).status_code == 401
+    assert api("not-a-token").get(QUEUES + "emails").status_code == 401
+    assert JobQueue.objects.get().paused is False
+
+
+@pytest.mark.django_db
+def test_a_token_of_another_face_may_not_touch_queues(api, make_token):
+    _, raw = make_token("messaging:write")
+    assert api(raw).get(QUEUES).status_code == 403
+    assert api(raw).put(QUEUES + "emails", {}, format="json").status_code == 403
+
+
+def test_purge_cancels_the_scheduled_jobs_and_leaves_those_in_flight(client, owner, clock):
+    user, _ = owner
+    make_queue(user, "emails")
+    jobs = [
+        make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=5 - n), queue="emails")
+        for n in range(3)
+    ]
+    later = make_job(user, "https://example.org/later", at=clock.now() + timedelta(days=1), queue="emails")
+    other = make_job(user, "https://example.org/other", at=clock.now() + timedelta(days=1))
+    assert claimed_ids(clock.now(), limit=1) == [jobs[0].pk]
+
+    answer = client.post(QUEUES + "emails/purge")
+    assert answer.status_code == 200
+    assert answer.json() == {"cancelled": 3}
+    states = [state_of(job) for job in (*jobs, later, other)]
+    assert states == [JobState.RUNNING, JobState.CANCELLED, JobState.CANCELLED, JobState.CANCELLED, JobState.SCHEDULED]
+    assert Job.objects.get(pk=later.pk).finished_at == clock.now()
+
+
+def test_a_queue_is_removed_only_once_it_holds_no_scheduled_or_running_job(client, owner, clock):
+    user, _ = owner
+    make_queue(user, "emails")
+    running, waiting = (make_job(user, f"https://example.org/{n}", queue="emails") for n in range(2))
+    services.jobs_claim_due(now=clock.now(), limit=1)
+
+    refused = client.delete(QUEUES + "emails")
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        "Queue 'emails' still holds 2 scheduled or running job(s): purge it "
+        "(POST /api/v1/job-queues/emails/purge) and let its running jobs finish first."
+    )
+    client.post(QUEUES + "emails/purge")
+    assert client.delete(QUEUES + "emails").status_code == 409  # one is still running
+
+    Job.objects.filter(state=JobState.RUNNING).update(state=JobState.SUCCEEDED, next_attempt_at=None, lease=None)
+    assert client.delete(QUEUES + "emails").status_code == 204
+    assert client.get(QUEUES + "emails").status_code == 404
+    assert list(Job.objects.filter(pk__in=[running.pk, waiting.pk]).values_list("queue", flat=True)) == [None, None]
+
+
+# --- job[queue] ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("form", ["query", "form", "json", "json_single_quotes"])
+def test_a_job_names_its_queue_in_every_parameter_form(owner, jobs_api, form):
+    user, key = owner
+    make_queue(user, "emails")
+    uri = "https://example.org/hook"
+    if form == "query":
+        answer = jobs_api.post("/jobs.json", QUERY_STRING=f"job[uri]={uri}&job[queue]=emails&apikey={key}")
+    elif form == "form":
+        answer = jobs_api.post("/jobs.json", {"job[uri]": uri, "job[queue]": "emails", "apikey": key})
+    elif form == "json":
+        body = json.dumps({"job": {"uri": uri, "queue": "emails"}, "apikey": key})
+        answer = jobs_api.generic("POST", "/jobs.json", body, content_type="application/json")
+    else:
+        body = f"{{'job': {{'uri': '{uri}', 'queue': 'emails'}}, 'apikey': '{key}'}}"
+        answer = jobs_api.generic("POST", "/jobs.json", body, content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["success"]["job"]["queue"] == "emails"
+    assert Job.objects.get().queue.name == "emails"
+
+
+@pytest.mark.django_db
+def test_a_job_without_a_queue_shows_none(owner, jobs_api):
+    _, key = owner
+    answer = jobs_api.post("/jobs.json", {"job[uri]": "https://example.org/", "apikey": key})
+    assert answer.json()["success"]["job"]["queue"] is None
+    assert Job.objects.get().queue is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("queue", "message"),
+    [
+        ("nope", "There is no queue named 'nope': create it first with PUT /api/v1/job-queues/nope."),
+        ("bad name", "Is not a queue name: 'bad name'."),
+        ("q" * 65, "Is 65 characters long."),
+    ],
+)
+def test_a_job_naming_a_queue_that_does_not_exist_is_refused(owner, jobs_api, queue, message):
+    _, key = owner
+    answer = jobs_api.post("/jobs.json", {"job[uri]": "https://example.org/", "job[queue]": queue, "apikey": key})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["queue"].startswith(message)
+    assert not Job.objects.exists()
+
+
+def test_a_scheduled_jobs_queue_changes_on_update_and_an_empty_one_removes_it(owner, jobs_api, clock):
+    user, key = owner
+    make_queue(user, "emails")
+    make_queue(user, "billing")
+    job = make_job(user, "https://example.org/", queue="emails")
+
+    moved = jobs_api.put(f"/jobs/{job.pk}.json?apikey={key}&job[queue]=billing")
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["success"]["job"]["queue"] == "billing"
+    body = json.dumps({"job": {"queue": None}, "apikey": key})
+    assert (
+        jobs_api.put(f"/jobs/{job.pk}.json", body, content_type="application/json").json()["success"]["job"]["queue"]
+        is None
+    )
+    back = jobs_api.post(f"/jobs/{job.pk}.json", {"_method": "PUT", "job[queue]": "emails", "apikey": key})
+    assert back.json()["success"]["job"]["queue"] == "emails"
+    gone = jobs_api.put(f"/jobs/{job.pk}.json?apikey={key}&job[queue]=")
+    assert gone.json()["success"]["job"]["queue"] is None
+    unknown = jobs_api.put(f"/jobs/{job.pk}.json?apikey={key}&job[queue]=nope")
+    assert unknown.status_code == 400
+    assert Job.objects.get().queue is None
+
+
+def test_a_running_jobs_queue_does_not_change(owner, jobs_api, clock):
+    user, key = owner
+    make_queue(user, "emails")
+    make_queue(user, "billing")
+    job = make_job(user, "https://example.org/", queue="emails")
+    services.jobs_claim_due(now=clock.now(), limit=1)
+
+    answer = jobs_api.put(f"/jobs/{job.pk}.json?apikey={key}&job[queue]=billing")
+    assert answer.status_code == 409
+    assert "its queue can be changed once its attempt is recorded" in answer.json()["error"]["queue"]
+    assert (state_of(job), Job.objects.get().queue.name) == (JobState.RUNNING, "emails")
+    assert jobs_api.put(f"/jobs/{job.pk}.json?apikey={key}&job[queue]=emails").status_code == 200  # the same queue
+
+
+@pytest.mark.django_db
+def test_the_schema_describes_the_queue_endpoints_and_job_queue(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    paths = schema["paths"]
+    assert set(paths["/api/v1/job-queues/"]) >= {"get"}
+    assert set(paths["/api/v1/job-queues/{name}/"]) >= {"get", "put", "delete"}
+    assert set(paths["/api/v1/job-queues/{name}/purge/"]) >= {"post"}
+    assert set(paths["/api/v1/job-queues/{name}/"]["put"]["responses"]) >= {"200", "201", "400", "403"}
+    assert "409" in paths["/api/v1/job-queues/{name}/"]["delete"]["responses"]
+    components = schema["components"]["schemas"]
+    assert set(components["JobQueueInputRequest"]["properties"]) == {"parallelism", "rate_per_second", "paused"}
+    assert {"depth", "in_flight", "oldest_due_lateness_ms", "burst"} <= set(components["JobQueue"]["properties"])
+    assert "queue" in components["Job"]["properties"]
+    assert "queue" in components["JobInputRequest"]["properties"]
+
+
+# --- flow control -------------------------------------------------------------
+
+
+class Holding:
+    """`/held/<queue>` on the target: counts the requests being answered at once, per path, and holds each
+    until the test lets them go."""
+
+    def __init__(self, target, *paths: str):
+        self.let_go = threading.Event()
+        self.lock = threading.Lock()
+        self.current: dict[str, int] = dict.fromkeys(paths, 0)
+        self.most: dict[str, int] = dict.fromkeys(paths, 0)
+        self.arrived: dict[str, int] = dict.fromkeys(paths, 0)
+        for path in paths:
+            target.expect_request(path).respond_with_handler(self.answer)
+
+    def answer(self, request):
+        with self.lock:
+            self.current[request.path] += 1
+            self.arrived[request.path] += 1
+            self.most[request.path] = max(self.most[request.path], self.current[request.path])
+        self.let_go.wait(20)
+        with self.lock:
+            self.current[request.path] -= 1
+        return Response("ok")
+
+
+@pytest.fixture
+def holding(target):
+    holds = []
+
+    def hold(*paths):
+        holds.append(Holding(target, *paths))
+        return holds[-1]
+
+    yield hold
+    for hold in holds:
+        hold.let_go.set()
+
+
+def test_a_queue_never_has_more_jobs_at_its_target_than_its_parallelism(owner, target, holding, worker, clock):
+    user, _ = owner
+    make_queue(user, "two", parallelism=2)
+    held = holding("/two", "/free")
+    queued = [make_job(user, target.url_for("/two"), queue="two", timeout=30) for _ in range(6)]
+    free = [make_job(user, target.url_for("/free"), timeout=30) for _ in range(3)]
+
+    assert dispatch_once() == 5  # two of the queue's, every unqueued one
+    wait_until(lambda: held.arrived == {"/two": 2, "/free": 3}, what="the first jobs to reach the target")
+    assert dispatch_once() == 0  # the queue is full
+    assert held.arrived["/two"] == 2
+
+    held.let_go.set()
+    every = [*queued, *free]
+    wait_until(
+        lambda: dispatch_once() >= 0 and all(state_of(job) == JobState.SUCCEEDED for job in every),
+        what="every job to be sent, the queue's two at a time",
+    )
+    assert held.most["/two"] == 2
+    assert held.arrived == {"/two": 6, "/free": 3}
+
+
+def test_a_paused_queue_is_held_while_other_queues_and_unqueued_jobs_go_and_resuming_sends_it(
+    owner, client, target, run_due, clock
+):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    make_queue(user, "paused", paused=True)
+    make_queue(user, "open")
+    # More of the paused queue's jobs than a claim takes, all older than the others: they hold nothing back.
+    waiting = [
+        make_job(user, target.url_for("/hook"), at=clock.now() - timedelta(minutes=1), queue="paused") for _ in range(5)
+    ]
+    others = [make_job(user, target.url_for("/hook"), queue="open"), make_job(user, target.url_for("/hook"))]
+
+    assert run_due(limit=3) == 2
+    assert [state_of(job) for job in others] == [JobState.SUCCEEDED, JobState.SUCCEEDED]
+    assert {state_of(job) for job in waiting} == {JobState.SCHEDULED}
+    assert run_due() == 0
+    assert client.get(QUEUES + "paused").json()["oldest_due_lateness_ms"] == 60_000
+
+    assert client.put(QUEUES + "paused", {"paused": False}, format="json").status_code == 200
+    assert run_due() == 5
+    assert {state_of(job) for job in waiting} == {JobState.SUCCEEDED}
+    assert len(requests_to(target, "/hook")) == 7
+
+
+def test_the_next_due_time_leaves_out_paused_queues(owner, clock):
+    user, _ = owner
+    make_queue(user, "paused", paused=True)
+    make_job(user, "https://example.org/", at=clock.now() - timedelta(minutes=1), queue="paused")
+    soon = make_job(user, "https://example.org/", at=clock.now() + timedelta(seconds=2))
+    assert dispatch.jobs_next_due() == soon.next_attempt_at
+    make_queue(user, "open")
+    queued = make_job(user, "https://example.org/", at=clock.now() + timedelta(seconds=1), queue="open")
+    assert dispatch.jobs_next_due() == queued.next_attempt_at
+
+
+def test_a_queues_rate_refills_its_bucket_by_the_clock(owner, clock):
+    user, _ = owner
+    make_queue(user, "slow", rate_per_second=2)  # a burst of 2
+    jobs = [
+        make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=20 - n), queue="slow")
+        for n in range(10)
+    ]
+    ids = [job.pk for job in jobs]
+
+    assert claimed_ids(clock.now()) == ids[:2]
+    assert claimed_ids(clock.now()) == []
+    clock.advance(seconds=0.25)
+    assert claimed_ids(clock.now()) == []  # half a token
+    clock.advance(seconds=0.25)
+    assert claimed_ids(clock.now()) == ids[2:3]
+    clock.advance(seconds=30)  # the bucket holds no more than its burst
+    assert claimed_ids(clock.now()) == ids[3:5]
+
+
+def test_a_rate_below_one_a_second_lets_one_job_start_each_interval(owner, clock):
+    user, _ = owner
+    make_queue(user, "trickle", rate_per_second=0.5)
+    jobs = [
+        make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=9 - n), queue="trickle")
+        for n in range(3)
+    ]
+    assert claimed_ids(clock.now()) == [jobs[0].pk]
+    clock.advance(seconds=1.9)
+    assert claimed_ids(clock.now()) == []
+    clock.advance(seconds=0.1)
+    assert claimed_ids(clock.now()) == [jobs[1].pk]
+
+
+def test_parallelism_and_rate_together_take_the_smaller_room(owner, clock):
+    user, _ = owner
+    make_queue(user, "both", parallelism=3, rate_per_second=10)
+    for n in range(20):
+        make_job(user, f"https://example.org/{n}", queue="both")
+    assert len(claimed_ids(clock.now())) == 3
+    clock.advance(seconds=5)
+    assert claimed_ids(clock.now()) == []  # tokens, but no room
+
+
+def test_a_job_whose_lease_expired_counts_until_then_and_is_claimed_again_within_the_queues_room(
+    owner, clock, settings
+):
+    user, _ = owner
+    make_queue(user, "one", parallelism=1)
+    first, second = (
+        make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=2 - n), queue="one")
+        for n in range(2)
+    )
+
+    assert claimed_ids(clock.now()) == [first.pk]
+    clock.advance(seconds=settings.JOBS_LEASE_SECONDS - 1)
+    assert claimed_ids(clock.now()) == []  # the first still holds its lease: in flight
+    clock.advance(seconds=1)
+    # Both are due now (the first's lease ended), yet the queue takes one at a time: the older.
+    assert claimed_ids(clock.now()) == [second.pk]
+    Job.objects.filter(pk=second.pk).update(state=JobState.SUCCEEDED, next_attempt_at=None, lease=None)
+    assert claimed_ids(clock.now()) == [first.pk]
+    first.refresh_from_db()
+    assert [attempt.outcome for attempt in first.attempts.all()] == [AttemptOutcome.LOST]
+    assert first.attempt_count == 2
+
+
+def test_a_retry_waits_for_room_in_its_queue(owner, target, run_due, clock):
+    user, _ = owner
+    target.expect_request("/fails").respond_with_data("no", status=500)
+    target.expect_request("/hook").respond_with_data("ok")
+    make_queue(user, "one", parallelism=1)
+    failing = make_job(user, target.url_for("/fails"), queue="one", retry_schedule=[10])
+    assert run_due() == 1
+    assert state_of(failing) == JobState.SCHEDULED  # its retry, 10 s on
+    clock.advance(seconds=10)
+    blocker = make_job(user, target.url_for("/hook"), at=clock.now() - timedelta(seconds=1), queue="one")
+    assert claimed_ids(clock.now()) == [blocker.pk]  # older, so first; the queue is then full
+    assert claimed_ids(clock.now()) == []
+    assert state_of(failing) == JobState.SCHEDULED
+
+
+def test_two_dispatchers_together_never_exceed_a_queues_room(owner, transactional_db, clock):
+    user, _ = owner
+    make_queue(user, "four", parallelism=4)
+    for n in range(10):
+        make_job(user, f"https://example.org/{n}", queue="four")
+    held, release, first = threading.Event(), threading.Event(), []
+
+    def hold_a_claim_open():
+        from django.db import connection
+
+        try:
+            with transaction.atomic():
+                first.extend(claimed_ids(clock.now(), limit=3))
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_a_claim_open)
+    holder.start()
+    held.wait(30)
+    second = claimed_ids(clock.now())  # the queue is locked by the open claim: skipped
+    release.set()
+    holder.join()
+    third = claimed_ids(clock.now())
+
+    assert (len(first), second, len(third)) == (3, [], 1)
+
+
+def test_callbacks_are_not_queued(owner, target, run_due, clock):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    target.expect_request("/done").respond_with_data("noted")
+    make_queue(user, "paused", paused=True)
+    job = make_job(user, target.url_for("/hook"), queue="paused", callback_uri=target.url_for("/done"))
+    JobQueue.objects.filter(name="paused").update(paused=False)
+    assert run_due() == 1
+    JobQueue.objects.filter(name="paused").update(paused=True)
+    assert run_due() == 1  # the callback, though its job's queue is paused
+    callback = Job.objects.get(parent=job)
+    assert (callback.queue, callback.state) == (None, JobState.SUCCEEDED)
+
+
+@pytest.mark.django_db
+def test_the_claim_without_postgresql_features_applies_the_same_flow_control(owner, clock):
+    user, _ = owner
+    make_queue(user, "two", parallelism=2)
+    make_queue(user, "rated", rate_per_second=1)
+    make_queue(user, "paused", paused=True)
+    for name in ("two", "rated", "paused"):
+        for n in range(3):
+            make_job(user, f"https://example.org/{name}/{n}", at=clock.now() - timedelta(seconds=3 - n), queue=name)
+    make_job(user, "https://example.org/free")
+
+    def claim(limit: int = 100) -> list[str]:
+        queued_leases, other_leases = ([uuid.uuid4() for _ in range(limit)] for _ in range(2))
+        with transaction.atomic():
+            now = clock.now()
+            rows = dispatch._claim_with_queries(now=now, limit=limit, leases=queued_leases, chunk=1, queued=True)
+            rows += dispatch._claim_with_queries(now=now, limit=limit, leases=other_leases, chunk=1)
+        return sorted(Job.objects.get(pk=row[0]).uri.split("/")[3] for row in rows)
+
+    assert claim() == ["free", "rated", "two", "two"]
+    assert claim() == []
+    clock.advance(seconds=1)
+    assert claim() == ["rated"]
+
+
+def test_a_worker_sends_queued_and_unqueued_jobs_alike(owner, target, clock, transactional_db):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    make_queue(user, "emails", parallelism=5)
+    jobs = [make_job(user, target.url_for("/hook"), queue="emails") for _ in range(3)]
+    with celery_worker():
+        assert dispatch_once() == 3
+        wait_until(lambda: all(state_of(job) == JobState.SUCCEEDED for job in jobs), what="the queue's jobs")
+
+
+def test_a_queues_room_is_used_again_as_soon_as_its_job_is_recorded_not_an_interval_later(
+    owner, target, clock, settings, transactional_db
+):
+    settings.JOBS_DISPATCH_INTERVAL_MS = 120_000  # the dispatcher would otherwise wait two minutes
+    user, _ = owner
+    target.expect_request("/one").respond_with_data("ok")
+    make_queue(user, "one", parallelism=1)
+    jobs = [make_job(user, target.url_for("/one"), queue="one") for _ in range(3)]
+    thread, stop = start_dispatcher_thread(clock=clock)
+    try:
+        with celery_worker():
+            wait_until(
+                lambda: all(state_of(job) == JobState.SUCCEEDED for job in jobs),
+                what="each job to be claimed as soon as the one before it was recorded",
+            )
+    finally:
+        stop.set()
+        thread.join(timeout=150)
+    assert len(requests_to(target, "/one")) == 3
+
+
+def test_a_paused_queue_waits_while_the_others_go_and_resuming_wakes_the_dispatcher(
+    owner, client, target, clock, settings, transactional_db
+):
+    settings.JOBS_DISPATCH_INTERVAL_MS = 120_000  # without being woken, the dispatcher would wait two minutes
+    user, _ = owner
+    for path in ("/paused", "/open", "/free"):
+        target.expect_request(path).respond_with_data("ok")
+    make_queue(user, "paused", paused=True)
+    make_queue(user, "open")
+    held = make_job(user, target.url_for("/paused"), queue="paused")
+    others = [make_job(user, target.url_for("/open"), queue="open"), make_job(user, target.url_for("/free"))]
+    thread, stop = start_dispatcher_thread(clock=clock)
+    try:
+        with celery_worker():
+            wait_until(lambda: all(state_of(job) == JobState.SUCCEEDED for job in others), what="the others to be sent")
+            assert (state_of(held), requests_to(target, "/paused")) == (JobState.SCHEDULED, [])
+            assert client.put(QUEUES + "paused", {"paused": False}, format="json").status_code == 200
+            wait_until(lambda: state_of(held) == JobState.SUCCEEDED, what="the resumed queue's job to be sent")
+    finally:
+        stop.set()
+        thread.join(timeout=150)
+    assert len(requests_to(target, "/paused")) == 1
