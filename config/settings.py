@@ -313,7 +313,7 @@ CACHE_MAX_ITEM_BYTES = env_int("CACHE_MAX_ITEM_BYTES", 5 * 1024 * 1024, minimum=
 # Longest TTL in seconds (a cache may set its own): 24 h.
 CACHE_MAX_TTL_SECONDS = env_int("CACHE_MAX_TTL_SECONDS", 86_400, minimum=1)
 # Seconds a web process trusts what it looked up about a cache: a deleted cache
-# stops answering within this time (an unknown name is trusted for at most 1 s).
+# stops answering within this time (an unknown name for at most 1 s, and only until a cache is created).
 CACHE_LOOKUP_SECONDS = env_int("CACHE_LOOKUP_SECONDS", 5)
 # Requests per second one token may make to the cache and topics paths (0: no limit).
 CACHE_RATE_LIMIT_REQUESTS = env_int("CACHE_RATE_LIMIT_REQUESTS", 10_000)
