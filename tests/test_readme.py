@@ -100,8 +100,12 @@ def service(transactional_db, django_db_blocker, tmp_path):
         token = wait_until(lambda: re.search(r"API token\s+([0-9a-f]{40})", run.output()), what="the token", timeout=5)
         yield f"http://127.0.0.1:{port}", token[1], run
     finally:
-        if run.alive:
-            run.stop(grace=30)
+        if run.alive:  # as Ctrl-C would: honcho stops the processes it started in groups of their own
+            run.signal_group(signal.SIGINT)
+            try:
+                run.popen.wait(60)
+            except subprocess.TimeoutExpired:
+                run.stop(grace=30)
 
 
 def test_the_readme_examples_run_as_written_in_order(service):
