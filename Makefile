@@ -1,21 +1,34 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 VENV := .venv
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint install fuzz faults topology topology-ha chromium bench-smoke
+.PHONY: run manage test lint install fuzz faults topology topology-ha chromium bench-smoke
 
+# Each installs once, and again only when its requirements change; pip names each package as it goes.
+# Bytecode is compiled as modules are first imported, not all of it at install time.
+# `make run` needs the runtime alone; the tests and tools need requirements-dev.txt too.
 $(STAMP): requirements.txt
+	@echo "Installing requirements.txt into $(VENV) (once; about 20 s)"
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --no-compile --progress-bar off -r requirements.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	@echo "Installing requirements-dev.txt into $(VENV) (once; about 30 s)"
+	$(VENV)/bin/pip install --no-compile --progress-bar off -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
+install: $(DEV_STAMP)
 
 run: $(STAMP)
-	bin/run
+	@bin/run
 
-test: $(STAMP) chromium
+# A management command with the project's .venv and .env: make manage ARGS="createtoken admin@localhost"
+manage: $(STAMP)
+	@bin/manage $(ARGS)
+
+test: $(DEV_STAMP) chromium
 	$(VENV)/bin/pytest
 
 # The browser tests (tests/browser/) drive Debian's Chromium.
@@ -23,27 +36,27 @@ chromium:
 	@command -v chromium >/dev/null || { echo "Installing Chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-fuzz: $(STAMP)
+fuzz: $(DEV_STAMP)
 	bin/fuzz-schema
 
 # Faults end to end: the real processes on a PostgreSQL and a Redis of the suite's own (docs/reliability.md).
-faults: $(STAMP)
+faults: $(DEV_STAMP)
 	$(VENV)/bin/pytest faults
 
-topology: $(STAMP)
+topology: $(DEV_STAMP)
 	$(VENV)/bin/python deploy/topology.py
 
 # The topology with no single point of failure, broken three times under traffic (docs/reliability.md);
 # needs nginx, redis-server, RabbitMQ (rabbitmqctl, as root) and PostgreSQL on 127.0.0.1. Not run by .ci/run.
-topology-ha: $(STAMP)
+topology-ha: $(DEV_STAMP)
 	$(VENV)/bin/python deploy/topology_ha.py
 
 # Every benchmark at a tiny size, its tables to var/bench-smoke/: proves they still run (the figures mean nothing).
-bench-smoke: $(STAMP)
+bench-smoke: $(DEV_STAMP)
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/cache_http.py --seconds 1
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/subscriptions_send.py --subscriptions 300 --events
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_dispatch.py --burst 200 --spread 50 \

@@ -1,9 +1,11 @@
 """Caches in the admin site: who created each; deleting one purges its items."""
 
 from django.contrib import admin
+from django.db import transaction
 
 from . import services
 from .models import Cache
+from .selectors import announce_created_cache
 
 
 @admin.register(Cache)
@@ -22,6 +24,8 @@ class CacheAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+        if not change:
+            transaction.on_commit(announce_created_cache)
 
     def delete_model(self, request, obj: Cache) -> None:
         services.cache_delete(cache=obj)

@@ -1,12 +1,28 @@
+"""What the data path knows of caches, from a short in-process memory of database lookups.
+
+A found cache is trusted for CACHE_LOOKUP_SECONDS. A name found missing is trusted for at
+most a second, and only while the caches' generation in Redis (bumped by every creation)
+is the one read before that lookup: a cache can be used as soon as its creation answered,
+in every web process, while a client asking again and again for a missing cache costs one
+Redis GET per request, not a database query.
+"""
+
+import logging
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from core.db import close_stale_connections
-from core.lookups import TrustedLookups
+from core.lookups import MISSING, TrustedLookups
+from core.redis import get_async_redis, get_redis
 
 from .models import Cache
+
+logger = logging.getLogger(__name__)
+
+GENERATION_KEY = "caches:generation"
 
 
 @dataclass(frozen=True)
@@ -33,22 +49,60 @@ def cache_info(name: str) -> CacheInfo | None:
     )
 
 
-def _trust(info: CacheInfo | None) -> float:
-    return settings.CACHE_LOOKUP_SECONDS if info is not None else min(1, settings.CACHE_LOOKUP_SECONDS)
+@dataclass(frozen=True)
+class Absent:
+    """A lookup that found no cache, made while the caches' generation was `generation`
+    (None: Redis could not say, so the answer is not to be trusted beyond its request)."""
+
+    generation: bytes | None
 
 
-_known = TrustedLookups(sync_to_async(cache_info), trust=_trust)
+async def _generation() -> bytes | None:
+    """The caches' generation now: b"" before any creation; None when Redis cannot say."""
+    try:
+        return await get_async_redis().get(GENERATION_KEY) or b""
+    except RedisError:
+        return None
+
+
+async def _lookup(name: str) -> CacheInfo | Absent:
+    generation = await _generation()  # before the query: a creation that the query misses bumps it after
+    info = await sync_to_async(cache_info)(name)
+    return info if info is not None else Absent(generation)
+
+
+def _trust(answer: CacheInfo | Absent) -> float:
+    return settings.CACHE_LOOKUP_SECONDS if isinstance(answer, CacheInfo) else min(1, settings.CACHE_LOOKUP_SECONDS)
+
+
+_known = TrustedLookups(_lookup, trust=_trust)
 
 
 async def acache_info(name: str) -> CacheInfo | None:
-    """`cache_info`, trusted for CACHE_LOOKUP_SECONDS (an unknown name for at most 1 s),
-    so the data path does not query the database on every request."""
-    return await _known.get(name, name)
+    """`cache_info`, trusted for CACHE_LOOKUP_SECONDS, so the data path does not query the
+    database on every request; a missing name is looked up again once a cache was created."""
+    answer = await _known.get(name, name)
+    if isinstance(answer, CacheInfo):
+        return answer
+    if answer.generation is None or answer.generation != await _generation():
+        _known.discard(name)
+        answer = await _known.get(name, name)
+    return answer if isinstance(answer, CacheInfo) else None
 
 
 def trusted_cache_info(name: str):
-    """What a trusted lookup of the cache `name` found, without looking again; MISSING when none is trusted now."""
-    return _known.peek(name)
+    """The cache a trusted lookup of `name` found, without looking again; MISSING when none is trusted now."""
+    answer = _known.peek(name)
+    return answer if isinstance(answer, CacheInfo) else MISSING
+
+
+def announce_created_cache() -> None:
+    """Tell every web process's lookups that a cache was created (call once it is committed):
+    a name they found missing is looked up again at its next request."""
+    try:
+        get_redis().incr(GENERATION_KEY)
+    except RedisError as error:  # the creation stands; its name answers within a second
+        logger.warning("Could not announce a created cache to the web processes: %s", error)
 
 
 def forget_known_caches() -> None:

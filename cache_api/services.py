@@ -9,6 +9,7 @@ from core.redis import data_primaries
 
 from .keys import cache_patterns
 from .models import NAME_PATTERN, NAME_RULE, Cache
+from .selectors import announce_created_cache
 from .tasks import cache_items_purge
 
 PURGE_BATCH = 1000
@@ -34,6 +35,7 @@ def cache_create(
             )
             cache.full_clean()
             cache.save()
+            transaction.on_commit(announce_created_cache)
     except IntegrityError:  # created by a concurrent request
         return Cache.objects.get(name=name), False
     return cache, True

@@ -30,6 +30,8 @@ from config.env import (
 from core import __version__
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# What the home page, the admin and the API docs call the service.
+SERVICE_NAME = "Stage-based messaging store"
 VAR_DIR = BASE_DIR / "var"
 
 # --- Core -------------------------------------------------------------------
@@ -311,7 +313,7 @@ CACHE_MAX_ITEM_BYTES = env_int("CACHE_MAX_ITEM_BYTES", 5 * 1024 * 1024, minimum=
 # Longest TTL in seconds (a cache may set its own): 24 h.
 CACHE_MAX_TTL_SECONDS = env_int("CACHE_MAX_TTL_SECONDS", 86_400, minimum=1)
 # Seconds a web process trusts what it looked up about a cache: a deleted cache
-# stops answering within this time (an unknown name is trusted for at most 1 s).
+# stops answering within this time (an unknown name for at most 1 s, and only until a cache is created).
 CACHE_LOOKUP_SECONDS = env_int("CACHE_LOOKUP_SECONDS", 5)
 # Requests per second one token may make to the cache and topics paths (0: no limit).
 CACHE_RATE_LIMIT_REQUESTS = env_int("CACHE_RATE_LIMIT_REQUESTS", 10_000)
@@ -382,7 +384,7 @@ REST_FRAMEWORK = {
 }
 
 SPECTACULAR_SETTINGS = {
-    "TITLE": "Stage-based messaging store",
+    "TITLE": SERVICE_NAME,
     "DESCRIPTION": (
         "Schedules, message sets, messages and subscriptions, with a Momento-compatible "
         "cache and topics and Moment-style delayed HTTP jobs. Authenticate with "
@@ -401,10 +403,44 @@ SPECTACULAR_SETTINGS = {
         "ListedJobKindEnum": "jobs.models.LISTED_KINDS",
         "JobCallbackKindEnum": "jobs.models.JobKind",
     },
+    # The docs group operations by face, in this order (core.schema.tag_operations_by_face).
+    "TAGS": [
+        {"name": "content", "description": "Schedules, message sets, messages and their binary content."},
+        {
+            "name": "subscriptions",
+            "description": "Subscriptions and their sends: the Hub's webhook, send and resend, failed sends and "
+            "their requeue, subscriptions behind, send estimates and the send metrics.",
+        },
+        {
+            "name": "tokens",
+            "description": "API tokens: minting short-lived ones, listing and revoking them, and the reference's "
+            "`user/token`.",
+        },
+        {"name": "caches", "description": "Creating, listing and deleting caches (Momento-compatible)."},
+        {
+            "name": "cache items",
+            "description": "Getting, setting and deleting the items of a cache (Momento's HTTP cache API).",
+        },
+        {
+            "name": "topics",
+            "description": "Publishing to a topic of a cache, and subscribing by long poll or Server-Sent Events "
+            "(Momento's HTTP topics API).",
+        },
+        {
+            "name": "webhooks",
+            "description": "Topic webhooks: every message of a topic POSTed to a URL by the jobs engine.",
+        },
+        {
+            "name": "jobs",
+            "description": "Delayed HTTP jobs (Moment-compatible): call a URL at a time, retry until it works, "
+            "call back; recurring jobs, batches, dead letters and the owner's signing secret.",
+        },
+    ],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "cache_api.schema.add_cache_data_api",
         "topics.schema.add_topics_api",
+        "core.schema.tag_operations_by_face",
         "core.schema.add_common_error_responses",
         "core.schema.add_token_query_scheme",
         "core.schema.allow_empty_list_filters",

@@ -6,6 +6,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core import views as core_views
 
+# The admin carries the service's name; its "View site" link goes to the home page.
+admin.site.site_header = settings.SERVICE_NAME
+admin.site.site_title = settings.SERVICE_NAME
+admin.site.index_title = "Administration"
+admin.site.site_url = "/"
+
 api_v1 = [
     path("", include("accounts.urls")),
     path("", include("cache_api.urls")),
@@ -16,6 +22,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", core_views.home, name="home"),
+    path("docs/<slug:name>/", core_views.document, name="document"),
     path("admin/", admin.site.urls),
     path("api/health/", core_views.health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -49,5 +49,9 @@ class TrustedLookups:
         finally:
             self._pending.pop(slot, None)
 
+    def discard(self, key) -> None:
+        """Stop trusting the answer for `key`: the next `get` looks it up."""
+        self._answers.pop(key, None)
+
     def forget(self) -> None:
         self._answers.clear()

@@ -100,3 +100,41 @@ def allow_empty_list_filters(result: dict, generator, request, public) -> dict:
             if parameter["in"] == "query" and parameter["name"] != "page_size":
                 parameter["allowEmptyValue"] = True
     return result
+
+
+# Each operation's face, by the first of these path prefixes it starts with (so the more
+# specific prefix comes first); the faces and their descriptions are SPECTACULAR_SETTINGS["TAGS"].
+FACE_PREFIXES = (
+    ("/api/v1/caches/{cache}/webhooks/", "webhooks"),
+    ("/api/v1/caches/", "caches"),
+    ("/cache/", "cache items"),
+    ("/topics/", "topics"),
+    ("/jobs", "jobs"),
+    ("/api/v1/tokens/", "tokens"),
+    ("/api/v1/user/token/", "tokens"),
+    ("/api/v1/subscriptions/", "subscriptions"),
+    ("/api/v1/behind-subscriptions/", "subscriptions"),
+    ("/api/v1/failed-tasks/", "subscriptions"),
+    ("/api/v1/runsendestimate/", "subscriptions"),
+    ("/api/metrics/", "subscriptions"),
+    ("/api/v1/", "content"),
+)
+
+
+def face_of(path: str) -> str:
+    """The face (a tag of SPECTACULAR_SETTINGS["TAGS"]) the operations at `path` belong to."""
+    for prefix, face in FACE_PREFIXES:
+        if path.startswith(prefix):
+            return face
+    raise ValueError(f"No face for the path {path}: add its prefix to core.schema.FACE_PREFIXES.")
+
+
+def tag_operations_by_face(result: dict, generator, request, public) -> dict:
+    """Group the operations by face in the docs: one tag per operation, given here by path
+    rather than on every view, so a new view lands in its face's group by itself."""
+    for path, operations in result.get("paths", {}).items():
+        face = face_of(path)
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["tags"] = [face]
+    return result

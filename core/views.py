@@ -1,7 +1,10 @@
 import logging
+from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
@@ -39,6 +42,31 @@ def health(request: HttpRequest) -> JsonResponse:
     result = {name: "Accessible" if ok else "Not accessible" for name, ok in parts.items()}
     result["version"] = __version__
     return JsonResponse({"up": up, "result": result}, status=200 if up else 503)
+
+
+# The documents the home page links to, by name: the README and the files of docs/, shown as they are.
+DOCUMENTS = {"readme": settings.BASE_DIR / "README.md"} | {
+    path.stem: path for path in sorted((settings.BASE_DIR / "docs").glob("*.md"))
+}
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """What the service is and where to go from here: the admin, the API docs, health, each face's docs."""
+    return render(request, "core/home.html", {"title": settings.SERVICE_NAME, "version": __version__})
+
+
+@require_GET
+def document(request: HttpRequest, name: str) -> HttpResponse:
+    """One of DOCUMENTS as text in a page of the service's own (it serves no assets from elsewhere)."""
+    path: Path | None = DOCUMENTS.get(name)
+    if path is None or not path.is_file():
+        raise Http404(f"No document {name}.")
+    return render(
+        request,
+        "core/document.html",
+        {"title": settings.SERVICE_NAME, "name": path.name, "text": path.read_text(encoding="utf-8")},
+    )
 
 
 @csrf_exempt  # it answers 404 to every method; a CSRF check would answer an HTML 403 first

@@ -37,7 +37,7 @@ class UriField(serializers.CharField):
 
     def to_internal_value(self, data) -> str:
         text = super().to_internal_value(data)
-        return _checked(values.normalize_uri, text) if text else ""
+        return _checked(values.checked_uri, text) if text else ""
 
 
 @extend_schema_field(OpenApiTypes.STR)

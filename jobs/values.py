@@ -3,7 +3,7 @@
 When (a time, read and written in JOBS_TIME_ZONE, within EARLIEST..LATEST so that it
 stays a time in UTC, in PostgreSQL and in Python whatever offset it is shown with, or
 for a recurring job a five-field cron expression read in an IANA time zone),
-where (an absolute http or https URI without credentials, kept with its explicit port),
+where (an absolute http or https URI without credentials, kept as the client wrote it),
 what it sends (headers that HTTP/1.1 can carry, body, timeout), when it retries
 (delays after the first attempt) and the id that makes its creation happen once, within
 the service's limits. Each check returns the
@@ -17,7 +17,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import pairwise
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, available_timezones
 
 from croniter import CroniterError, croniter
@@ -45,7 +45,7 @@ _USERINFO = re.compile(r"^([^:/?#]*:?//)[^/?#]*@")
 # every offset a time may be written or shown with (less than a day) keeps it within them.
 EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
 LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
-DEFAULT_PORTS = {"http": 80, "https": 443}
+URI_SCHEMES = ("http", "https")
 DEDUPLICATION_ID_MAX_LENGTH = 128
 _DEDUPLICATION_ID = re.compile(r"^[\x21-\x7e]+\Z")
 QUEUE_NAME_MAX_LENGTH = 64
@@ -164,8 +164,9 @@ def without_userinfo(uri: str) -> str:
     return _USERINFO.sub(r"\1***@", uri)
 
 
-def normalize_uri(value: str) -> str:
-    """The URI with its scheme, host, explicit port and path: `http://yourapp.com:80/?a=1`.
+def checked_uri(value: str) -> str:
+    """The URI as given (surrounding spaces aside), once it is known to be an absolute http or
+    https URL the outbound engine can call: a client reads back exactly what it sent.
 
     A URI with credentials (`user:password@`) is refused, and no message repeats them.
     """
@@ -182,8 +183,7 @@ def normalize_uri(value: str) -> str:
         parts = urlsplit(text)
     except ValueError as error:  # a bracket left open: http://[::1/
         raise InvalidValue(f"Is not a valid URL ({error}).") from None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    if parts.scheme.lower() not in URI_SCHEMES or not parts.hostname:
         raise InvalidValue(f"Must be an absolute http or https URL such as https://example.org/hook, not {shown!r}.")
     if "@" in parts.netloc:
         raise InvalidValue(
@@ -191,13 +191,11 @@ def normalize_uri(value: str) -> str:
             "back. Send them in a header instead, e.g. job[headers][Authorization]=Basic <base64 of user:password>."
         )
     try:
-        port = parts.port or DEFAULT_PORTS[scheme]
-        host = URL(text).raw_host  # as the outbound engine will request it (IDNA)
+        parts.port  # noqa: B018 (reading it checks it: a port out of range raises)
+        URL(text).raw_host  # noqa: B018 (as the outbound engine will request it: IDNA)
     except (ValueError, UnicodeError) as error:
         raise InvalidValue(f"Is not a valid URL ({error}).") from None
-    if ":" in host:
-        host = f"[{host}]"
-    return urlunsplit((scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
+    return text
 
 
 def request_headers(headers: dict) -> dict[str, str]:

@@ -82,7 +82,7 @@ def test_createtoken_refuses_bad_requests_saying_why(args, message):
 
 def test_setuplocal_creates_the_admin_once_and_prints_its_token():
     out = StringIO()
-    call_command("setuplocal", stdout=out)
+    call_command("setuplocal", "--skip-migrate", stdout=out)
     lines = out.getvalue()
     raw = lines.split("API token")[1].split()[0]
     token = token_authenticate(raw)
@@ -92,6 +92,6 @@ def test_setuplocal_creates_the_admin_once_and_prints_its_token():
     assert token.user.check_password(password)
 
     again = StringIO()
-    call_command("setuplocal", stdout=again)
+    call_command("setuplocal", "--skip-migrate", stdout=again)
     assert "exists" in again.getvalue()
     assert ApiToken.objects.count() == 1

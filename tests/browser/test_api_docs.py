@@ -21,6 +21,9 @@ def test_the_api_docs_render_the_operations_from_local_assets(page, live_server)
     ]:
         expect(page.locator(f".opblock-{method} .opblock-summary-path[data-path='{path}']")).to_have_count(1)
     assert page.locator(".opblock").count() >= 40
+    for face in ("content", "subscriptions", "tokens", "caches", "cache items", "topics", "webhooks", "jobs"):
+        expect(page.locator(f"h3.opblock-tag[data-tag='{face}']")).to_have_count(1)  # a group of its own
+    expect(page.locator("h3.opblock-tag[data-tag='cache items']")).to_contain_text("Momento's HTTP cache API")
     screenshot(page, "09-api-docs", full_page=False)  # the whole list is very long
 
     page.locator(".opblock-get .opblock-summary-path[data-path='/api/v1/schedule/']").click()

@@ -30,7 +30,7 @@ def test_it_creates_a_job_from_query_parameters_as_in_the_reference(owner, jobs_
     )
     assert response.status_code == 200, response.content
     job = response.json()["success"]["job"]
-    assert job["uri"] == "http://yourapp.com:80/?var1=true&var2=false"
+    assert job["uri"] == "http://yourapp.com/?var1=true&var2=false"
     assert job["method"] == "POST"
     assert job["at"] == "2011-01-31 18:36:21 +0000"
     assert job["state"] == "scheduled"
@@ -82,7 +82,7 @@ def test_it_creates_a_job_from_a_json_body(owner, jobs_api):
     assert response.status_code == 200, response.content
     shown = response.json()["success"]["job"]
     assert shown["at"] == "2030-01-31 16:36:21 +0000"
-    assert shown["callback_uri"] == "https://example.org:443/done"
+    assert shown["callback_uri"] == "https://example.org/done"
     assert shown["retry_schedule"] == [10, 60]
     assert job_at(response).body == "hello"
 
@@ -96,7 +96,7 @@ def test_the_references_curl_example_with_single_quotes_works(owner, jobs_api):
     assert response.status_code == 200, response.content
     assert response.json()["success"]["job"] == {
         **response.json()["success"]["job"],
-        "uri": "http://yoursite.com:80/",
+        "uri": "http://yoursite.com",
         "method": "POST",
         "at": "2011-01-31 18:36:21 +0000",
     }
@@ -149,7 +149,7 @@ def test_it_updates_a_job_with_put(owner, jobs_api):
             "job": {
                 **response.json()["success"]["job"],
                 "id": str(job.pk),
-                "uri": "https://example.org:443/new",
+                "uri": "https://example.org/new",
                 "method": "GET",
                 "at": "2031-01-01 00:00:00 +0000",
             }

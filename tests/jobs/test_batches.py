@@ -38,7 +38,7 @@ def test_it_creates_every_job_and_answers_each_as_a_single_create_would_in_order
     assert response.status_code == 200, response.content
     answer = response.json()["success"]
     assert answer["deduplicated"] == []
-    assert [job["uri"] for job in answer["jobs"]] == [f"https://example.org:443/hook/{n}" for n in range(3)]
+    assert [job["uri"] for job in answer["jobs"]] == [f"https://example.org/hook/{n}" for n in range(3)]
     assert answer["jobs"][1]["method"] == "POST"
     assert answer["jobs"][1]["retry_schedule"] == [5, 60]
     assert answer["jobs"][2]["at"] == "2030-02-01 00:00:00 +0000"
@@ -48,7 +48,7 @@ def test_it_creates_every_job_and_answers_each_as_a_single_create_would_in_order
     for shown in answer["jobs"]:
         detail = jobs_api.get(f"/jobs/{shown['id']}.json?apikey={key}").json()["success"]["job"]
         assert {name: detail[name] for name in shown} == shown
-    assert Job.objects.get(uri="https://example.org:443/hook/1").headers == {"Content-Type": "text/plain"}
+    assert Job.objects.get(uri="https://example.org/hook/1").headers == {"Content-Type": "text/plain"}
 
 
 @pytest.mark.django_db
@@ -189,7 +189,7 @@ def test_two_jobs_of_a_batch_with_the_same_id_make_one_and_the_second_answers_th
     answer = response.json()["success"]
     assert answer["deduplicated"] == [2]
     assert answer["jobs"][2] == answer["jobs"][0]
-    assert answer["jobs"][0]["uri"] == "https://example.org:443/hook/0"
+    assert answer["jobs"][0]["uri"] == "https://example.org/hook/0"
     assert Job.objects.count() == 2
     again = post_batch(jobs_api, key, [hook(5, deduplication_id="twice")]).json()["success"]
     assert again == {"jobs": [answer["jobs"][0]], "deduplicated": [0]}
