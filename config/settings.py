@@ -92,6 +92,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -537,6 +538,8 @@ SEND_BATCH_SECONDS = env_int("SEND_BATCH_SECONDS", 120, minimum=1)
 SEND_TASK_TIME_LIMIT = SEND_BATCH_SECONDS + 2 * SEND_TIMEOUT + 60
 # Networks (comma-separated CIDRs) that may read /metrics without a token; otherwise a messaging admin token.
 METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", [])
+# Seconds each process counts its figures (requests, cache, topics, jobs) in memory before adding them to Redis.
+METRICS_FLUSH_SECONDS = env_int("METRICS_FLUSH_SECONDS", 1, minimum=1)
 
 # --- Logging ----------------------------------------------------------------
 
