@@ -24,13 +24,14 @@ from typing import Any
 from yarl import URL
 
 _tracer = None  # the tracer of outbound spans while tracing is on; None when off
+_provider = None
 _instrumentors: list = []
 
 
 def tracing_start(*, provider=None) -> None:
     """Instrument this process. `provider`: a TracerProvider of the caller's (tests, with an in-memory
     exporter); None builds one that exports to OTEL_EXPORTER_OTLP_ENDPOINT and makes it the global one."""
-    global _tracer
+    global _tracer, _provider
     from opentelemetry import trace
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
@@ -45,15 +46,21 @@ def tracing_start(*, provider=None) -> None:
     for instrumentor in (DjangoInstrumentor(), CeleryInstrumentor(), RedisInstrumentor(), PsycopgInstrumentor()):
         instrumentor.instrument(tracer_provider=provider)
         _instrumentors.append(instrumentor)
-    _tracer = provider.get_tracer(__name__)
+    _tracer, _provider = provider.get_tracer(__name__), provider
+
+
+def tracing_flush() -> None:
+    """Export the spans still waiting for their batch (a process about to leave without atexit)."""
+    if _provider is not None:
+        _provider.force_flush()
 
 
 def tracing_stop() -> None:
     """Undo `tracing_start` (tests): the instrumented libraries are as they were."""
-    global _tracer
+    global _tracer, _provider
     while _instrumentors:
         _instrumentors.pop().uninstrument()
-    _tracer = None
+    _tracer = _provider = None
 
 
 def _exporting_provider():
