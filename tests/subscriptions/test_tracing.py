@@ -46,7 +46,11 @@ def test_a_schedule_fire_is_one_trace_down_to_the_post_to_the_message_sender(spa
 
     wait_until(lambda: len(sender.requests()) == 1, what="the message to reach the sender", timeout=20)
     is_post = lambda span: span.kind == SpanKind.CLIENT and span.name == "POST"  # noqa: E731
-    wait_until(lambda: any(map(is_post, spans.get_finished_spans())), what="the POST's span to end", timeout=10)
+    wait_until(
+        lambda: "run/subscriptions.send_batch" in {span.name for span in spans.get_finished_spans()},
+        what="the send task's span to end (after its POST's)",
+        timeout=10,
+    )
 
     finished = spans.get_finished_spans()
     [post] = [span for span in finished if is_post(span)]
