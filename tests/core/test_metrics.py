@@ -110,6 +110,14 @@ def test_a_made_up_method_is_counted_as_other(db, scrape):
     assert samples[("http_requests_total", labels)] == 1.0
 
 
+def test_django_counts_requests_it_answers_under_asgi_too(transactional_db, scrape):
+    assert asgi("GET", "/no-such-page").status_code == 404
+    samples = scrape()
+    labels = (("face", "other"), ("method", "GET"), ("operation", "unmatched"), ("status", "404"))
+    assert samples[("http_requests_total", labels)] == 1.0
+    assert samples[("http_request_duration_seconds_count", (("face", "other"), ("operation", "unmatched")))] == 1.0
+
+
 def test_jobs_pruned_is_the_hook_retention_counts_with(db, scrape):
     metrics.jobs_pruned(0)
     assert scrape()[("jobs_pruned_total", ())] == 0.0
