@@ -16,10 +16,10 @@ import argparse
 import os
 import time
 
-from common import heading, write_results
+from common import heading, service_environment, write_results
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/11")
+# A production-like process's settings (bench/common.py); only Redis is used.
+os.environ.update(service_environment(database="bench_cache", redis_url="redis://127.0.0.1:6379/11"))
 
 import django
 
