@@ -317,11 +317,6 @@ class FacesCollector:
             yield _family(name, metric, stored, live)
 
 
-def metric_names() -> list[str]:
-    """The names /metrics shows for METRICS (counters with their `_total` suffix)."""
-    return sorted(f"{name}_total" if metric.kind == "counter" else name for name, metric in METRICS.items())
-
-
 # Every collector /metrics reads: this module's, and those the apps register in their ready().
 registry = CollectorRegistry(auto_describe=False)
 registry.register(FacesCollector())
