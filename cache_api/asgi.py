@@ -14,6 +14,7 @@ import re
 
 from accounts.authentication import lean_authenticate
 from accounts.scopes import describe_missing
+from core import metrics
 from core.asgi import HTTPError, Request, Response, Send, ascii_whole_number, lean_app, preflight
 from core.ratelimit import LUA_FUNCTIONS, acharge, counter_keys, limits, rate_limited
 from core.redis import data_is_cluster, get_async_data_redis
@@ -161,12 +162,25 @@ async def respond(request: Request, send: Send) -> Response:
 
     outcome = result[0].decode()
     if outcome == "hit":
+        metrics.count("cache_hits")
+        metrics.count("cache_bytes", len(result[1]), "get")
         return Response(200, result[1], "application/octet-stream")
     if outcome == "miss":
+        metrics.count("cache_misses")
         raise HTTPError(404, "Key Not Found")
+    if outcome == "ok" and request.method == "PUT":
+        metrics.count("cache_bytes", len(value), "set")
     if outcome in ("requests", "bytes"):
         raise rate_limited(outcome)
     return Response(204)
 
 
-cache_app = lean_app(respond, unavailable="The cache is unavailable")
+OPERATIONS = {"GET": "get", "PUT": "set", "DELETE": "delete", "OPTIONS": "preflight"}
+
+
+def operation(request: Request) -> str:
+    """The request's operation, as the metrics name it."""
+    return OPERATIONS.get(request.method, "other")
+
+
+cache_app = lean_app(respond, unavailable="The cache is unavailable", face="cache", operation=operation)

@@ -2,7 +2,14 @@ import os
 import sys
 
 from celery import Celery
-from celery.signals import beat_init, task_postrun, task_prerun, worker_init
+from celery.signals import (
+    beat_init,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -52,3 +59,19 @@ def refuse_without_secrets(**kwargs) -> None:
     problem = secrets_problem()
     if problem:
         raise SystemExit(problem)
+
+
+def flush_metrics_and_spans(**kwargs) -> None:
+    """A prefork child leaves without running atexit: what it counted since its last flush goes to Redis,
+    and its spans not yet exported to the collector, now."""
+    from core import metrics, tracing
+
+    metrics.buffer.flush()
+    tracing.tracing_flush()
+
+
+@worker_process_init.connect
+def flush_at_exit_last(**kwargs) -> None:
+    """In a prefork child, once every task module connected its own shutdown handlers (the jobs' drain, which
+    records deliveries): the metrics and spans are flushed after those."""
+    worker_process_shutdown.connect(flush_metrics_and_spans, weak=False)

@@ -94,6 +94,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -585,6 +586,10 @@ SEND_TASK_TIME_LIMIT = SEND_BATCH_SECONDS + 2 * SEND_TIMEOUT + 60
 SEND_RUN_RETENTION_DAYS = env_int("SEND_RUN_RETENTION_DAYS", 30, minimum=1)
 # Networks (comma-separated CIDRs) that may read /metrics without a token; otherwise a messaging admin token.
 METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", [])
+# Seconds each process counts its figures (requests, cache, topics, jobs) in memory before adding them to Redis.
+METRICS_FLUSH_SECONDS = env_int("METRICS_FLUSH_SECONDS", 1, minimum=1)
+# Where traces go (OTLP over HTTP, e.g. http://collector:4318); unset, nothing is traced. See docs/metrics.md.
+OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 
 # --- Logging ----------------------------------------------------------------
 

@@ -11,3 +11,10 @@ class CoreConfig(AppConfig):
         from .db import AnyOf
 
         UUIDField.register_lookup(AnyOf)
+
+        from django.conf import settings
+
+        if settings.OTEL_EXPORTER_OTLP_ENDPOINT:  # off, nothing of OpenTelemetry is imported
+            from .tracing import tracing_start
+
+            tracing_start()

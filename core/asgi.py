@@ -11,6 +11,7 @@ Django's middleware gives the rest of the service (`security_headers`).
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,6 +22,7 @@ from django.core.signals import setting_changed
 from django.db import DatabaseError
 from django.dispatch import receiver
 
+from . import metrics
 from .redis import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -270,14 +272,16 @@ def with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...]) -> Send:
 Handler = Callable[["Request", Send], Awaitable["Response | None"]]
 
 
-def lean_app(handle: Handler, *, unavailable: str) -> ASGIApp:
+def lean_app(handle: Handler, *, unavailable: str, face: str, operation: Callable[[Request], str]) -> ASGIApp:
     """An ASGI app from `handle(request, send)`, which answers with a Response (or
     streams the answer itself and returns None). Errors are answered alike on every
     lean face: HTTPError as its `{"message"}`, storage out of reach as a 503 that
     starts with `unavailable`, anything else as a 500 without internals. Every
-    answer, streamed or not, carries the security headers."""
+    answer, streamed or not, carries the security headers. Every request is counted
+    in the metrics as `face` and `operation(request)`, by status."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         request = Request(scope, receive)
         send = with_headers(send, security_headers(request))
         try:
@@ -295,6 +299,8 @@ def lean_app(handle: Handler, *, unavailable: str) -> ASGIApp:
             response = Response.message(500, "Internal server error.")
         if response is not None:
             await response.send(send, [] if request.method == "OPTIONS" else cors_headers(request))
+        status = 200 if response is None else response.status  # None: streamed, which starts with a 200
+        metrics.request_observed(face, operation(request), request.method, status, time.perf_counter() - started)
 
     return app
 

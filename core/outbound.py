@@ -55,7 +55,7 @@ import certifi
 from django.conf import settings
 from yarl import URL
 
-from core import __version__, http1
+from core import __version__, http1, tracing
 from core.addresses import AddressPolicy, literal_address, parse_networks
 
 try:
@@ -254,7 +254,7 @@ class Engine:
 
     def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Run `coroutine` on the engine's loop; its future (to wait for, or not)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+        return asyncio.run_coroutine_threadsafe(tracing.carried(coroutine), self.loop())
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the engine's loop and wait for its result (from any thread but the loop's)."""
@@ -422,6 +422,17 @@ def close_clients() -> None:
 
 
 async def request(
+    method: str, url: str, *, headers: Mapping[str, str] | None = None, **options: Any
+) -> OutboundResponse:
+    """Make one request (`_request`), traced when tracing is on: a CLIENT span, its context sent to the peer
+    in a `traceparent` header."""
+    with tracing.client_span(method, url) as span:
+        response = await _request(method, url, headers=span.with_headers(headers), **options)
+        span.answered(response.status_code)
+        return response
+
+
+async def _request(
     method: str,
     url: str,
     *,

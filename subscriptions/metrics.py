@@ -21,8 +21,8 @@ from functools import lru_cache
 
 from celery import current_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import CollectorRegistry
 
+from core import metrics as core_metrics
 from core.redis import REDIS_ERRORS, get_redis
 
 logger = logging.getLogger(__name__)
@@ -214,5 +214,6 @@ def metric_names() -> list[str]:
     return sorted([f"{name}_total" for name in COUNTERS] + list(HISTOGRAMS) + list(GAUGES))
 
 
-registry = CollectorRegistry(auto_describe=False)
+# /metrics reads every face's figures: the send pipeline's join core.metrics' registry.
+registry = core_metrics.registry
 registry.register(PipelineCollector())

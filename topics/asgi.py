@@ -19,6 +19,7 @@ from accounts.models import ApiToken
 from accounts.scopes import describe_missing
 from cache_api.keys import cache_name_error
 from cache_api.selectors import acache_info, trusted_cache_info
+from core import metrics
 from core.asgi import (
     MAX_WHOLE_NUMBER,
     HTTPError,
@@ -119,6 +120,7 @@ async def publish(request: Request, token: ApiToken) -> Response:
         except UnicodeDecodeError:
             raise HTTPError(400, "A text message must be UTF-8; send binary as application/octet-stream.") from None
     await topic_publish(topic=topic, user_id=token.user_id, value=value, binary=binary)
+    metrics.count("topics_publishes")
     return Response(204)
 
 
@@ -208,6 +210,7 @@ async def long_poll(request: Request, topic: TopicRef, cursor: Cursor, subscribe
     finally:
         feed_leave(feed, subscriber.waiter)
     await recheck(request, topic)
+    metrics.count("topics_deliveries", sum(1 for entry in items if "item" in entry), "long_poll")
     return Response(200, json.dumps({"items": items}).encode(), "application/json", [("cache-control", "no-store")])
 
 
@@ -252,6 +255,7 @@ async def stream(
                 break
             if items:
                 await send({"type": "http.response.body", "body": b"".join(map(sse_event, items)), "more_body": True})
+                metrics.count("topics_deliveries", sum(1 for entry in items if "item" in entry), "stream")
                 continue
             wait = settings.TOPICS_SSE_HEARTBEAT_SECONDS
             if token.expires_at is not None:  # wake when it expires, to end the stream then
@@ -286,13 +290,25 @@ async def handle(request: Request, send: Send) -> Response | None:
     await arequest_allowed(token.user_id)  # a subscribe (long poll or stream) is a request of the budget
     cursor = await starting_cursor(request, topic)
     subscriber = Subscriber(request.receive)
+    mode = "stream" if wants_event_stream(request) else "long_poll"
+    metrics.gauge_add("topics_subscribers", 1, mode)
     try:
-        if wants_event_stream(request):
+        if mode == "stream":
             await stream(send, request, topic, token, cursor, subscriber)
             return None
         return await long_poll(request, topic, cursor, subscriber)
     finally:
+        metrics.gauge_add("topics_subscribers", -1, mode)
         subscriber.close()
 
 
-topics_app = lean_app(handle, unavailable="Topics are unavailable")
+def operation(request: Request) -> str:
+    """The request's operation, as the metrics name it."""
+    if request.method == "POST":
+        return "publish"
+    if request.method == "GET":
+        return "stream" if wants_event_stream(request) else "long_poll"
+    return "preflight" if request.method == "OPTIONS" else "other"
+
+
+topics_app = lean_app(handle, unavailable="Topics are unavailable", face="topics", operation=operation)

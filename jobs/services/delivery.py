@@ -33,12 +33,13 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from core import outbound
+from core import metrics, outbound
 from core.bulk import insert_rows
 
 from .. import clock, signing
@@ -106,6 +107,7 @@ SENT_FIELDS = (
     "keyring",
     "lease",
     "queue",
+    "at",
 )
 # The database cannot be reached: not one job's fault, so the chunk stops (its leases expire, it is claimed again).
 UNREACHABLE = (OperationalError, InterfaceError)
@@ -130,6 +132,8 @@ async def send(job: Job) -> RequestResult:
     except Exception as error:
         result = RequestResult(error=_unexpected(job.pk, error, "Sending"))
     result.started = result_started
+    if job.attempt_count == 1 and result.attempted:
+        metrics.observe("jobs_lateness_seconds", max((result_started - job.at).total_seconds(), 0.0))
     result.elapsed = result.response.elapsed if result.response else time.monotonic() - started
     result.finished = clock.now()
     return result
@@ -283,12 +287,12 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
             .order_by("pk")
             .values_list("pk", "lease")
         )
-        insert_rows(
-            Attempt, (_attempt(job, result) for job, result in results if result.attempted and job.pk in present)
-        )
+        attempts = [_attempt(job, result) for job, result in results if result.attempted and job.pk in present]
+        insert_rows(Attempt, attempts)
         same_changes: dict[tuple, list] = defaultdict(list)
         deferred: dict[uuid.UUID, list] = defaultdict(list)
         callbacks: list[Job] = []
+        dead: list[str] = []
         for job, result in results:
             if present.get(job.pk) != job.lease:
                 continue
@@ -298,6 +302,8 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
             changes, more = _decide(job, result, now)
             same_changes[tuple(sorted(changes.items()))].append(job.pk)
             callbacks += more
+            if changes["state"] == JobState.FAILED:
+                dead.append(job.kind)
         for changes, ids in same_changes.items():
             Job.objects.filter(pk__any_of=ids).update(
                 lease=None, attempt_started_at=None, updated_at=timezone.now(), **dict(changes)
@@ -308,6 +314,18 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
             jobs_release(lease=lease, ids=ids, due_at=due_again)
         if any(job.queue_id is not None for job, _ in results):
             queues_room_signal()  # their queues have room again: the dispatchers need not wait for their interval
+    kinds = {job.pk: job.kind for job, _ in results}
+    transaction.on_commit(partial(_count_recorded, attempts, kinds, dead, sum(map(len, deferred.values()))))
+
+
+def _count_recorded(attempts: list[dict], kinds: dict, dead: list[str], deferred: int) -> None:
+    """The metrics of what `_record` committed: attempts by outcome and kind, dead letters, deferrals."""
+    for attempt in attempts:
+        metrics.count("jobs_delivered", 1, attempt["outcome"], kinds[attempt["job_id"]])
+    for kind in dead:
+        metrics.count("jobs_dead_letters", 1, kind)
+    if deferred:
+        metrics.count("jobs_deferred", deferred)
 
 
 def _record_failure(job_id, lease: str, started: datetime, now: datetime, error: str) -> None:
@@ -324,6 +342,8 @@ def _record_failure(job_id, lease: str, started: datetime, now: datetime, error:
         Attempt.objects.create(
             job_id=job_id, number=numbers[0], started_at=started, outcome=AttemptOutcome.FAILED, error=error
         )
+        failed = {"job_id": job_id, "outcome": AttemptOutcome.FAILED}
+        transaction.on_commit(partial(_count_recorded, [failed], {job_id: "unknown"}, ["unknown"], 0))
         Job.objects.filter(pk=job_id).update(
             state=JobState.FAILED,
             next_attempt_at=None,

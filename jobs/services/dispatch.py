@@ -37,6 +37,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
+from core import metrics
+
 from ..models import ACTIVE_STATES, LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobQueue, JobState
 
 # The claim in one statement on PostgreSQL: lock the due rows (skipping those another claim holds)
@@ -262,6 +264,9 @@ def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
             for job_id, number, started, _ in rows
             if started is not None
         )
+    lost = sum(1 for row in rows if row[2] is not None)
+    if lost:
+        transaction.on_commit(partial(metrics.count, "jobs_delivered", lost, AttemptOutcome.LOST, "unknown"))
     claims: dict[uuid.UUID, list[uuid.UUID]] = {}
     for job_id, _, _, lease in rows:
         claims.setdefault(lease, []).append(job_id)
@@ -331,4 +336,7 @@ def jobs_dispatch_due(*, now: datetime, limit: int | None = None) -> int:
         claims = jobs_claim_due(now=now, limit=limit)
         if claims:
             transaction.on_commit(partial(_enqueue, claims))
-    return sum(len(claim.ids) for claim in claims)
+    claimed = sum(len(claim.ids) for claim in claims)
+    if claimed:
+        metrics.count("jobs_claimed", claimed)
+    return claimed
