@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "jobs",
     "subscriptions",
     "webhooks",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

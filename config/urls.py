@@ -15,6 +15,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("admin/dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("api/health/", core_views.health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
