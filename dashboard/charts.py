@@ -48,6 +48,7 @@ class Chart:
     labels: tuple[str, ...]
     series: tuple[Series, ...]
     kind: str = "bar"  # "bar" (stacked when several series) or "line"
+    totals: bool = True  # whether adding a series' values up means something (counts: yes; percentiles: no)
 
     @property
     def is_empty(self) -> bool:
@@ -82,6 +83,13 @@ def nice_ceiling(value: float) -> float:
     return 10 * power
 
 
+def tick_count(top: float, *, whole: bool) -> int:
+    """How many steps the y axis is divided in: Y_TICKS, or fewer or more so that counts get whole steps."""
+    if not whole:
+        return Y_TICKS
+    return next(count for count in (Y_TICKS, 5, 2, 1) if float(top / count).is_integer())
+
+
 def to_csv(chart: Chart) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(chart.rows())
@@ -97,12 +105,14 @@ def to_svg(chart: Chart) -> SafeString:
     else:
         peak = max((value for series in chart.series for value in series.values), default=0)
     top = nice_ceiling(peak)
+    whole = all(float(value).is_integer() for series in chart.series for value in series.values)
+    ticks = tick_count(top, whole=whole)
     slot = plot_width / max(count, 1)
 
     def y(value: float) -> float:
         return TOP + plot_height - value / top * plot_height
 
-    parts = [_axes(chart, top, y, slot, plot_width, plot_height)]
+    parts = [_axes(chart, top, ticks, y, slot, plot_width, plot_height)]
     parts.append(_bars(chart, y, slot) if chart.kind == "bar" else _lines(chart, y, slot))
     parts.append(_legend(chart))
     ident = f"chart-{chart.slug}"
@@ -131,13 +141,12 @@ def describe(chart: Chart) -> str:
     said = []
     for series in chart.series:
         peak = max(range(len(series.values)), key=lambda index: series.values[index])
-        said.append(
-            f"{series.name}: total {_text(series.total)}, highest {_text(series.values[peak])} at {chart.labels[peak]}"
-        )
+        total = f"total {_text(series.total)}, " if chart.totals else ""
+        said.append(f"{series.name}: {total}highest {_text(series.values[peak])} at {chart.labels[peak]}")
     return f"{chart.description} {chart.x_label} from {chart.labels[0]} to {chart.labels[-1]}. " + "; ".join(said) + "."
 
 
-def _axes(chart: Chart, top: float, y, slot: float, plot_width: float, plot_height: float) -> str:
+def _axes(chart: Chart, top: float, ticks: int, y, slot: float, plot_width: float, plot_height: float) -> str:
     bottom = TOP + plot_height
     ticks = format_html_join(
         "",
@@ -145,7 +154,7 @@ def _axes(chart: Chart, top: float, y, slot: float, plot_width: float, plot_heig
         '<text x="{}" y="{}" text-anchor="end" font-size="11" dominant-baseline="middle">{}</text>',
         (
             (LEFT, f"{y(value):.1f}", LEFT + plot_width, f"{y(value):.1f}", LEFT - 6, f"{y(value):.1f}", _text(value))
-            for value in (top * step / Y_TICKS for step in range(Y_TICKS + 1))
+            for value in (top * step / ticks for step in range(ticks + 1))
         ),
     )
     # Every bar and point keeps its own <title> when its label is left out.
@@ -249,7 +258,7 @@ def _lines(chart: Chart, y, slot: float) -> str:
 def _legend(chart: Chart) -> str:
     entries, x = [], LEFT
     for number, series in enumerate(chart.series):
-        text = f"{series.name} ({_text(series.total)})" if chart.kind == "bar" else series.name
+        text = f"{series.name} ({_text(series.total)})" if chart.totals else series.name
         entries.append(
             format_html(
                 '<rect x="{}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{}" font-size="11">{}</text>',

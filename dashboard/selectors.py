@@ -209,6 +209,7 @@ def job_lateness(*, now: datetime) -> Chart:
         y_label="Milliseconds",
         labels=("p50", "p99"),
         series=(Series("lateness (ms)", (round(p50 or 0, 1), round(p99 or 0, 1))),),
+        totals=False,
     )
 
 

@@ -135,7 +135,27 @@ def test_a_chart_says_its_figures_in_words_and_scales_its_axis():
 
     assert "good: total 43, highest 40 at tue; bad: total 1, highest 1 at mon." in svg
     assert MARK.findall(svg) == [("mon", "good", "3"), ("mon", "bad", "1"), ("tue", "good", "40")]
-    assert ">50</text>" in svg  # the axis' top: 43 rounded up to a round number
+    assert ">50</text>" in svg and ">40</text>" in svg  # the axis' top: 43 rounded up, in whole steps
     assert "good (43)" in svg and "bad (1)" in svg
     assert charts.to_csv(chart) == "Day,good,bad\nmon,3,1\ntue,40,0\n"
     assert [charts.nice_ceiling(value) for value in (0, 7, 11, 21, 2400)] == [1, 10, 20, 25, 2500]
+    assert [charts.tick_count(top, whole=True) for top in (1, 2, 5, 10, 25, 1000)] == [1, 2, 5, 5, 5, 4]
+    assert charts.tick_count(2.5, whole=False) == 4
+
+
+def test_a_chart_of_figures_that_do_not_add_up_shows_no_totals():
+    chart = charts.Chart(
+        slug="late",
+        title="Lateness",
+        description="Percentiles.",
+        x_label="Percentile",
+        y_label="ms",
+        labels=("p50", "p99"),
+        series=(charts.Series("lateness", (12.5, 40.0)),),
+        totals=False,
+    )
+
+    svg = charts.to_svg(chart)
+
+    assert "lateness: highest 40 at p99." in svg and "total" not in svg
+    assert ">lateness</text>" in svg
