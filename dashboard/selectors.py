@@ -32,6 +32,7 @@ FAILURE_KINDS = (
     ("missing_message", r"^Missing message:"),
     ("out_of_time", r"^Not sent: the send task's time"),
     ("not_configured", r"^[A-Z_]+ is not set:"),
+    ("bad_response", r"answer is not the expected JSON"),
     ("http_429", r"answered HTTP 429"),
     ("http_4xx", r"answered HTTP 4\d\d"),
     ("http_5xx", r"answered HTTP 5\d\d"),
