@@ -15,7 +15,7 @@ from django.db.models import Case, CharField, Count, Q, Sum, Value, When
 from django.db.models.functions import TruncDate, TruncHour
 
 from contentstore.models import MessageSet, Schedule
-from jobs.models import ACTIVE_STATES, AttemptOutcome, Job, JobState
+from jobs.models import ACTIVE_STATES, AttemptOutcome, Job, JobKind, JobState
 from subscriptions.models import BehindSubscription, SendBatch, SubscriptionSendFailure
 from subscriptions.services import estimated_sends_forecast
 
@@ -163,11 +163,16 @@ def estimated_sends(*, now: datetime) -> Chart:
 
 
 def job_states() -> Chart:
-    """Jobs waiting and in flight (from the index the dispatcher claims by), and the dead-letter list."""
-    active = Job.objects.filter(state__in=ACTIVE_STATES).aggregate(
-        scheduled=Count("pk", filter=Q(state=JobState.SCHEDULED, attempt_count=0)),
-        retrying=Count("pk", filter=Q(state=JobState.SCHEDULED, attempt_count__gt=0)),
-        running=Count("pk", filter=Q(state=JobState.RUNNING)),
+    """Jobs waiting and in flight (from the index the dispatcher claims by), and the dead-letter list.
+    A recurring job is a schedule that makes jobs, never sent itself: its firings are counted, not it."""
+    active = (
+        Job.objects.filter(state__in=ACTIVE_STATES)
+        .exclude(kind=JobKind.RECURRING)
+        .aggregate(
+            scheduled=Count("pk", filter=Q(state=JobState.SCHEDULED, attempt_count=0)),
+            retrying=Count("pk", filter=Q(state=JobState.SCHEDULED, attempt_count__gt=0)),
+            running=Count("pk", filter=Q(state=JobState.RUNNING)),
+        )
     )
     dead = Job.objects.filter(state=JobState.FAILED).count()
     labels = ("scheduled", "failed, retry scheduled", "running", "dead (failed)")

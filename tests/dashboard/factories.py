@@ -3,7 +3,7 @@ written as the pipeline and the jobs face write them, at times around a fixed mo
 
 from datetime import UTC, datetime, timedelta
 
-from jobs.models import Attempt, Job, JobState
+from jobs.models import Attempt, Job, JobKind, JobState
 from subscriptions.models import BehindSubscription, SendBatch, SendRun, SubscriptionSendFailure
 
 # A Wednesday at 14:30 UTC: mid-day and mid-hour, so "today" and "the last hour" hold no boundary.
@@ -42,10 +42,13 @@ def make_behind(subscription, messages_behind: int) -> BehindSubscription:
     )
 
 
-def make_job(user, *, state: str = JobState.SCHEDULED, at: datetime = NOW, attempt_count: int = 0) -> Job:
+def make_job(
+    user, *, state: str = JobState.SCHEDULED, at: datetime = NOW, attempt_count: int = 0, kind: str = JobKind.REQUEST
+) -> Job:
     active = state in (JobState.SCHEDULED, JobState.RUNNING)
     return Job.objects.create(
         user=user,
+        kind=kind,
         uri="https://example.org/hook",
         at=at,
         timeout=10,
@@ -94,6 +97,7 @@ def make_figures(user) -> dict:
     ):
         for _ in range(count):
             make_job(user, state=state, attempt_count=attempts)
+    make_job(user, kind=JobKind.RECURRING)  # a schedule of jobs, not a job waiting to be sent
     for late_ms, outcome, started in ((100, "succeeded", 10), (200, "succeeded", 10), (1000, "failed", 5)):
         job = make_job(user, state=JobState.SUCCEEDED, at=minutes_ago(started))
         make_attempt(job, started_at=job.at + timedelta(milliseconds=late_ms), outcome=outcome)
