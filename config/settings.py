@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "jobs",
     "subscriptions",
     "webhooks",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -24,6 +24,7 @@ api_v1 = [
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("docs/<slug:name>/", core_views.document, name="document"),
+    path("admin/dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("api/health/", core_views.health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -10,6 +10,7 @@ one minute after the last run time of the previous one, on its default schedule.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -111,21 +112,49 @@ def behind_subscriptions_find_all() -> int:
         after = ids[-1]
 
 
+def schedule_fires_on(*, schedules: Iterable[Schedule], day: date) -> dict[int, int]:
+    """How many times each schedule fires on `day` (in SCHEDULE_TIME_ZONE); those that do not are left out."""
+    day_start = datetime.combine(day, time.min, tzinfo=Schedule.time_zone())
+    day_end = day_start + timedelta(days=1) - timedelta(microseconds=1)
+    fires = {}
+    for schedule in schedules:
+        count = len(schedule.run_times(after=day_start - timedelta(microseconds=1), until=day_end, count=1440))
+        if count:
+            fires[schedule.pk] = count
+    return fires
+
+
+def estimated_sends_forecast(*, days: list[date]) -> dict[date, dict[int, int]]:
+    """Estimated sends per message set id on each of `days`, counted as `estimated_sends_calculate` counts
+    them (each ready subscription once per run time of its schedule that day), without recording them:
+    one count of the ready subscriptions, whatever the number of days."""
+    ready = (
+        Subscription.objects.ready()
+        .values("messageset_id", "schedule_id")
+        .annotate(n=Count("id"))
+        .values_list("messageset_id", "schedule_id", "n")
+    )
+    counts = list(ready.order_by())
+    schedules = list(Schedule.objects.filter(pk__in={schedule_id for _, schedule_id, _ in counts}))
+    forecast = {}
+    for day in days:
+        fires = schedule_fires_on(schedules=schedules, day=day)
+        sends: dict[int, int] = defaultdict(int)
+        for messageset_id, schedule_id, n in counts:
+            if schedule_id in fires:
+                sends[messageset_id] += n * fires[schedule_id]
+        forecast[day] = dict(sends)
+    return forecast
+
+
 @transaction.atomic
 def estimated_sends_calculate(*, day: date | None = None) -> list[EstimatedSend]:
     """Estimate, per message set, the sends of `day` (default today, in SCHEDULE_TIME_ZONE): each ready
     subscription once per run time of its schedule that day. Replaces that day's estimates."""
-    zone = Schedule.time_zone()
-    day = day or timezone.now().astimezone(zone).date()
-    day_start = datetime.combine(day, time.min, tzinfo=zone)
-    day_end = day_start + timedelta(days=1) - timedelta(microseconds=1)
+    day = day or timezone.now().astimezone(Schedule.time_zone()).date()
     ready = Subscription.objects.ready()
     schedule_ids = set(ready.values_list("schedule_id", flat=True).distinct())
-    fires = {}
-    for schedule in Schedule.objects.filter(pk__in=schedule_ids):
-        count = len(schedule.run_times(after=day_start - timedelta(microseconds=1), until=day_end, count=1440))
-        if count:
-            fires[schedule.pk] = count
+    fires = schedule_fires_on(schedules=Schedule.objects.filter(pk__in=schedule_ids), day=day)
     sends: dict[int, int] = defaultdict(int)
     for row in ready.filter(schedule_id__in=fires).values("messageset_id", "schedule_id").annotate(n=Count("id")):
         sends[row["messageset_id"]] += row["n"] * fires[row["schedule_id"]]
