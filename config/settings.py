@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "jobs",
     "subscriptions",
     "webhooks",
+    "adopting",
 ]
 
 MIDDLEWARE = [
