@@ -47,10 +47,17 @@ from . import files
 
 # Rows per batch: per COPY, merge and commit. Memory is bounded by it, not by the table.
 BATCH_SIZE = 5000
-# What an upstream token could do there: all of its messaging API, admin operations included.
-UPSTREAM_SCOPES = ScopeSet.parse(["messaging:admin"])
+# What an upstream token could do there: all of its messaging API; its admin operations (`user/token`)
+# only for a staff user (DRF's IsAdminUser), as the accounts migration read plain users' tokens.
+UPSTREAM_SCOPES = ScopeSet.parse(["messaging:write"])
+UPSTREAM_STAFF_SCOPES = ScopeSet.parse(["messaging:admin"])
 UPSTREAM_TOKEN_NAME = "upstream token"  # noqa: S105 - a label, not a secret
 UNCHANGED = "already imported, unchanged"
+
+
+def upstream_scopes(*, is_staff: bool) -> ScopeSet:
+    """What a user's token could do upstream: the messaging API, and its admin operations for staff."""
+    return UPSTREAM_STAFF_SCOPES if is_staff else UPSTREAM_SCOPES
 
 
 class Skip(Exception):
@@ -309,6 +316,7 @@ class Importer:
         self.progress = progress
         self.report = ImportReport(dry_run=dry_run)
         self.users: dict[int, int] = {}  # upstream user id -> this service's
+        self.staff: dict[int, bool] = {}  # upstream user id -> whether upstream's admin operations were theirs
 
     def run(self) -> ImportReport:
         self._users_and_tokens()
@@ -331,8 +339,8 @@ class Importer:
     # --- Users and tokens ------------------------------------------------------
 
     def _users_and_tokens(self) -> None:
-        """Each upstream user by username (one already here is kept as it is), granted messaging;
-        each token stored as its digest, holding what upstream let every token do."""
+        """Each upstream user by username (one already here is kept as it is), granted what upstream let
+        them do; each token stored as its digest, holding just that."""
         report = self._start("auth_user", "SELECT count(*) FROM auth_user")
         started = time.monotonic()
         rows = self.upstream.execute(
@@ -359,8 +367,9 @@ class Importer:
                     report.written += 1
                 else:
                     report.skipped["a user of that username is here already (kept as it is)"] += 1
-                user_grant(user=user, scopes=UPSTREAM_SCOPES)
+                user_grant(user=user, scopes=upstream_scopes(is_staff=staff or superuser))
             self.users[pk] = user.pk
+            self.staff[pk] = staff or superuser
         report.seconds = time.monotonic() - started
         self.progress(report)
         self._tokens()
@@ -375,6 +384,7 @@ class Importer:
             report.read += 1
             user = User.objects.get(pk=self.users[user_pk])
             digest = token_digest(key)
+            scopes = upstream_scopes(is_staff=self.staff[user_pk])
             if ApiToken.objects.filter(digest=digest).exists():
                 report.skipped[UNCHANGED] += 1
                 status = "imported before"
@@ -384,7 +394,7 @@ class Importer:
                     name=UPSTREAM_TOKEN_NAME,
                     prefix=key[: ApiToken.PREFIX_LENGTH],
                     digest=digest,
-                    scopes=UPSTREAM_SCOPES.as_json(),
+                    scopes=scopes.as_json(),
                 )
                 ApiToken.objects.filter(pk=token.pk).update(created_at=created)  # not the import's time
                 report.written += 1
@@ -392,7 +402,7 @@ class Importer:
             if not user.is_active:
                 status += "; its user is inactive, so it is refused, as upstream refused it"
             self.report.tokens.append(
-                ImportedToken(user.username, user.email, key[: ApiToken.PREFIX_LENGTH], str(UPSTREAM_SCOPES), status)
+                ImportedToken(user.username, user.email, key[: ApiToken.PREFIX_LENGTH], str(scopes), status)
             )
         report.seconds = time.monotonic() - started
         self.progress(report)

@@ -103,7 +103,11 @@ def test_it_imports_every_record_keeping_the_ids_clients_hold(upstream):
 
     token = ApiToken.objects.get(digest=token_digest(HUB_TOKEN))
     assert (token.user, token.prefix, token.created_at) == (hub, HUB_TOKEN[:8], CREATED)
-    assert token.scope_set.allows("messaging", "admin")
+    assert token.scope_set.allows("messaging", "write")
+    assert not token.scope_set.allows("messaging", "admin")  # upstream's user/token was for staff only
+    scheduler = ApiToken.objects.get(digest=token_digest(SCHEDULER_TOKEN))
+    assert scheduler.scope_set.allows("messaging", "admin")
+    assert hub.grants == [{"face": "messaging", "role": "write"}]
     assert f"{SCHEDULER_TOKEN[:8]}... of scheduler <scheduler@example.org>: messaging:admin; imported" in output
     assert f"{RETIRED_TOKEN[:8]}... of old <old@example.org>" in output
     assert "its user is inactive" in output
