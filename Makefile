@@ -52,3 +52,4 @@ bench-smoke: $(STAMP)
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_batch.py --jobs 20 --rounds 1
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_retention.py --jobs 2000 --batch 500 \
 		--baseline-seconds 5 --orm-sample 500
+	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/upstream_import.py --subscriptions 2000 --messages 400

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import psycopg
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
 from adopting.services import BATCH_SIZE, ImportReport, TableReport, UpstreamUnreadable, upstream_import
 
@@ -30,6 +31,8 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="Rows per batch (default %(default)s).")
 
     def handle(self, *args, source: str, media_root: Path | None, dry_run: bool, batch_size: int, **options):
+        if connection.vendor != "postgresql":
+            raise CommandError("The import writes with PostgreSQL's COPY: run it with DATABASE_URL set to PostgreSQL.")
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.")
         if media_root is not None and not media_root.is_dir():
