@@ -68,7 +68,8 @@ def _fill(connection: psycopg.Connection) -> None:
         "(3, 'voice', '', NULL, NULL, NULL, 1, 'audio')"
     )
     execute(
-        "INSERT INTO contentstore_binarycontent (id, content) VALUES (1, 'audio/week1.mp3'), (2, 'audio/week2.mp3')"
+        "INSERT INTO contentstore_binarycontent (id, content) VALUES (1, 'audio/week1.mp3'), (2, 'audio/week2.mp3'), "
+        "(3, 'audio/page.mp3'), (4, '../outside.mp3')"
     )
     messages = [
         (1, 1, 1, "eng", "Week one", None, json.dumps({"week": 1})),
@@ -142,4 +143,6 @@ def upstream(tmp_path, settings) -> Upstream:
     media_root = tmp_path / "upstream-media"
     (media_root / "audio").mkdir(parents=True)
     (media_root / "audio" / "week1.mp3").write_bytes(AUDIO_BYTES)
+    (media_root / "audio" / "page.mp3").write_bytes(b"<html><script>alert(1)</script></html>")  # not audio
+    (tmp_path / "outside.mp3").write_bytes(AUDIO_BYTES)  # beside the media root, not in it
     return Upstream(url, media_root)

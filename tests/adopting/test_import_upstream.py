@@ -42,10 +42,17 @@ COUNTED = [Schedule, MessageSet, BinaryContent, Message, Subscription, Subscript
 COUNTED += [ResendRequest, BehindSubscription, User, ApiToken, PeriodicTask]
 
 
-def run_import(upstream, *options: str) -> str:
+def run_import(upstream, *options: str, stderr: StringIO | None = None) -> str:
     out = StringIO()
     call_command(
-        "import_upstream", "--from", upstream.url, "--media-root", str(upstream.media_root), *options, stdout=out
+        "import_upstream",
+        "--from",
+        upstream.url,
+        "--media-root",
+        str(upstream.media_root),
+        *options,
+        stdout=out,
+        stderr=stderr or StringIO(),
     )
     return out.getvalue()
 
@@ -62,8 +69,12 @@ def local_subscriptions() -> list[tuple]:
         return cursor.fetchall()
 
 
-def test_it_imports_every_record_keeping_the_ids_clients_hold(upstream):
-    output = run_import(upstream)
+def test_it_imports_every_record_keeping_the_ids_clients_hold(upstream, settings):
+    progress = StringIO()
+    output = run_import(upstream, stderr=progress)
+
+    assert "subscriptions_subscription: 11/11 read, 11 written, 0 skipped, " in progress.getvalue()
+    assert " rows/s" in progress.getvalue()
 
     first, second, invalid = Schedule.objects.get(pk=1), Schedule.objects.get(pk=2), Schedule.objects.filter(pk=7)
     assert first.cron_string == "0 8 * * 1,3"
@@ -89,6 +100,10 @@ def test_it_imports_every_record_keeping_the_ids_clients_hold(upstream):
     assert missing.content.name == "audio/week2.mp3"
     assert Message.objects.get(pk=6).binary_content_id == 2
     assert "binary content 2: audio/week2.mp3 is missing" in output
+    assert "binary content 3: audio/page.mp3: 'page.mp3' is named as audio/mpeg but its content is" in output
+    assert "binary content 4: ../outside.mp3 is outside" in output
+    assert not BinaryContent.objects.get(pk=3).content.storage.exists("audio/page.mp3")
+    assert sorted(path.name for path in settings.MEDIA_ROOT.rglob("*") if path.is_file()) == ["week1.mp3"]
 
     assert local_subscriptions() == upstream.execute(
         f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions_subscription ORDER BY id"  # noqa: S608
@@ -128,6 +143,7 @@ def test_a_second_import_writes_nothing(upstream):
     written = {row[0]: int(row[2]) for row in rows if len(row) == 6}
     assert written and set(written.values()) == {0}
     assert "subscriptions_subscription: 11 skipped: already imported, unchanged" in output
+    assert "periodic task made or corrected" not in output
 
 
 def test_an_interrupted_import_continues_where_it_stopped(upstream):
