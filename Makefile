@@ -68,3 +68,4 @@ bench-smoke: $(DEV_STAMP)
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_retention.py --jobs 2000 --batch 500 \
 		--baseline-seconds 5 --orm-sample 500
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/dashboard.py --subscriptions 2000 --jobs 2000 --renders 3
+	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/upstream_import.py --subscriptions 2000 --messages 400

@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "subscriptions",
     "webhooks",
     "dashboard",
+    "adopting",
 ]
 
 MIDDLEWARE = [
