@@ -14,6 +14,10 @@ Gauges a process holds (the topic subscribers it serves) are written, whole, to 
 second hash (`LIVE_KEY`), one field per process, at each flush; a scrape sums the
 fields written recently and drops the others (their processes are gone).
 
+Some counters (`PER_MINUTE`) are also added, at each flush, to a hash of the minute
+(`MINUTE_KEY`), kept MINUTE_KEEP_SECONDS: the admin dashboard's per-minute charts read
+them (`per_minute`), where Prometheus would compute rates from the totals.
+
 Apps whose figures are read at scrape time (from the database, say) register a
 collector in `registry` from their AppConfig.ready().
 """
@@ -42,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 METRICS_KEY = "metrics:faces"
 LIVE_KEY = "metrics:faces:live"
+MINUTE_KEY = "metrics:faces:minute:{}"  # the minute's start, in seconds since the epoch
+MINUTE_KEEP_SECONDS = 2 * 3600
 # A process's gauges are counted while it wrote them within this many flush intervals.
 LIVE_INTERVALS = 3
 
@@ -102,6 +108,10 @@ METRICS: dict[str, Metric] = {
 }
 
 
+# Counters also kept per minute (at the minute they were flushed in, so up to a flush interval late).
+PER_MINUTE = frozenset(("http_requests", "cache_hits", "cache_misses", "topics_publishes", "topics_deliveries"))
+
+
 def _bounds(metric: Metric) -> tuple[str, ...]:
     return (*(repr(bound) for bound in metric.buckets), "+Inf")
 
@@ -144,8 +154,11 @@ class Buffer:
         if not counts and not histograms and live is None:
             return
         fields: dict[str, float] = {}
+        this_minute: dict[str, float] = {}
         for (name, labels), value in counts.items():
             fields[json.dumps([name, *labels])] = value
+            if name in PER_MINUTE:
+                this_minute[json.dumps([name, *labels])] = value
         for (name, labels), row in histograms.items():
             for bound, value in zip(_bounds(METRICS[name]), row, strict=False):
                 if value:
@@ -156,6 +169,11 @@ class Buffer:
             pipe = get_redis().pipeline(transaction=False)
             for field, value in fields.items():
                 pipe.hincrbyfloat(METRICS_KEY, field, value)
+            if this_minute:
+                minute_key = MINUTE_KEY.format(int(time.time()) // 60 * 60)
+                for field, value in this_minute.items():
+                    pipe.hincrbyfloat(minute_key, field, value)
+                pipe.expire(minute_key, MINUTE_KEEP_SECONDS)
             if live is not None:
                 values = [[name, list(labels), value] for (name, labels), value in live.items()]
                 pipe.hset(LIVE_KEY, _process_id(), json.dumps({"at": time.time(), "values": values}))
@@ -267,6 +285,20 @@ def _stored() -> tuple[dict[str, dict[tuple, float]], dict[str, dict[tuple, floa
     if gone:
         client.hdel(LIVE_KEY, *gone)
     return stored, live
+
+
+def per_minute(minutes: list[int]) -> list[dict[tuple, float]]:
+    """The PER_MINUTE counters of each of `minutes` (each minute's start, seconds since the epoch),
+    as {(name, *labels): value}; one round trip."""
+    pipe = get_redis().pipeline(transaction=False)
+    for minute in minutes:
+        pipe.hgetall(MINUTE_KEY.format(minute))
+    return [{tuple(json.loads(field)): float(value) for field, value in row.items()} for row in pipe.execute()]
+
+
+def live_gauge(name: str) -> dict[tuple, float]:
+    """A gauge's value now, summed over the processes that hold it: {labels: value}."""
+    return _stored()[1].get(name, {})
 
 
 def _family(name: str, metric: Metric, stored: dict, live: dict):

@@ -1,7 +1,8 @@
 """The dashboard's figures, each read with one or two aggregate queries (nothing row by row), as charts.
 
-Messaging and jobs are read from the database. The cache and topics faces record no
-figures yet: `cache_topics_charts` is the one place that reads them.
+Messaging and jobs are read from the database; the cache and topics faces from the
+figures every process records (core/metrics.py): the counters kept per minute, and the
+subscribers connected now.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.db.models import Case, CharField, Count, Q, Sum, Value, When
 from django.db.models.functions import TruncDate, TruncHour
 
 from contentstore.models import MessageSet, Schedule
+from core import metrics
 from jobs.models import ACTIVE_STATES, AttemptOutcome, Job, JobKind, JobState
 from subscriptions.models import BehindSubscription, SendBatch, SubscriptionSendFailure
 from subscriptions.services import estimated_sends_forecast
@@ -251,15 +253,97 @@ def job_attempts(*, now: datetime) -> list[Chart]:
     ]
 
 
-def cache_topics_charts(*, now: datetime) -> list[Chart]:
-    """The cache and topics faces' charts: requests per minute by operation and status, hit ratio,
-    publishes and deliveries, connected subscribers.
+def _status_class(status: str) -> str:
+    return f"{status[:1]}xx" if status[:1].isdigit() else status
 
-    Neither face records such figures yet (their items and streams live in Redis, counted
-    nowhere), so there are none to draw and the dashboard says so. This is the one function
-    to change when they are recorded.
-    """
-    return []
+
+def cache_topics_charts(*, now: datetime) -> list[Chart]:
+    """The cache and topics faces' charts over the last 60 minutes (this one included): requests per
+    minute by operation and status class, the cache's hit ratio, topic publishes and deliveries; and the
+    topic subscribers connected now. None when the faces recorded nothing in that hour."""
+    zone = Schedule.time_zone()
+    end = int(now.timestamp()) // 60 * 60
+    starts = [end - 60 * back for back in range(RECENT_MINUTES - 1, -1, -1)]
+    labels = [f"{datetime.fromtimestamp(start, zone):%H:%M}" for start in starts]
+    requests: dict[str, dict[str, dict]] = {"cache": defaultdict(dict), "topics": defaultdict(dict)}
+    counted: dict[str, dict] = defaultdict(dict)
+    series_names: dict[str, dict[str, None]] = {"cache": {}, "topics": {}}
+    for label, minute in zip(labels, metrics.per_minute(starts), strict=True):
+        for (name, *values), value in minute.items():
+            if name == "http_requests" and values[0] in requests:
+                face, operation, _, status = values
+                series = f"{operation} {_status_class(status)}"
+                requests[face][label][series] = requests[face][label].get(series, 0) + value
+                series_names[face][series] = None
+            elif name != "http_requests":
+                key = f"{name}:{values[0]}" if values else name
+                counted[label][key] = counted[label].get(key, 0) + value
+    if not any(series_names.values()) and not counted:
+        return []
+    hits = tuple(counted.get(label, {}).get("cache_hits", 0) for label in labels)
+    misses = tuple(counted.get(label, {}).get("cache_misses", 0) for label in labels)
+    ratio = tuple(
+        round(100 * hit / (hit + miss), 1) if hit + miss else 0 for hit, miss in zip(hits, misses, strict=True)
+    )
+    subscribers = metrics.live_gauge("topics_subscribers")
+    modes = ("long_poll", "stream")
+
+    def per_minute(face: str) -> Chart:
+        return Chart(
+            slug=f"{face}-requests",
+            title=f"{face.capitalize()} requests per minute, last hour",
+            description=f"Requests the {face} face answered each minute, by operation and status class ({zone.key}).",
+            x_label="Minute",
+            y_label="Requests",
+            labels=tuple(labels),
+            series=_series(requests[face], labels, sorted(series_names[face])),
+            kind="line",
+        )
+
+    return [
+        per_minute("cache"),
+        Chart(
+            slug="cache-hit-ratio",
+            title="Cache hit ratio per minute, last hour",
+            description=f"Of the cache GETs each minute, the share that found their item ({int(sum(hits)):,} found, "
+            f"{int(sum(misses)):,} not found in the hour; 0 in a minute without GETs).",
+            x_label="Minute",
+            y_label="Hits (%)",
+            labels=tuple(labels),
+            series=(Series("hit ratio (%)", ratio),),
+            kind="line",
+            totals=False,
+        ),
+        per_minute("topics"),
+        Chart(
+            slug="topic-messages",
+            title="Topic publishes and deliveries per minute, last hour",
+            description="Messages published to topics each minute, and handed to subscribers (long polls and streams).",
+            x_label="Minute",
+            y_label="Messages",
+            labels=tuple(labels),
+            series=(
+                Series("published", tuple(counted.get(label, {}).get("topics_publishes", 0) for label in labels)),
+                *(
+                    Series(
+                        f"delivered ({mode})",
+                        tuple(counted.get(label, {}).get(f"topics_deliveries:{mode}", 0) for label in labels),
+                    )
+                    for mode in modes
+                ),
+            ),
+            kind="line",
+        ),
+        Chart(
+            slug="topic-subscribers",
+            title="Topic subscribers connected now",
+            description="Long polls and streams waiting for messages now, over every web process.",
+            x_label="Mode",
+            y_label="Subscribers",
+            labels=modes,
+            series=(Series("subscribers", tuple(subscribers.get((mode,), 0) for mode in modes)),),
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -279,7 +363,7 @@ MESSAGING = {
     "estimated-sends": lambda now: [estimated_sends(now=now)],
 }
 JOBS = {"job-states": lambda now: [job_states()], "job-lateness": job_attempts, "job-deliveries": job_attempts}
-NO_CACHE_TOPICS_FIGURES = "No data recorded: the cache and topics faces do not record request or delivery figures yet."
+NO_CACHE_TOPICS_FIGURES = "No data recorded: no cache or topics request was answered in the last hour."
 
 
 def _built(builders: dict, now: datetime) -> list[Chart]:

@@ -7,9 +7,12 @@ import re
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import User
+from core import metrics
 from dashboard import charts, selectors
+from harness.waiting import wait_until
 from jobs import clock
 from subscriptions import services
 
@@ -79,6 +82,52 @@ def test_charts_with_nothing_recorded_say_so(staff, now):
 
     assert page.count('<p class="nothing-recorded">Nothing recorded.</p>') == 8
     assert drawn(page)["sends-per-day"] == {}
+
+
+@pytest.fixture
+def a_stream_subscriber():
+    """This process holds one topic stream subscriber while the test runs (the gauge is the process's)."""
+    metrics.gauge_add("topics_subscribers", 1, "stream")
+    yield
+    metrics.gauge_add("topics_subscribers", -1, "stream")
+
+
+def test_the_cache_and_topics_charts_draw_what_every_process_recorded(staff, a_stream_subscriber):
+    for operation, method, status in [("get", "GET", 200)] * 3 + [("get", "GET", 404), ("set", "PUT", 204)]:
+        metrics.request_observed("cache", operation, method, status, 0.001)
+    metrics.request_observed("topics", "publish", "POST", 204, 0.001)
+    metrics.count("cache_hits", 3)
+    metrics.count("cache_misses", 1)
+    metrics.count("topics_publishes", 2)
+    metrics.count("topics_deliveries", 2, "long_poll")
+    metrics.buffer.flush()
+
+    def charts() -> dict:
+        return {chart.slug: chart for chart in selectors.cache_topics_charts(now=timezone.now())}
+
+    def totals(built: dict) -> dict:
+        return {slug: {series.name: series.total for series in chart.series} for slug, chart in built.items()}
+
+    expected = {
+        "cache-requests": {"get 2xx": 3, "get 4xx": 1, "set 2xx": 1},
+        "topics-requests": {"publish 2xx": 1},
+        "topic-messages": {"published": 2, "delivered (long_poll)": 2, "delivered (stream)": 0},
+        "topic-subscribers": {"subscribers": 1},
+    }
+    # The flushing thread may be adding its part meanwhile: wait for all of it.
+    wait_until(
+        lambda: totals(charts()).items() >= expected.items(), what="the figures to be flushed to Redis", timeout=10
+    )
+    built = charts()
+    assert "(3 found, 1 not found in the hour" in built["cache-hit-ratio"].description
+    assert 0 < max(built["cache-hit-ratio"].series[0].values) <= 100
+    assert built["topic-subscribers"].labels == ("long_poll", "stream")
+
+    page = staff.get(URL).content.decode()
+    assert selectors.NO_CACHE_TOPICS_FIGURES not in page
+    assert drawn(page)["topic-subscribers"] == {("stream", "subscribers"): 1.0}
+    assert drawn(page)["cache-requests"]  # drawn from the same figures
+    assert staff.get(f"{URL}cache-requests.csv").status_code == 200
 
 
 def test_the_cache_and_topics_section_says_no_data_is_recorded(staff, now):
