@@ -93,9 +93,11 @@ def a_stream_subscriber():
 
 
 def test_the_cache_and_topics_charts_draw_what_every_process_recorded(staff, a_stream_subscriber):
-    for operation, method, status in [("get", "GET", 200)] * 3 + [("get", "GET", 404), ("set", "PUT", 204)]:
+    # Operations of this test's own, so that what earlier tests counted in this process (flushed
+    # meanwhile) cannot be taken for this test's figures; the unlabelled counters are at least these.
+    for operation, method, status in [("get-t", "GET", 200)] * 3 + [("get-t", "GET", 404), ("set-t", "PUT", 204)]:
         metrics.request_observed("cache", operation, method, status, 0.001)
-    metrics.request_observed("topics", "publish", "POST", 204, 0.001)
+    metrics.request_observed("topics", "publish-t", "POST", 204, 0.001)
     metrics.count("cache_hits", 3)
     metrics.count("cache_misses", 1)
     metrics.count("topics_publishes", 2)
@@ -108,25 +110,31 @@ def test_the_cache_and_topics_charts_draw_what_every_process_recorded(staff, a_s
     def totals(built: dict) -> dict:
         return {slug: {series.name: series.total for series in chart.series} for slug, chart in built.items()}
 
-    expected = {
-        "cache-requests": {"get 2xx": 3, "get 4xx": 1, "set 2xx": 1},
-        "topics-requests": {"publish 2xx": 1},
-        "topic-messages": {"published": 2, "delivered (long_poll)": 2, "delivered (stream)": 0},
-        "topic-subscribers": {"subscribers": 1},
-    }
+    def recorded(built: dict) -> bool:
+        found = totals(built)
+        return (
+            {name: found.get("cache-requests", {}).get(name) for name in ("get-t 2xx", "get-t 4xx", "set-t 2xx")}
+            == {"get-t 2xx": 3, "get-t 4xx": 1, "set-t 2xx": 1}
+            and found.get("topics-requests", {}).get("publish-t 2xx") == 1
+            and found["topic-messages"]["published"] >= 2
+            and found["topic-messages"]["delivered (long_poll)"] >= 2
+            and found["topic-subscribers"]["subscribers"] >= 1
+        )
+
     # The flushing thread may be adding its part meanwhile: wait for all of it.
-    wait_until(
-        lambda: totals(charts()).items() >= expected.items(), what="the figures to be flushed to Redis", timeout=10
-    )
+    wait_until(lambda: recorded(charts()), what="the figures to be flushed to Redis", timeout=10)
     built = charts()
-    assert "(3 found, 1 not found in the hour" in built["cache-hit-ratio"].description
+    hits, misses = map(
+        int, re.search(r"\((\d+) found, (\d+) not found in the hour", built["cache-hit-ratio"].description).groups()
+    )
+    assert hits >= 3 and misses >= 1
     assert 0 < max(built["cache-hit-ratio"].series[0].values) <= 100
     assert built["topic-subscribers"].labels == ("long_poll", "stream")
 
     page = staff.get(URL).content.decode()
     assert selectors.NO_CACHE_TOPICS_FIGURES not in page
-    assert drawn(page)["topic-subscribers"] == {("stream", "subscribers"): 1.0}
-    assert drawn(page)["cache-requests"]  # drawn from the same figures
+    assert drawn(page)["topic-subscribers"].get(("stream", "subscribers"), 0) >= 1
+    assert any(series == "get-t 2xx" for _, series in drawn(page)["cache-requests"])  # drawn from the same figures
     assert staff.get(f"{URL}cache-requests.csv").status_code == 200
 
 
