@@ -157,10 +157,17 @@ def _put(params: dict, name: str, value: object) -> None:
     params[name] = value
 
 
+def _apikey_checked(data: Mapping) -> None:
+    """A body's `apikey`, when given, is text (an empty one is taken as not given)."""
+    if "apikey" in data and not isinstance(data["apikey"], str):
+        raise JobParameterError("apikey", 'The API key must be a string, e.g. "apikey": "<key>".')
+
+
 def job_parameters(request) -> dict:
     """The job parameters a request carries: query string first, then the body (which wins)."""
     if not isinstance(request.data, Mapping):
         raise JobParameterError("body", f"The body must be a JSON object, e.g. {JSON_EXAMPLE}.")
+    _apikey_checked(request.data)
     return _parameters(request.query_params, request.data)
 
 
@@ -178,6 +185,7 @@ def batch_jobs(request) -> list:
     data = request.data
     if not isinstance(data, Mapping) or not isinstance(data.get("jobs"), list):
         raise JobParameterError("jobs", f'The body must be a JSON object {{"jobs": [...]}}, e.g. {BATCH_EXAMPLE}.')
+    _apikey_checked(data)
     jobs = data["jobs"]
     if len(jobs) > settings.JOBS_MAX_BATCH:
         raise JobParameterError(

@@ -95,7 +95,9 @@ JOB_BODY = inline_serializer(
     "JobRequest",
     {
         "job": JobInputSerializer(),
-        "apikey": serializers.CharField(required=False, help_text="The API key (or send it another way)."),
+        "apikey": serializers.CharField(
+            required=False, allow_blank=True, help_text="The API key (or send it another way; empty: not given)."
+        ),
     },
 )
 ERRORS = {
@@ -166,7 +168,11 @@ BATCH_WRITE = {
             "JobBatchCreate",
             {
                 "jobs": serializers.ListField(child=BATCH_JOB, help_text="At most JOBS_MAX_BATCH jobs."),
-                "apikey": serializers.CharField(required=False, help_text="The API key (or send it another way)."),
+                "apikey": serializers.CharField(
+                    required=False,
+                    allow_blank=True,
+                    help_text="The API key (or send it another way; empty: not given).",
+                ),
             },
         )
     },

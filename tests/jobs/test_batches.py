@@ -289,3 +289,18 @@ def test_the_jobs_of_a_batch_are_delivered_by_a_real_worker(owner, target, worke
     for n in range(3):
         [request] = requests_to(target, f"/batch/{n}")
         assert request.get_data(as_text=True) == f"job {n}"
+
+
+@pytest.mark.parametrize("path", [BATCH, "/jobs.json"])
+@pytest.mark.parametrize("apikey", [5, None, ["key"], {"key": 1}])
+def test_a_body_apikey_that_is_not_text_is_refused_even_with_the_key_in_a_header(owner, jobs_api, path, apikey):
+    _, key = owner
+    body = {"apikey": apikey, **({"jobs": []} if path == BATCH else {"job": {"uri": "https://example.org/h"}})}
+
+    answer = jobs_api.generic(
+        "POST", path, json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Token {key}"
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["apikey"] == 'The API key must be a string, e.g. "apikey": "<key>".'
+    assert not Job.objects.exists()
