@@ -51,9 +51,10 @@ LEAD = 2.0  # seconds between storing a stream job and its due time
 
 FILL_JOBS = """
 INSERT INTO jobs_job (id, user_id, kind, method, uri, at, headers, body, timeout, callback_uri, failure_callback_uri,
-    state, first_attempt_at, attempt_count, delivery_id, keyring, finished_at, created_at, updated_at)
+    state, first_attempt_at, attempt_count, delivery_id, keyring, deduplication_id, cron, time_zone, paused,
+    finished_at, created_at, updated_at)
 SELECT gen_random_uuid(), %(user)s, 'request', 'POST', %(uri)s, finished, '{}', '{}', 5, '', '',
-    state, finished, %(attempts)s, gen_random_uuid(), '', finished, finished, finished
+    state, finished, %(attempts)s, gen_random_uuid(), '', '', '', '', false, finished, finished, finished
 FROM (
     SELECT CASE WHEN n %% 5 = 0 THEN 'failed' ELSE 'succeeded' END AS state,
         now() - CASE WHEN n %% 5 = 0 THEN interval '40 days' ELSE interval '10 days' END
