@@ -65,9 +65,13 @@ class BlockingSentinelConnectionPool(
 class _ClosedTransportIsConnectionError:
     """uvloop (the web processes' event loop) raises RuntimeError, not OSError, when a command
     is written to a connection whose transport it has already closed because Redis closed it
-    (a restart, a failover): make it the ConnectionError it is, a 503 or a command sent again."""
+    (a restart, a failover); and a connection closed while it was being opened (its handshake
+    under way) has no writer left: make each the ConnectionError it is, a 503 or a command
+    sent again."""
 
     async def _send_packed_command(self, command) -> None:
+        if self._writer is None:  # nothing is awaited between this and the write
+            raise redis.ConnectionError("The connection was closed before the command was written.")
         try:
             await super()._send_packed_command(command)
         except RuntimeError as error:

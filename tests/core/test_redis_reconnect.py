@@ -73,3 +73,25 @@ def test_a_command_on_a_connection_whose_transport_the_event_loop_closed_is_sent
         return await client.get("key")
 
     assert run(scenario()) == b"value"
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_a_connection_left_without_its_writer_fails_with_a_connection_error_and_the_command_is_sent_again(
+    own_redis, run
+):
+    """A connection closed while it was being opened (during a failover) has no writer when its
+    handshake is written: a ConnectionError (a 503, or the command sent again), never an AttributeError."""
+
+    async def scenario():
+        client = get_async_redis()
+        await client.set("key", "value")
+        connection = await client.connection_pool.get_connection()
+        writer = connection._writer
+        connection._writer = None  # as a disconnect racing the connect's handshake leaves it
+        with pytest.raises(redis.ConnectionError):
+            await connection._send_packed_command([b"*1\r\n$4\r\nPING\r\n"])
+        connection._writer = writer
+        await client.connection_pool.release(connection)
+        return await client.get("key")
+
+    assert run(scenario()) == b"value"
