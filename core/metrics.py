@@ -210,13 +210,19 @@ def _at_exit() -> None:
         buffer.forget_process()
 
 
+def _flushed_buffer() -> Buffer:
+    """This process's buffer, its flushing thread started on first use."""
+    state = buffer
+    if state.flusher is None:
+        state.start()
+    return state
+
+
 def count(name: str, amount: float = 1, *labels: str) -> None:
     """Add `amount` to the counter `name`, its label values in the order METRICS gives them."""
     if name not in METRICS:
         raise KeyError(f"Unknown metric {name}")
-    state = buffer
-    if state.flusher is None:
-        state.start()
+    state = _flushed_buffer()
     key = (name, labels)
     with state.lock:
         state.counts[key] = state.counts.get(key, 0) + amount
@@ -225,9 +231,7 @@ def count(name: str, amount: float = 1, *labels: str) -> None:
 def observe(name: str, value: float, *labels: str) -> None:
     """Count `value` in the histogram `name`."""
     metric = METRICS[name]
-    state = buffer
-    if state.flusher is None:
-        state.start()
+    state = _flushed_buffer()
     key = (name, labels)
     index = bisect.bisect_left(metric.buckets, value)
     with state.lock:
@@ -243,9 +247,7 @@ def gauge_add(name: str, amount: float, *labels: str) -> None:
     """Move this process's gauge `name` by `amount` (+1 when a subscriber arrives, -1 when it leaves)."""
     if METRICS[name].kind != "gauge":
         raise KeyError(f"{name} is not a gauge")
-    state = buffer
-    if state.flusher is None:
-        state.start()
+    state = _flushed_buffer()
     key = (name, labels)
     with state.lock:
         state.live[key] = state.live.get(key, 0) + amount
