@@ -133,3 +133,10 @@ def test_ctrl_c_stops_every_process_and_ends_with_success(service):
     run.signal_group(signal.SIGINT)  # what Ctrl-C in its terminal does
     assert run.popen.wait(60) == 0
     assert run.output().rstrip().endswith("Stopped.")
+
+
+def test_the_development_environment_caches_bytecode_even_where_the_shell_says_not_to():
+    # A second start is quick because imports are not compiled again (README: a second start).
+    environment = child_environment(PYTHONDONTWRITEBYTECODE="1", ENV_FILE="/dev/null")
+    done = shell('. bin/environment && echo "[${PYTHONDONTWRITEBYTECODE-unset}]"', environment)
+    assert done.stdout.strip() == "[unset]", done.stderr
