@@ -45,7 +45,7 @@ from core.bulk import insert_rows
 from .. import clock, signing
 from .. import headers as job_headers
 from ..models import LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobKind, JobState
-from .dispatch import jobs_release, queues_room_signal
+from .dispatch import Claim, jobs_claim_next_queued, jobs_release, queues_room_signal
 
 logger = logging.getLogger(__name__)
 
@@ -277,9 +277,12 @@ def _decide(job: Job, result: RequestResult, now: datetime) -> tuple[dict, list[
     return changes, []
 
 
-def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
+def _record(results: list[tuple[Job, RequestResult]], now: datetime, *, claim_next: bool = False) -> list[Claim]:
     """Record each attempt, and each job's new state if it still holds the lease it was sent under
-    (it may have changed meanwhile). A deferred job is given back, due again shortly, its attempt not counted."""
+    (it may have changed meanwhile). A deferred job is given back, due again shortly, its attempt not counted.
+
+    With `claim_next`, the queued jobs recorded are followed, in the same transaction, by the next due jobs
+    of their queues (as many as the queues have room for, no more than were recorded): the claims made."""
     with transaction.atomic():
         present = dict(
             Job.objects.select_for_update()
@@ -312,10 +315,17 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime) -> None:
         due_again = now + timedelta(seconds=settings.JOBS_ORIGIN_BUSY_DELAY)
         for lease, ids in deferred.items():
             jobs_release(lease=lease, ids=ids, due_at=due_again)
-        if any(job.queue_id is not None for job, _ in results):
-            queues_room_signal()  # their queues have room again: the dispatchers need not wait for their interval
+        queued = [job.queue_id for job, _ in results if job.queue_id is not None]
+        successors = []
+        if queued and claim_next:
+            successors = jobs_claim_next_queued(now=now, queue_ids=queued, limit=len(queued))
+        if sum(len(claim.ids) for claim in successors) < len(queued):
+            # Room left that this claim did not fill (a queue another claim held, or with nothing due): the
+            # dispatchers need not wait for their interval to look.
+            queues_room_signal()
     kinds = {job.pk: job.kind for job, _ in results}
     transaction.on_commit(partial(_count_recorded, attempts, kinds, dead, sum(map(len, deferred.values()))))
+    return successors
 
 
 def _count_recorded(attempts: list[dict], kinds: dict, dead: list[str], deferred: int) -> None:
@@ -392,11 +402,11 @@ def _claimed(job_ids: list[str], lease: str, started: datetime) -> list[Job]:
     return [job for job in found if job is not None]
 
 
-def record_results(results: list[tuple[Job, RequestResult]]) -> None:
-    """Record the jobs in one transaction or, when that fails, each job in its own."""
+def record_results(results: list[tuple[Job, RequestResult]], *, claim_next: bool = False) -> list[Claim]:
+    """Record the jobs in one transaction or, when that fails, each job in its own; with `claim_next`, the
+    claims of their queues' next jobs made meanwhile (see `_record`)."""
     try:
-        _record(results, clock.now())
-        return
+        return _record(results, clock.now(), claim_next=claim_next)
     except UNREACHABLE:
         raise
     except Exception:
@@ -406,6 +416,7 @@ def record_results(results: list[tuple[Job, RequestResult]]) -> None:
         _each_alone(
             [job.pk], lambda _, alone=alone: _record(alone, clock.now()), job.lease, result.started, "Recording"
         )
+    return []
 
 
 def jobs_claimed(*, job_ids: list[str], lease: str) -> list[Job]:

@@ -80,7 +80,7 @@ END
 # is counted again under the lock, in QUEUED_CLAIM_SQL). A queue with no room is not locked.
 QUEUES_LOCK_SQL = f"""
 SELECT queue.id FROM jobs_jobqueue AS queue
-WHERE NOT queue.paused
+WHERE NOT queue.paused AND (%(only)s::bigint[] IS NULL OR queue.id = ANY(%(only)s::bigint[]))
     AND EXISTS (
         SELECT FROM jobs_job AS job
         WHERE job.queue_id = queue.id AND job.state IN ('scheduled', 'running') AND job.next_attempt_at <= %(now)s
@@ -160,13 +160,15 @@ class Claim(NamedTuple):
 
 
 def _claim_in_one_statement(
-    *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False
+    *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False, only: list | None = None
 ) -> list[tuple]:
-    """PostgreSQL: the due rows (without a queue, or `queued` ones, once their queues are locked) claimed by
-    one UPDATE, oldest first; (id, attempt count, attempt started, lease) with the first three as they were."""
+    """PostgreSQL: the due rows (without a queue, or `queued` ones, once their queues are locked: those of
+    the queues `only` names, or of any) claimed by one UPDATE, oldest first; (id, attempt count, attempt
+    started, lease) with the first three as they were."""
     lease_ends = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     with connection.cursor() as cursor:
         parameters = {"now": now, "limit": limit, "leases": leases, "chunk": chunk, "lease_ends": lease_ends}
+        parameters["only"] = only
         if queued:
             cursor.execute(QUEUES_LOCK_SQL, parameters)
             parameters["queues"] = [queue_id for (queue_id,) in cursor.fetchall()]
@@ -188,11 +190,13 @@ def _available_tokens(queue: JobQueue, now: datetime) -> float | None:
     return min(queue.burst, queue.tokens + queue.rate_per_second * elapsed)
 
 
-def _queued_due_with_queries(*, now: datetime, limit: int) -> list[tuple]:
-    """Any database: each open queue's due jobs up to its room, the oldest `limit` of them, taking their
-    tokens; (id, attempt count, attempt started), oldest first."""
+def _queued_due_with_queries(*, now: datetime, limit: int, only: list | None = None) -> list[tuple]:
+    """Any database: each open queue's due jobs (of the queues `only` names, or of any) up to its room, the
+    oldest `limit` of them, taking their tokens; (id, attempt count, attempt started), oldest first."""
     due = Job.objects.filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now)
     open_queues = due.filter(queue__isnull=False, queue__paused=False).values_list("queue", flat=True).distinct()
+    if only is not None:
+        open_queues = open_queues.filter(queue__in=only)
     rows = []
     for queue in JobQueue.objects.select_for_update(skip_locked=True).filter(pk__in=list(open_queues)):
         tokens = _available_tokens(queue, now)
@@ -216,11 +220,11 @@ def _queued_due_with_queries(*, now: datetime, limit: int) -> list[tuple]:
 
 
 def _claim_with_queries(
-    *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False
+    *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False, only: list | None = None
 ) -> list[tuple]:
     """Any database: the same claim as a SELECT ... FOR UPDATE SKIP LOCKED and an UPDATE per chunk."""
     if queued:
-        rows = _queued_due_with_queries(now=now, limit=limit)
+        rows = _queued_due_with_queries(now=now, limit=limit, only=only)
     else:
         rows = list(
             Job.objects.select_for_update(skip_locked=True)
@@ -240,30 +244,24 @@ def _claim_with_queries(
     return [(*row, leases[index // chunk]) for index, row in enumerate(rows)]
 
 
-def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
-    """Claim up to `limit` due jobs, counting their attempt, in chunks of JOBS_DELIVERY_CHUNK jobs, each
-    under a new lease of its own: first those of queues with room (as much as each has), then those
-    without a queue, each kind oldest first.
-
-    A job claimed again because its lease expired had its attempt lost: it is recorded so.
-    Call it inside a transaction to hold the claimed rows until that commits.
-    """
-    chunk = settings.JOBS_DELIVERY_CHUNK
+def _claim(**parameters) -> list[tuple]:
     claim = _claim_in_one_statement if connection.vendor == "postgresql" else _claim_with_queries
-    with transaction.atomic():
-        leases = [uuid.uuid4() for _ in range(math.ceil(limit / chunk))]
-        rows = claim(now=now, limit=limit, leases=leases, chunk=chunk, queued=True)
-        rest = limit - len(rows)
-        if rest > 0:
-            leases = [uuid.uuid4() for _ in range(math.ceil(rest / chunk))]
-            rows += claim(now=now, limit=rest, leases=leases, chunk=chunk)
-        Attempt.objects.bulk_create(
-            Attempt(
-                job_id=job_id, number=number, started_at=started, outcome=AttemptOutcome.LOST, error=LOST_ATTEMPT_ERROR
-            )
-            for job_id, number, started, _ in rows
-            if started is not None
-        )
+    return claim(**parameters)
+
+
+def _leases(jobs: int) -> list[uuid.UUID]:
+    """A new lease for each chunk of JOBS_DELIVERY_CHUNK of `jobs` jobs."""
+    return [uuid.uuid4() for _ in range(math.ceil(jobs / settings.JOBS_DELIVERY_CHUNK))]
+
+
+def _claims(rows: list[tuple]) -> list[Claim]:
+    """The claimed rows by their lease; a job claimed again because its lease expired had its attempt
+    lost: it is recorded so. In the claim's transaction."""
+    Attempt.objects.bulk_create(
+        Attempt(job_id=job_id, number=number, started_at=started, outcome=AttemptOutcome.LOST, error=LOST_ATTEMPT_ERROR)
+        for job_id, number, started, _ in rows
+        if started is not None
+    )
     lost = sum(1 for row in rows if row[2] is not None)
     if lost:
         transaction.on_commit(partial(metrics.count, "jobs_delivered", lost, AttemptOutcome.LOST, "unknown"))
@@ -271,6 +269,35 @@ def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
     for job_id, _, _, lease in rows:
         claims.setdefault(lease, []).append(job_id)
     return [Claim(lease, ids) for lease, ids in claims.items()]
+
+
+def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
+    """Claim up to `limit` due jobs, counting their attempt, in chunks of JOBS_DELIVERY_CHUNK jobs, each
+    under a new lease of its own: first those of queues with room (as much as each has), then those
+    without a queue, each kind oldest first.
+
+    Call it inside a transaction to hold the claimed rows until that commits.
+    """
+    chunk = settings.JOBS_DELIVERY_CHUNK
+    with transaction.atomic():
+        rows = _claim(now=now, limit=limit, leases=_leases(limit), chunk=chunk, queued=True)
+        rest = limit - len(rows)
+        if rest > 0:
+            rows += _claim(now=now, limit=rest, leases=_leases(rest), chunk=chunk)
+        return _claims(rows)
+
+
+def jobs_claim_next_queued(*, now: datetime, queue_ids: list[int], limit: int) -> list[Claim]:
+    """Claim up to `limit` due jobs of the queues `queue_ids` names, as many of each as it has room for,
+    as `jobs_claim_due` does. A worker recording a queue's jobs takes that queue's next ones so, in the
+    same transaction (the room they leave is counted), without waiting for a dispatcher and the broker.
+
+    A queue that a claim holds meanwhile is skipped: that claim sees the room.
+    """
+    chunk = settings.JOBS_DELIVERY_CHUNK
+    with transaction.atomic():
+        only = sorted(set(queue_ids))
+        return _claims(_claim(now=now, limit=limit, leases=_leases(limit), chunk=chunk, queued=True, only=only))
 
 
 def jobs_release(*, lease: uuid.UUID, ids: list[uuid.UUID], due_at: datetime | None = None) -> int:

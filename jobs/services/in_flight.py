@@ -8,7 +8,13 @@ records what has finished together, in one transaction for up to RECORD_BATCH jo
 (whatever their chunks), a few statements in all.
 
 At most JOBS_WORKER_MAX_JOBS jobs are held at once; a task handing over more waits
-for room, so a worker takes no more from the queue than it can send. A process that
+for room, so a worker takes no more from the queue than it can send.
+
+Jobs in a queue (`JobQueue`) have a round trip to make: the queue's room comes back only
+when one of its jobs is recorded. So the recorder, in the transaction that records a
+queue's jobs, claims that queue's next due jobs itself (no more than it recorded) and sends
+them in their place, without a dispatcher and the broker in between; and it gathers
+finished jobs for QUEUED_GATHER_SECONDS only once a queued one is among them. A process that
 dies with jobs in flight leaves them running under their leases: a dispatcher claims
 them again when the leases expire (at-least-once), as for any lost worker. A worker
 that is stopped (warm shutdown) first waits for its jobs in flight to be recorded
@@ -29,16 +35,18 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
-from core import outbound
+from core import metrics, outbound
 
 from .. import clock
 from ..models import Job, JobState
-from .delivery import UNREACHABLE, RequestResult, record_results, send
+from .delivery import UNREACHABLE, RequestResult, jobs_claimed, record_results, send
+from .dispatch import Claim, jobs_release
 
 logger = logging.getLogger(__name__)
 
 RECORD_BATCH = 500  # jobs recorded in one transaction at most
 RECORD_GATHER_SECONDS = 0.02  # how long the recorder waits for more finished jobs to record together
+QUEUED_GATHER_SECONDS = 0.002  # no longer than this after a queued job finished: its queue waits for its room
 UNREACHABLE_PAUSE = 1.0  # seconds between tries while the database cannot be reached
 UNREACHABLE_GIVE_UP = 60.0  # then the jobs are left to their leases
 
@@ -72,8 +80,9 @@ class InFlight:
             renewer.start()
             self._renewer = renewer
 
-    def hand_over(self, jobs: list[Job]) -> None:
-        """Send `jobs` and record them as they finish; waits while the process holds JOBS_WORKER_MAX_JOBS."""
+    def hand_over(self, jobs: list[Job], *, wait: bool = True) -> None:
+        """Send `jobs` and record them as they finish; waits while the process holds JOBS_WORKER_MAX_JOBS
+        (unless told not to: the recorder taking the place of jobs it just recorded)."""
         if not jobs:
             return
         limit = settings.JOBS_WORKER_MAX_JOBS
@@ -84,7 +93,8 @@ class InFlight:
                 self._leases[str(job.lease)] += 1
                 self._renew_until[str(job.lease)] = renew_until
             # A chunk larger than the limit is taken once nothing else is held, rather than never.
-            self._room.wait_for(lambda: self._held == 0 or self._held + len(jobs) <= limit)
+            if wait:
+                self._room.wait_for(lambda: self._held == 0 or self._held + len(jobs) <= limit)
             self._held += len(jobs)
         try:
             outbound.submit(self._send_each(jobs))
@@ -132,7 +142,11 @@ class InFlight:
         """The finished jobs: the first one waited for, then whatever finishes within RECORD_GATHER_SECONDS."""
         batch = [self._finished.get()]
         until = time.monotonic() + RECORD_GATHER_SECONDS
+        queued = False
         while len(batch) < RECORD_BATCH:
+            if not queued and batch[-1][0].queue_id is not None:
+                queued = True
+                until = min(until, time.monotonic() + QUEUED_GATHER_SECONDS)
             left = until - time.monotonic()
             try:
                 batch.append(self._finished.get(timeout=left) if left > 0 else self._finished.get_nowait())
@@ -143,12 +157,29 @@ class InFlight:
     def _record_forever(self) -> None:
         while True:
             batch = self._gather()
+            successors: list[Claim] = []
             try:
-                self._record(batch)
+                successors = self._record(batch)
             except Exception:  # the recorder must go on: these jobs are left to their leases
                 logger.exception("Recording %d finished jobs failed; they will be claimed again", len(batch))
             finally:
                 self._let_go([job for job, _ in batch])
+            for claim in successors:
+                self._take_on(claim)
+
+    def _take_on(self, claim: Claim) -> None:
+        """Send the jobs of a claim the recorder made, in the place of those it recorded (not waiting for
+        room: waiting, the recorder would hold up the very jobs that make it); given back if that fails."""
+        try:
+            jobs = jobs_claimed(job_ids=[str(job_id) for job_id in claim.ids], lease=str(claim.lease))
+            metrics.count("jobs_claimed", len(jobs))
+            self.hand_over(jobs, wait=False)
+        except Exception:
+            logger.exception("Sending the %d next queued jobs claimed failed; giving them back", len(claim.ids))
+            try:
+                jobs_release(lease=claim.lease, ids=claim.ids)
+            except Exception:  # left to their lease
+                logger.exception("Giving back %d claimed jobs failed; their lease will expire", len(claim.ids))
 
     # --- the renewer thread -----------------------------------------------------
 
@@ -174,14 +205,14 @@ class InFlight:
                 logger.exception("Renewing the leases of the jobs in flight failed unexpectedly")
 
     @staticmethod
-    def _record(batch: list[tuple[Job, RequestResult]]) -> None:
-        """Record the batch, trying again while the database cannot be reached (for a while)."""
+    def _record(batch: list[tuple[Job, RequestResult]]) -> list[Claim]:
+        """Record the batch, trying again while the database cannot be reached (for a while); the claims
+        of the next jobs of its queues."""
         give_up = time.monotonic() + UNREACHABLE_GIVE_UP
         while True:
             close_old_connections()
             try:
-                record_results(batch)
-                return
+                return record_results(batch, claim_next=True)
             except UNREACHABLE as error:
                 connection.close()
                 if time.monotonic() > give_up:

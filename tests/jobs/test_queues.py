@@ -650,3 +650,46 @@ def test_a_paused_queue_waits_while_the_others_go_and_resuming_wakes_the_dispatc
         stop.set()
         thread.join(timeout=150)
     assert len(requests_to(target, "/paused")) == 1
+
+
+def test_a_worker_recording_a_queued_job_sends_the_queues_next_itself_within_its_room(
+    owner, target, holding, worker, clock
+):
+    user, _ = owner
+    make_queue(user, "one", parallelism=1)
+    held = holding("/one")
+    held.let_go.set()  # answered at once; `most` still counts those answered together
+    jobs = [make_job(user, target.url_for("/one"), queue="one", timeout=30) for _ in range(4)]
+
+    assert dispatch_once() == 1  # the only dispatch: the worker claims the other three, one after the other
+    wait_until(
+        lambda: all(state_of(job) == JobState.SUCCEEDED for job in jobs), what="each job to follow the one before"
+    )
+    assert held.arrived == {"/one": 4}
+    assert held.most == {"/one": 1}
+    assert [list(job.attempts.values_list("outcome", flat=True)) for job in jobs] == [[AttemptOutcome.SUCCEEDED]] * 4
+
+
+def test_a_workers_claim_of_a_queues_next_jobs_keeps_to_its_rate_and_pause(owner, target, holding, worker, clock):
+    user, _ = owner
+    target.expect_request("/hook").respond_with_data("ok")
+    held = holding("/held")
+    make_queue(user, "slow", rate_per_second=1)  # one token, and the clock stands still: no more
+    make_queue(user, "paused", parallelism=1)
+    slow = [make_job(user, target.url_for("/hook"), queue="slow") for _ in range(3)]
+    paused = [make_job(user, target.url_for("/held"), queue="paused", timeout=30) for _ in range(3)]
+
+    assert dispatch_once() == 2
+    wait_until(lambda: held.arrived == {"/held": 1}, what="the paused queue's first job to be under way")
+    services.queue_set(user=user, name="paused", paused=True)
+    held.let_go.set()
+    wait_until(lambda: state_of(slow[0]) == state_of(paused[0]) == JobState.SUCCEEDED, what="the first of each")
+    wait_until(lambda: services.deliveries.held() == 0, what="the worker to be done with them")
+    assert [state_of(job) for job in slow[1:] + paused[1:]] == [JobState.SCHEDULED] * 4
+    assert len(requests_to(target, "/hook")) == 1
+
+    clock.advance(seconds=1)  # a token: one more of "slow" may start
+    assert dispatch_once() == 1
+    wait_until(lambda: state_of(slow[1]) == JobState.SUCCEEDED, what="the second of the rated queue")
+    wait_until(lambda: services.deliveries.held() == 0, what="the worker to be done with it")
+    assert state_of(slow[2]) == JobState.SCHEDULED
