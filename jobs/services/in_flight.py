@@ -63,6 +63,7 @@ class InFlight:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._held = 0
+        self._draining = 0  # drains under way: meanwhile the recorder takes on no queue's next jobs
         self._finished: queue.SimpleQueue[tuple[Job, RequestResult]] = queue.SimpleQueue()
         self._recorder: threading.Thread | None = None
         self._renewer: threading.Thread | None = None
@@ -132,9 +133,15 @@ class InFlight:
             return self._held
 
     def drain(self, timeout: float) -> bool:
-        """Wait until every job handed over has been recorded; whether that happened within `timeout` s."""
+        """Wait until every job handed over has been recorded; whether that happened within `timeout` s.
+        Meanwhile the jobs of queues recorded are not followed by their queues' next ones (a dispatcher
+        claims those), so a queue's backlog cannot keep a stopping worker."""
         with self._room:
-            return self._room.wait_for(lambda: self._held == 0, timeout=timeout)
+            self._draining += 1
+            try:
+                return self._room.wait_for(lambda: self._held == 0, timeout=timeout)
+            finally:
+                self._draining -= 1
 
     # --- the recorder thread ----------------------------------------------------
 
@@ -159,7 +166,7 @@ class InFlight:
             batch = self._gather()
             successors: list[Claim] = []
             try:
-                successors = self._record(batch)
+                successors = self._record(batch, claim_next=not self._draining)
             except Exception:  # the recorder must go on: these jobs are left to their leases
                 logger.exception("Recording %d finished jobs failed; they will be claimed again", len(batch))
             finally:
@@ -205,14 +212,14 @@ class InFlight:
                 logger.exception("Renewing the leases of the jobs in flight failed unexpectedly")
 
     @staticmethod
-    def _record(batch: list[tuple[Job, RequestResult]]) -> list[Claim]:
-        """Record the batch, trying again while the database cannot be reached (for a while); the claims
-        of the next jobs of its queues."""
+    def _record(batch: list[tuple[Job, RequestResult]], *, claim_next: bool) -> list[Claim]:
+        """Record the batch, trying again while the database cannot be reached (for a while); with
+        `claim_next`, the claims of the next jobs of its queues."""
         give_up = time.monotonic() + UNREACHABLE_GIVE_UP
         while True:
             close_old_connections()
             try:
-                return record_results(batch, claim_next=True)
+                return record_results(batch, claim_next=claim_next)
             except UNREACHABLE as error:
                 connection.close()
                 if time.monotonic() > give_up:

@@ -693,3 +693,25 @@ def test_a_workers_claim_of_a_queues_next_jobs_keeps_to_its_rate_and_pause(owner
     wait_until(lambda: state_of(slow[1]) == JobState.SUCCEEDED, what="the second of the rated queue")
     wait_until(lambda: services.deliveries.held() == 0, what="the worker to be done with it")
     assert state_of(slow[2]) == JobState.SCHEDULED
+
+
+def test_a_draining_worker_records_its_queued_jobs_without_taking_on_their_queues_next(
+    owner, target, holding, worker, clock
+):
+    user, _ = owner
+    make_queue(user, "one", parallelism=1)
+    held = holding("/one")
+    jobs = [make_job(user, target.url_for("/one"), queue="one", timeout=30) for _ in range(3)]
+    assert dispatch_once() == 1
+    wait_until(lambda: held.arrived == {"/one": 1}, what="the first job to be under way")
+
+    drained = []
+    draining = threading.Thread(target=lambda: drained.append(services.deliveries.drain(20)))
+    draining.start()
+    wait_until(lambda: services.deliveries._draining == 1, what="the drain to begin")
+    held.let_go.set()
+    draining.join(25)
+
+    assert drained == [True]
+    assert [state_of(job) for job in jobs] == [JobState.SUCCEEDED, JobState.SCHEDULED, JobState.SCHEDULED]
+    assert held.arrived == {"/one": 1}
