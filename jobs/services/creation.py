@@ -25,7 +25,7 @@ from accounts.models import User
 from .. import clock
 from ..errors import JobConflict, JobParameterError
 from ..models import HttpMethod, Job, JobDeduplication, JobKind, JobState
-from .queues import queue_for_job
+from .queues import queue_for_job, queues_hold
 from .recurring import recurring_schedule
 from .scheduling import check_destinations
 
@@ -120,6 +120,7 @@ def jobs_create(*, user: User, jobs: Sequence[Job]) -> list[CreatedJob]:
     new = [job for job in jobs if not job.deduplication_id or holders[job.deduplication_id] == job.id]
     if recurring:
         _check_recurring_room(user=user, new=new)
+    queues_hold(job.queue for job in new if job.queue_id is not None)
     Job.objects.bulk_create(new, batch_size=INSERT_BATCH)
     standing = {job.id: job for job in new}
     earlier = set(holders.values()) - set(standing)

@@ -7,8 +7,10 @@ A queue belongs to one owner, like their jobs; a job names one of its owner's qu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -33,6 +35,33 @@ def queue_for_job(*, user: User, name: str | None) -> JobQueue | None:
             "queue", f"There is no queue named {name!r}: create it first with PUT /api/v1/job-queues/{name}."
         )
     return queue
+
+
+def queues_hold(queues: Iterable[JobQueue | None]) -> None:
+    """Hold the queues that jobs are being saved in until this transaction ends, refusing one removed
+    since it was read (JobParameterError).
+
+    A removal (`queue_delete`, FOR UPDATE) then waits for the jobs' transaction and counts them,
+    or, holding the queue first, has removed it by the time this reads it: without the hold, a job
+    saved in a queue a removal had just locked failed its foreign key at commit. FOR KEY SHARE: job
+    inserts and claims (FOR NO KEY UPDATE) do not wait for it.
+    """
+    named = {queue.pk: queue.name for queue in queues if queue is not None}
+    if not named:
+        return
+    ids = sorted(named)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM jobs_jobqueue WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", [ids])
+            found = {queue_id for (queue_id,) in cursor.fetchall()}
+    else:
+        found = set(JobQueue.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    for queue_id in ids:
+        if queue_id not in found:
+            name = named[queue_id]
+            raise JobParameterError(
+                "queue", f"The queue {name!r} was removed just now: create it again (PUT /api/v1/job-queues/{name})."
+            )
 
 
 @transaction.atomic

@@ -16,7 +16,7 @@ from core.addresses import refusal_for_url
 from .. import clock
 from ..errors import JobConflict, JobNotFound, JobParameterError
 from ..models import Job, JobKind, JobState
-from .queues import queue_for_job
+from .queues import queue_for_job, queues_hold
 from .recurring import recurring_fire_now, recurring_update
 
 # Parameters a job may be given, in the order the docs list them.
@@ -104,6 +104,7 @@ def job_update(*, job: Job, **changes) -> Job:
         changes["retry_schedule"] = changes["retry_schedule"] or None
     if "queue" in changes:
         queue = queue_for_job(user=job.user, name=changes["queue"])
+        queues_hold([queue])
         if job.state == JobState.RUNNING and queue != job.queue:
             raise JobConflict("queue", "The job is running; its queue can be changed once its attempt is recorded.")
         changes["queue"] = queue

@@ -12,6 +12,7 @@ from werkzeug import Response
 
 from jobs import services
 from jobs.dispatcher import dispatch_once, start_dispatcher_thread
+from jobs.errors import JobParameterError
 from jobs.models import AttemptOutcome, Job, JobQueue, JobState
 from jobs.services import dispatch
 
@@ -715,3 +716,95 @@ def test_a_draining_worker_records_its_queued_jobs_without_taking_on_their_queue
     assert drained == [True]
     assert [state_of(job) for job in jobs] == [JobState.SUCCEEDED, JobState.SCHEDULED, JobState.SCHEDULED]
     assert held.arrived == {"/one": 1}
+
+
+def waiting_for_a_lock() -> int:
+    """Sessions of the test database waiting for a row lock now."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def in_a_thread(work) -> tuple[threading.Thread, list]:
+    """Run `work` in a thread of its own (its own database connection); its result or error in the list."""
+    from django.db import connection
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(work())
+        except Exception as error:  # what the test checks
+            outcome.append(error)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.parametrize("how", ["create", "batch", "update"])
+def test_a_job_saved_in_a_queue_being_removed_is_refused_with_a_400_not_a_failed_commit(
+    owner, transactional_db, clock, how
+):
+    user, _ = owner
+    queue = make_queue(user, "going")
+    moved = make_job(user, "https://example.org/moved")
+    removing, removed = threading.Event(), threading.Event()
+
+    def remove_and_hold_until_told():
+        with transaction.atomic():
+            services.queue_delete(queue=queue)
+            removing.set()
+            removed.wait(30)
+
+    remover, _ = in_a_thread(remove_and_hold_until_told)
+    removing.wait(30)
+    save = {
+        "create": lambda: make_job(user, "https://example.org/a", queue="going"),
+        "batch": lambda: services.jobs_create(
+            user=user, jobs=[services.job_new(user=user, uri="https://example.org/b", queue="going")]
+        ),
+        "update": lambda: services.job_update(job=moved, queue="going"),
+    }[how]
+    saver, outcome = in_a_thread(save)
+    wait_until(lambda: waiting_for_a_lock() == 1, what="the save to wait for the removal")
+    removed.set()
+    remover.join(30)
+    saver.join(30)
+
+    [error] = outcome
+    assert isinstance(error, JobParameterError), error
+    assert error.status_code == 400
+    assert "removed just now" in str(error.detail)
+    assert not JobQueue.objects.filter(name="going").exists()
+    assert Job.objects.filter(queue__isnull=False).count() == 0
+
+
+def test_a_queue_removed_while_a_job_is_saved_in_it_waits_and_is_refused_as_not_empty(owner, transactional_db, clock):
+    user, _ = owner
+    queue = make_queue(user, "busy")
+    saving, saved = threading.Event(), threading.Event()
+
+    def save_and_hold_until_told():
+        with transaction.atomic():
+            make_job(user, "https://example.org/a", queue="busy")
+            saving.set()
+            saved.wait(30)
+
+    saver, _ = in_a_thread(save_and_hold_until_told)
+    saving.wait(30)
+    remover, outcome = in_a_thread(lambda: transaction.atomic(services.queue_delete)(queue=queue))
+    wait_until(lambda: waiting_for_a_lock() == 1, what="the removal to wait for the save")
+    saved.set()
+    saver.join(30)
+    remover.join(30)
+
+    [error] = outcome
+    assert error.status_code == 409, error
+    assert Job.objects.get(queue__name="busy").state == JobState.SCHEDULED
