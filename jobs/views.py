@@ -96,10 +96,11 @@ def _batch_jobs(request) -> list[Job]:
     """A batch's jobs, each read and checked as a single create's (not saved yet); JobBatchInvalid
     with the errors of every job that is wrong."""
     checker = JobInputSerializer()  # validates each job as `_job_input` does; its fields are made once, not per job
-    jobs, errors = [], {}
+    jobs, errors, queues = [], {}, {}
     for index, element in enumerate(batch_jobs(request)):
         try:
-            jobs.append(services.job_new(user=request.user, **checker.run_validation(batch_job_parameters(element))))
+            fields = checker.run_validation(batch_job_parameters(element))
+            jobs.append(services.job_new(user=request.user, queues=queues, **fields))
         except (serializers.ValidationError, JobsError) as error:
             errors[index] = parameter_errors(error)
     if errors:

@@ -24,7 +24,7 @@ from accounts.models import User
 
 from .. import clock
 from ..errors import JobConflict, JobParameterError
-from ..models import HttpMethod, Job, JobDeduplication, JobKind, JobState
+from ..models import HttpMethod, Job, JobDeduplication, JobKind, JobQueue, JobState
 from .queues import queue_for_job, queues_hold
 from .recurring import recurring_schedule
 from .scheduling import check_destinations
@@ -55,11 +55,13 @@ def job_new(
     paused: bool | None = None,
     deduplication_id: str | None = None,
     queue: str | None = None,
+    queues: dict[str, JobQueue] | None = None,
 ) -> Job:
     """A request to `uri` at `at` (now when not given), or at every run time of `cron` in `time_zone`
     (JOBS_TIME_ZONE when not given), paused from the start if `paused`, in the owner's queue named
     `queue` if given (a recurring job's firings too); checked and not yet saved:
-    JobParameterError when a destination is refused or the parameters do not go together."""
+    JobParameterError when a destination is refused or the parameters do not go together.
+    `queues`: the owner's queues found so far by name, shared by the jobs of a batch (one query a queue)."""
     check_destinations({"uri": uri, "callback_uri": callback_uri, "failure_callback_uri": failure_callback_uri})
     if cron is None:
         given = next(
@@ -89,7 +91,7 @@ def job_new(
         timeout=timeout or settings.JOBS_DEFAULT_TIMEOUT,
         retry_schedule=retry_schedule or None,
         deduplication_id=deduplication_id or "",
-        queue=queue_for_job(user=user, name=queue),
+        queue=queue_for_job(user=user, name=queue, known=queues),
         state=JobState.SCHEDULED,
         next_attempt_at=at,
     )

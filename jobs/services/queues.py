@@ -25,11 +25,16 @@ from .dispatch import queues_room_signal
 UNCHANGED = object()
 
 
-def queue_for_job(*, user: User, name: str | None) -> JobQueue | None:
-    """The queue of `user` a job names, None for no queue; a name of no queue of theirs is refused."""
+def queue_for_job(*, user: User, name: str | None, known: dict[str, JobQueue] | None = None) -> JobQueue | None:
+    """The queue of `user` a job names, None for no queue; a name of no queue of theirs is refused.
+    `known`: the queues of `user` found so far by name (a batch's jobs), looked in first and added to."""
     if not name:
         return None
+    if known is not None and name in known:
+        return known[name]
     queue = JobQueue.objects.filter(user=user, name=name).first()
+    if known is not None and queue is not None:
+        known[name] = queue
     if queue is None:
         raise JobParameterError(
             "queue", f"There is no queue named {name!r}: create it first with PUT /api/v1/job-queues/{name}."

@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 
 from config.asgi import body_limit
+from jobs import services
 from jobs.dispatcher import dispatch_once
 from jobs.models import Job, JobDeduplication, JobState
 
@@ -255,6 +256,32 @@ def test_a_batch_of_many_jobs_takes_a_few_queries_not_one_per_job(
         again = post_batch(jobs_api, key, jobs)
     assert again.json()["success"]["deduplicated"] == list(range(300))
     assert again.json()["success"]["jobs"] == response.json()["success"]["jobs"]
+
+
+@pytest.mark.django_db
+def test_a_batch_looks_each_queue_up_once_not_once_per_job(owner, jobs_api, clock, django_assert_max_num_queries):
+    user, key = owner
+    for name in ("a", "b"):
+        services.queue_set(user=user, name=name)
+    jobs = [hook(n, queue="ab"[n % 2]) for n in range(300)]
+    with django_assert_max_num_queries(12):
+        response = post_batch(jobs_api, key, jobs)
+    assert response.status_code == 200, response.content
+    assert [job["queue"] for job in response.json()["success"]["jobs"]] == ["ab"[n % 2] for n in range(300)]
+    assert Job.objects.filter(queue__name="a").count() == Job.objects.filter(queue__name="b").count() == 150
+
+
+def test_a_batch_naming_a_queue_that_does_not_exist_gives_the_error_at_each_of_its_jobs(owner, jobs_api, clock):
+    user, key = owner
+    services.queue_set(user=user, name="a")
+    response = post_batch(jobs_api, key, [hook(0, queue="a"), hook(1, queue="nope"), hook(2, queue="nope")])
+    assert response.status_code == 400
+    by_index = {each["index"]: each["error"] for each in response.json()["errors"]}
+    assert sorted(by_index) == [1, 2]
+    assert {error["queue"] for error in by_index.values()} == {
+        "There is no queue named 'nope': create it first with PUT /api/v1/job-queues/nope."
+    }
+    assert Job.objects.count() == 0
 
 
 @pytest.mark.django_db
