@@ -51,18 +51,19 @@ def _count_of_queue(jobs: QuerySet[Job]) -> Coalesce:
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
-def queues_of_user(*, user: User, now: datetime) -> QuerySet[JobQueue]:
-    """`user`'s queues by name, each with its depth (jobs scheduled), its jobs in flight (running) and
-    `oldest_due` (when its oldest due job was due; None when none is): one query, by the queued jobs' indexes."""
+def queues_counted(queues: QuerySet[JobQueue], *, now: datetime) -> QuerySet[JobQueue]:
+    """`queues`, each with its depth (jobs scheduled), its jobs in flight (running) and `oldest_due`
+    (when its oldest due job was due; None when none is): one query, by the queued jobs' indexes."""
     of_queue = Job.objects.filter(queue=OuterRef("pk"))
     oldest_due = of_queue.filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now).order_by("next_attempt_at")
-    return (
-        JobQueue.objects.filter(user=user)
-        .annotate(
-            # A recurring job in the queue is a schedule, not a job waiting to be sent: its firings are.
-            depth=_count_of_queue(of_queue.filter(state=JobState.SCHEDULED).exclude(kind=JobKind.RECURRING)),
-            in_flight=_count_of_queue(of_queue.filter(state=JobState.RUNNING)),
-            oldest_due=Subquery(oldest_due.values("next_attempt_at")[:1]),
-        )
-        .order_by("name")
+    return queues.annotate(
+        # A recurring job in the queue is a schedule, not a job waiting to be sent: its firings are.
+        depth=_count_of_queue(of_queue.filter(state=JobState.SCHEDULED).exclude(kind=JobKind.RECURRING)),
+        in_flight=_count_of_queue(of_queue.filter(state=JobState.RUNNING)),
+        oldest_due=Subquery(oldest_due.values("next_attempt_at")[:1]),
     )
+
+
+def queues_of_user(*, user: User, now: datetime) -> QuerySet[JobQueue]:
+    """`user`'s queues by name, counted as `queues_counted` does."""
+    return queues_counted(JobQueue.objects.filter(user=user), now=now).order_by("name")
