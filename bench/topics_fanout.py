@@ -6,7 +6,7 @@
 (b) 10,000 idle subscribers (half long poll, half SSE) held by one web process:
     its memory per subscriber, and how long one publish takes to reach them all.
 
-    .venv/bin/python bench/topics_fanout.py [--subscribers 100] [--idle 10000] [--rates 50,100,200,400] [--seconds 5]
+    .venv/bin/python bench/topics_fanout.py [--subscribers 100] [--idle 10000] [--rates 50,100,200,300,400] [--seconds 5]
 
 Needs PostgreSQL and Redis on 127.0.0.1. Uses the database `bench_topics` and
 Redis database 10; all traffic stays on loopback and the run stops by itself.
@@ -31,7 +31,7 @@ DATABASE = "bench_topics"
 REDIS_PORT, REDIS_DB = 6379, "10"
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_DB}"
 PORT = 18711
-RATES = (50, 100, 200, 400)
+RATES = (50, 100, 200, 300, 400)
 SECONDS_PER_RATE = 5
 PUBLISHERS = 4  # kept-alive publisher connections, ours and the baseline's
 SETTLE_SECONDS = 3
