@@ -6,7 +6,8 @@
 (b) 10,000 idle subscribers (half long poll, half SSE) held by one web process:
     its memory per subscriber, and how long one publish takes to reach them all.
 
-    .venv/bin/python bench/topics_fanout.py [--subscribers 100] [--idle 10000] [--rates 50,100,200,300,400] [--seconds 5]
+    .venv/bin/python bench/topics_fanout.py [--subscribers 100] [--idle 10000] [--rates 50,100,200,300,400] \
+        [--seconds 5] [--http httptools|h11]
 
 Needs PostgreSQL and Redis on 127.0.0.1. Uses the database `bench_topics` and
 Redis database 10; all traffic stays on loopback and the run stops by itself.
