@@ -74,20 +74,17 @@ class Message:
         value = {"binary": base64.b64encode(self.value).decode()} if self.binary else {"text": self.value.decode()}
         return {"topic_sequence_number": self.seq, "sequence_page": self.page, "value": value}
 
-    # Encoded once per message, however many subscribers take it from a feed's ring.
+    # Encoded once per message (each form when first asked for), however many subscribers take it
+    # from a feed's ring; the JSON itself is not kept, only the forms sent.
     @cached_property
     def item_json(self) -> bytes:
         """The message as a long poll's item: `{"item": {...}}`."""
-        return b'{"item": ' + self._json + b"}"
+        return b'{"item": ' + json.dumps(self.as_json()).encode() + b"}"
 
     @cached_property
     def sse_frame(self) -> bytes:
         """The message as a Server-Sent Event: `id: <page>:<seq>`, the item as `data`."""
-        return b"id: %d:%d\ndata: %s\n\n" % (self.page, self.seq, self._json)
-
-    @cached_property
-    def _json(self) -> bytes:
-        return json.dumps(self.as_json()).encode()
+        return b"id: %d:%d\ndata: %s\n\n" % (self.page, self.seq, json.dumps(self.as_json()).encode())
 
 
 @dataclass(frozen=True)
