@@ -87,9 +87,10 @@ async def atoken_authenticate(raw: str) -> ApiToken:
     return token_check(await _recent.get(token_digest(raw), raw))
 
 
-def trusted_token(raw: str):
-    """The token a trusted check of `raw` found, without checking again; MISSING when none is trusted now."""
-    return _recent.peek(token_digest(raw))
+def trusted_token(raw: str, digest: str | None = None):
+    """The token a trusted check of `raw` found, without checking again; MISSING when none is trusted now.
+    `digest`: `raw`'s digest, when the caller keeps it (a stream that checks on every wake)."""
+    return _recent.peek(digest or token_digest(raw))
 
 
 def forget_recent_tokens() -> None:

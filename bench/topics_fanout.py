@@ -6,7 +6,8 @@
 (b) 10,000 idle subscribers (half long poll, half SSE) held by one web process:
     its memory per subscriber, and how long one publish takes to reach them all.
 
-    .venv/bin/python bench/topics_fanout.py [--subscribers 100] [--idle 10000]
+    .venv/bin/python bench/topics_fanout.py [--subscribers 100] [--idle 10000] [--rates 50,100,200,300,400] \
+        [--seconds 5] [--http httptools|h11]
 
 Needs PostgreSQL and Redis on 127.0.0.1. Uses the database `bench_topics` and
 Redis database 10; all traffic stays on loopback and the run stops by itself.
@@ -15,19 +16,25 @@ Redis database 10; all traffic stays on loopback and the run stops by itself.
 import argparse
 import asyncio
 import contextlib
+import json
+import os
+import re
 import resource
 import statistics
 import time
 from pathlib import Path
 
+import hiredis
 import redis.asyncio
 from common import heading, prepare_service, service_environment, start_uvicorn, write_results
 
 DATABASE = "bench_topics"
-REDIS_URL = "redis://127.0.0.1:6379/10"
+REDIS_PORT, REDIS_DB = 6379, "10"
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/{REDIS_DB}"
 PORT = 18711
-RATES = (50, 100, 200, 400)
+RATES = (50, 100, 200, 300, 400)
 SECONDS_PER_RATE = 5
+PUBLISHERS = 4  # kept-alive publisher connections, ours and the baseline's
 SETTLE_SECONDS = 3
 
 
@@ -71,14 +78,39 @@ async def open_subscriber(
     return reader, writer
 
 
-async def read_sse(reader: asyncio.StreamReader, latencies: list[float], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        line = await reader.readline()
-        if not line:
-            return
-        if line.startswith(b"data: "):  # ... "value": {"text": "<publish time in ms>"}}
-            sent = float(line.rsplit(b'"text": "', 1)[1].split(b'"', 1)[0])
-            latencies.append(time.time() * 1000 - sent)
+# An SSE event's data ends with the message's value: ... "value": {"text": "<publish time in ms>"}}
+SENT = re.compile(rb'"text": "([0-9.]+)"')
+DISCONTINUITY = re.compile(rb"event: discontinuity\ndata: ([^\n]*)\n")
+
+
+class Tally:
+    """What the subscribers of one round received: latencies, and the messages they were told they missed."""
+
+    def __init__(self):
+        self.latencies: list[float] = []
+        self.discontinuities = 0
+        self.skipped = 0
+
+    @property
+    def accounted(self) -> int:
+        return len(self.latencies) + self.skipped
+
+
+async def read_sse(reader: asyncio.StreamReader, tally: Tally) -> None:
+    """Whole events from the stream, as they come: a chunk at a time, parsed without a per-line loop."""
+    pending = b""
+    while chunk := await reader.read(262144):
+        now = time.time() * 1000
+        pending += chunk
+        end = pending.rfind(b"\n\n") + 2
+        if end < 2:
+            continue
+        events, pending = pending[:end], pending[end:]
+        tally.latencies.extend(now - float(sent) for sent in SENT.findall(events))
+        for data in DISCONTINUITY.findall(events):
+            gap = json.loads(data)
+            tally.discontinuities += 1
+            tally.skipped += max(gap["new_topic_sequence"] - gap["last_topic_sequence"] - 1, 0)
 
 
 class Publisher:
@@ -107,11 +139,11 @@ class Publisher:
             raise RuntimeError(f"publish failed: {status!r}")
 
 
-async def paced(rate: int, send) -> int:
-    """Start `send` `rate` times a second for SECONDS_PER_RATE, each on time whether or not
+async def paced(rate: int, seconds: int, send) -> int:
+    """Start `send` `rate` times a second for `seconds`, each on time whether or not
     the previous one has finished; how many were sent."""
     count, start, pending = 0, time.perf_counter(), []
-    total = rate * SECONDS_PER_RATE
+    total = rate * seconds
     while count < total:
         delay = start + count / rate - time.perf_counter()
         if delay > 0:
@@ -125,7 +157,7 @@ async def paced(rate: int, send) -> int:
 class PublisherPool:
     """A few kept-alive publisher connections, each used by one publish at a time."""
 
-    def __init__(self, token: str, topic: str, size: int = 4):
+    def __init__(self, token: str, topic: str, size: int = PUBLISHERS):
         self.publishers = [Publisher(token, topic) for _ in range(size)]
         self.free: asyncio.Queue = asyncio.Queue()
 
@@ -147,72 +179,105 @@ class PublisherPool:
             self.free.put_nowait(publisher)
 
 
-async def fanout_service(token: str, subscribers: int) -> list[dict]:
+async def until_accounted(tally: Tally, expected: int) -> None:
+    """Until every message sent is received or announced missed, or 10 s pass."""
+    deadline = time.perf_counter() + 10
+    while tally.accounted < expected and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def fanout_service(token: str, subscribers: int, rates: list[int], seconds: int) -> list[dict]:
     results = []
-    for rate in RATES:
+    for rate in rates:
         topic = f"fanout-{rate}"
-        latencies: list[float] = []
-        stop = asyncio.Event()
+        tally = Tally()
         connections = [await open_subscriber(token, sse=True, topic=topic) for _ in range(subscribers)]
-        readers = [asyncio.ensure_future(read_sse(r, latencies, stop)) for r, _ in connections]
+        readers = [asyncio.ensure_future(read_sse(r, tally)) for r, _ in connections]
         await asyncio.sleep(1)
         async with PublisherPool(token, topic) as publisher:
             start = time.perf_counter()
-            sent = await paced(rate, publisher.publish)
-            expected = sent * subscribers
-            deadline = time.perf_counter() + 10
-            while len(latencies) < expected and time.perf_counter() < deadline:
-                await asyncio.sleep(0.05)
+            sent = await paced(rate, seconds, publisher.publish)
+            await until_accounted(tally, sent * subscribers)
             elapsed = time.perf_counter() - start
-        stop.set()
         for task in readers:
             task.cancel()
         for _, writer in connections:
             writer.close()
-        results.append(summary(rate, subscribers, latencies, expected, elapsed))
+        results.append(summary(rate, tally, sent * subscribers, elapsed))
     return results
 
 
-async def pubsub_round(rate: int, subscribers: int) -> dict:
+class PubSubSubscriber:
+    """One subscriber of a Redis channel on a connection of its own, its replies parsed by
+    hiredis (as redis-py parses them) a chunk at a time."""
+
+    def __init__(self, channel: str, tally: Tally):
+        self.channel, self.tally = channel.encode(), tally
+
+    async def start(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", REDIS_PORT)
+        command = [b"SELECT", REDIS_DB.encode()], [b"SUBSCRIBE", self.channel]
+        self.writer.write(b"".join(resp_command(*words) for words in command))
+        self.parser = hiredis.Reader()
+        while True:  # +OK, then the subscription's confirmation
+            self.parser.feed(await self.reader.read(65536))
+            while (reply := self.parser.gets()) is not False:
+                if isinstance(reply, list) and reply[0] == b"subscribe":
+                    return
+
+    async def listen(self) -> None:
+        latencies, parser = self.tally.latencies, self.parser
+        while chunk := await self.reader.read(262144):
+            now = time.time() * 1000
+            parser.feed(chunk)
+            while (reply := parser.gets()) is not False:
+                latencies.append(now - float(reply[2]))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def resp_command(*words: bytes) -> bytes:
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(word), word) for word in words)
+
+
+async def pubsub_round(rate: int, subscribers: int, seconds: int) -> dict:
     channel = f"bench-fanout-{rate}"
-    latencies: list[float] = []
-    clients = [redis.asyncio.Redis.from_url(REDIS_URL) for _ in range(subscribers)]
-    pubsubs = [client.pubsub() for client in clients]
-    for pubsub in pubsubs:
-        await pubsub.subscribe(channel)
-
-    async def listen(pubsub) -> None:
-        async for message in pubsub.listen():
-            if message["type"] == "message":
-                latencies.append(time.time() * 1000 - float(message["data"]))
-
-    listeners = [asyncio.ensure_future(listen(p)) for p in pubsubs]
-    # As many publishes in flight as the rate needs (redis-py's default pool stops at 100 connections).
-    publisher = redis.asyncio.Redis.from_url(REDIS_URL, max_connections=10_000)
+    tally = Tally()
+    clients = [PubSubSubscriber(channel, tally) for _ in range(subscribers)]
+    for client in clients:
+        await client.start()
+    listeners = [asyncio.ensure_future(client.listen()) for client in clients]
+    # Publishers shaped as ours: PUBLISHERS kept-alive connections, a publish waiting for a free one
+    # (a pool that opened one per publish in flight would stop at redis-py's 100 connections, or grow without bound).
+    pool = redis.asyncio.BlockingConnectionPool.from_url(REDIS_URL, max_connections=PUBLISHERS, timeout=None)
+    publisher = redis.asyncio.Redis(connection_pool=pool)
     start = time.perf_counter()
-    sent = await paced(rate, lambda text: publisher.publish(channel, text))
-    expected = sent * subscribers
-    deadline = time.perf_counter() + 10
-    while len(latencies) < expected and time.perf_counter() < deadline:
-        await asyncio.sleep(0.05)
+    sent = await paced(rate, seconds, lambda text: publisher.publish(channel, text))
+    await until_accounted(tally, sent * subscribers)
     elapsed = time.perf_counter() - start
     for task in listeners:
         task.cancel()
-    for client in [*clients, publisher]:
-        await client.aclose()
-    return summary(rate, subscribers, latencies, expected, elapsed)
+    for client in clients:
+        client.close()
+    await publisher.aclose()
+    await pool.aclose()
+    return summary(rate, tally, sent * subscribers, elapsed)
 
 
-async def fanout_pubsub(subscribers: int) -> list[dict]:
+async def fanout_pubsub(subscribers: int, rates: list[int], seconds: int) -> list[dict]:
     """The baseline: the same fan-out with Redis pub/sub, one connection per subscriber."""
-    return [await pubsub_round(rate, subscribers) for rate in RATES]
+    return [await pubsub_round(rate, subscribers, seconds) for rate in rates]
 
 
-def summary(rate: int, subscribers: int, latencies: list[float], expected: int, elapsed: float) -> dict:
+def summary(rate: int, tally: Tally, expected: int, elapsed: float) -> dict:
+    latencies = tally.latencies
     return {
         "rate": rate,
         "expected": expected,
         "delivered": len(latencies),
+        "skipped": tally.skipped,
+        "discontinuities": tally.discontinuities,
         "per_second": len(latencies) / elapsed,
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p99": percentile(latencies, 0.99),
@@ -271,14 +336,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument("--rates", default=",".join(map(str, RATES)), help="publishes/s, one round each")
+    parser.add_argument("--seconds", type=int, default=SECONDS_PER_RATE, help="of publishing, per round")
+    parser.add_argument("--http", choices=["httptools", "h11"], default="httptools", help="uvicorn's parser")
     args = parser.parse_args()
+    rates = [int(rate) for rate in args.rates.split(",")]
     raise_file_limit()
     token = prepare()
     asyncio.run(redis.asyncio.Redis.from_url(REDIS_URL).flushdb())
-    server = start_uvicorn("config.asgi:application", PORT, env=environment(), preexec_fn=raise_file_limit)
+    server = start_uvicorn(
+        "config.asgi:application", PORT, env=environment(), http=args.http, preexec_fn=raise_file_limit
+    )
     try:
-        ours = asyncio.run(fanout_service(token, args.subscribers))
-        baseline = asyncio.run(fanout_pubsub(args.subscribers))
+        ours = asyncio.run(fanout_service(token, args.subscribers, rates, args.seconds))
+        baseline = asyncio.run(fanout_pubsub(args.subscribers, rates, args.seconds))
         idle = asyncio.run(idle_subscribers(token, args.idle, server.pid))
     finally:
         server.stop(grace=30)
@@ -286,20 +357,24 @@ def main() -> None:
     lines = [
         *heading(
             "Topics fan-out vs Redis pub/sub",
-            f"; one uvicorn worker; the client on the same cores; {SECONDS_PER_RATE} s per rate; loopback.",
+            f"; one uvicorn worker ({args.http}); the client on the same cores; {args.seconds} s per rate; "
+            f"{PUBLISHERS} publisher connections each; loopback; load average {os.getloadavg()[0]:.2f} at the end.",
         ),
         "",
-        f"(a) {args.subscribers} SSE subscribers on one topic",
+        f"(a) {args.subscribers} SSE subscribers on one topic. Delivered: received / sent to all; "
+        "announced: skipped past with a discontinuity.",
         "",
-        "| publishes/s | ours delivered/s | ours p50 ms | ours p99 ms | ours delivered | pub/sub delivered/s "
-        "| pub/sub p50 ms | pub/sub p99 ms | pub/sub delivered |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| publishes/s | ours delivered/s | ours p50 ms | ours p99 ms | ours delivered | ours announced "
+        "| pub/sub delivered/s | pub/sub p50 ms | pub/sub p99 ms | pub/sub delivered | ours / pub/sub |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for mine, base in zip(ours, baseline, strict=True):
         lines.append(
             f"| {mine['rate']} | {mine['per_second']:.0f} | {mine['p50']:.1f} | {mine['p99']:.1f} "
-            f"| {mine['delivered']}/{mine['expected']} | {base['per_second']:.0f} | {base['p50']:.1f} "
-            f"| {base['p99']:.1f} | {base['delivered']}/{base['expected']} |"
+            f"| {mine['delivered']}/{mine['expected']} | {mine['skipped']} in {mine['discontinuities']} "
+            f"| {base['per_second']:.0f} | {base['p50']:.1f} | {base['p99']:.1f} "
+            f"| {base['delivered']}/{base['expected']} "
+            f"| {mine['per_second'] / base['per_second']:.2f} |"
         )
     lines += [
         "",
@@ -308,7 +383,8 @@ def main() -> None:
         f"process memory {idle['rss_before_mib']:.0f} MiB before, {idle['rss_held_mib']:.0f} MiB holding them "
         f"({idle['per_subscriber_kib']:.1f} KiB per subscriber).",
     ]
-    write_results("topics-fanout", "\n".join(lines) + "\n")
+    name = "topics-fanout" if args.http == "httptools" else f"topics-fanout-{args.http}"
+    write_results(name, "\n".join(lines) + "\n", stamp="%Y-%m-%d-%H%M")
 
 
 if __name__ == "__main__":

@@ -347,6 +347,10 @@ TOPICS_BATCH_SIZE = env_int("TOPICS_BATCH_SIZE", 100, minimum=1)
 TOPICS_SSE_HEARTBEAT_SECONDS = env_int("TOPICS_SSE_HEARTBEAT_SECONDS", 15, minimum=1)
 # Messages of each topic a web process keeps in memory to serve its subscribers.
 TOPICS_FEED_BUFFER = env_int("TOPICS_FEED_BUFFER", 1000, minimum=1)
+# How far (in messages) a subscriber that had caught up may fall behind the newest before it is
+# skipped ahead to it with a discontinuity (at most TOPICS_FEED_BUFFER): a reader too slow to
+# keep up costs the process neither memory nor time, and keeps getting the newest messages.
+TOPICS_SUBSCRIBER_MAX_LAG = env_int("TOPICS_SUBSCRIBER_MAX_LAG", 200, minimum=1)
 # `<cache>/<topic>` the messaging store publishes its events to (docs/events.md); unset: none.
 MESSAGING_EVENTS_TOPIC = env_str("MESSAGING_EVENTS_TOPIC")
 require(

@@ -8,6 +8,7 @@ database connection: they wait on their topic's feed (see feed.py).
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from accounts.authentication import atoken_authenticate, lean_authenticate, trusted_token
-from accounts.models import ApiToken
+from accounts.models import ApiToken, token_digest
 from accounts.scopes import describe_missing
 from cache_api.keys import cache_name_error
 from cache_api.selectors import acache_info, trusted_cache_info
@@ -39,7 +40,7 @@ from core.redis import REDIS_ERRORS
 
 from .feed import feed_join, feed_leave
 from .store import TopicRef, topic_publish
-from .subscribe import Cursor, collect, cursor_start, wait_for
+from .subscribe import Cursor, Entry, collect, cursor_start, delivered, max_lag, wait_for
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ TOPIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # whole names only
 TOPIC_RULE = "A topic name is 1 to 128 characters: letters, digits, '-', '_' and '.', starting with a letter or digit."
 TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded")
 EVENT_ID = re.compile(r"([0-9]+):([0-9]+)")  # ASCII digits: \d takes other scripts' too
+SSE_WRITE_BYTES = 65_536  # a stream's events are written in pieces of about this size
 
 
 def parse_path(request: Request) -> tuple[str, str]:
@@ -178,9 +180,10 @@ class Rechecks:
     def __init__(self, request: Request, topic: TopicRef):
         self.request, self.topic = request, topic
         self._passed: tuple | None = None  # (token, cache info) of the last full check
+        self._digest = token_digest(request.raw_token)
 
     def _trusted(self) -> tuple:
-        return trusted_token(self.request.raw_token), trusted_cache_info(self.topic.cache_name)
+        return trusted_token(self.request.raw_token, self._digest), trusted_cache_info(self.topic.cache_name)
 
     async def __call__(self) -> None:
         if self._passed is not None:
@@ -210,16 +213,25 @@ async def long_poll(request: Request, topic: TopicRef, cursor: Cursor, subscribe
     finally:
         feed_leave(feed, subscriber.waiter)
     await recheck(request, topic)
-    metrics.count("topics_deliveries", sum(1 for entry in items if "item" in entry), "long_poll")
-    return Response(200, json.dumps({"items": items}).encode(), "application/json", [("cache-control", "no-store")])
+    metrics.count("topics_deliveries", delivered(items), "long_poll")
+    body = b'{"items": [' + b", ".join(entry.item_json for entry in items) + b"]}"
+    return Response(200, body, "application/json", [("cache-control", "no-store")])
 
 
-def sse_event(entry: dict) -> bytes:
-    if "item" in entry:
-        message = entry["item"]
-        event_id = f"{message['sequence_page']}:{message['topic_sequence_number']}"
-        return f"id: {event_id}\ndata: {json.dumps(message)}\n\n".encode()
-    return f"event: discontinuity\ndata: {json.dumps(entry['discontinuity'])}\n\n".encode()
+def sse_writes(entries: list[Entry]) -> list[bytes]:
+    """The entries' events, in writes of about SSE_WRITE_BYTES (one event at least): a write is
+    sent only once the client has taken the one before (see `stream`)."""
+    writes, pending, size = [], [], 0
+    for entry in entries:
+        frame = entry.sse_frame
+        if pending and size + len(frame) > SSE_WRITE_BYTES:
+            writes.append(b"".join(pending))
+            pending, size = [], 0
+        pending.append(frame)
+        size += len(frame)
+    if pending:
+        writes.append(pending[0] if len(pending) == 1 else b"".join(pending))
+    return writes
 
 
 async def stream(
@@ -243,29 +255,46 @@ async def stream(
     )
     ending = b""
     rechecked = Rechecks(request, topic)
+    loop = asyncio.get_running_loop()
+    heartbeat, limit, lag = settings.TOPICS_SSE_HEARTBEAT_SECONDS, settings.TOPICS_BATCH_SIZE, max_lag()
+    expiry = math.inf  # wake when the token expires, to end the stream then
+    if token.expires_at is not None:
+        expiry = loop.time() + max(token.expires_at.timestamp() - time.time(), 0.05)
+    # One timer wakes the subscriber for a keep-alive (or its token's expiry); it is set again only
+    # when it has fired, not on every wake: a busy stream pays for it once per heartbeat.
+    quiet_until = loop.time() + heartbeat  # a keep-alive is due then, if nothing was sent before
+    timer = loop.call_at(min(quiet_until, expiry), subscriber.waiter.set)
+    body = {"type": "http.response.body", "body": b"", "more_body": True}
     try:
-        await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+        await send({**body, "body": b": connected\n\n"})
         while not subscriber.disconnected:
             subscriber.waiter.clear()
-            items, cursor = await collect(topic, feed, cursor, settings.TOPICS_BATCH_SIZE)
+            entries, cursor = await collect(topic, feed, cursor, limit, lag)
             try:  # before anything is delivered, and on every wake
                 await rechecked()
             except HTTPError as error:
                 ending = f"event: end\ndata: {json.dumps({'reason': error.message})}\n\n".encode()
                 break
-            if items:
-                await send({"type": "http.response.body", "body": b"".join(map(sse_event, items)), "more_body": True})
-                metrics.count("topics_deliveries", sum(1 for entry in items if "item" in entry), "stream")
+            now = loop.time()
+            if entries:
+                # Each write waits until the client has taken the last (uvicorn's flow control): what a
+                # slow reader holds here is bounded, and it is skipped ahead once it is too far behind.
+                for write in sse_writes(entries):
+                    await send({**body, "body": write})
+                metrics.count("topics_deliveries", delivered(entries), "stream")
+                quiet_until = now + heartbeat
                 continue
-            wait = settings.TOPICS_SSE_HEARTBEAT_SECONDS
-            if token.expires_at is not None:  # wake when it expires, to end the stream then
-                wait = min(wait, max(token.expires_at.timestamp() - time.time(), 0.05))
-            if not await wait_for(subscriber.waiter, wait):
-                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+            if now >= quiet_until:
+                await send({**body, "body": b": keep-alive\n\n"})
+                quiet_until = now + heartbeat
+            if timer.when() <= now:
+                timer = loop.call_at(max(min(quiet_until, expiry), now + 0.01), subscriber.waiter.set)
+            await subscriber.waiter.wait()
     except (*REDIS_ERRORS, DatabaseError) as error:
         logger.warning("Topic stream %s ended: %s", topic.key, error)
         ending = b'event: end\ndata: {"reason": "The service cannot reach its storage; reconnect to resume."}\n\n'
     finally:
+        timer.cancel()
         feed_leave(feed, subscriber.waiter)
     if not subscriber.disconnected:
         await send({"type": "http.response.body", "body": ending, "more_body": False})

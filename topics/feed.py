@@ -7,7 +7,6 @@ reads something (one `Event.set()` per subscriber: no task, no Redis call).
 """
 
 import asyncio
-import itertools
 import logging
 import weakref
 from collections import deque
@@ -19,6 +18,8 @@ from core.redis import REDIS_ERRORS, get_async_data_redis
 from .store import Message, TopicRef, messages_from, topic_state
 
 logger = logging.getLogger(__name__)
+
+EMPTY = Message(page=0, seq=0, binary=False, value=b"")  # no sequence number starts a read
 
 BLOCK_MS = 2000  # one blocking read's wait (at most); a quiet feed checks its page this often
 LINGER_SECONDS = 10  # a feed with no subscriber stops after this
@@ -33,6 +34,7 @@ class TopicFeed:
         self.page: int | None = None
         self.next_seq = 1  # the sequence number after the last one read
         self.ring: deque[Message] = deque(maxlen=settings.TOPICS_FEED_BUFFER)
+        self.last_read: list[Message] = [EMPTY]  # what the last read found (the newest of the ring)
         self.waiters: set[asyncio.Event] = set()
         self.ready = asyncio.Event()
         self.error: Exception | None = None
@@ -55,15 +57,20 @@ class TopicFeed:
         return seq == self.next_seq or (bool(self.ring) and self.ring[0].seq <= seq < self.next_seq)
 
     def messages_from(self, seq: int, limit: int) -> list[Message]:
+        """Up to `limit` messages from `seq` on (which `covers` says the ring has). The one read
+        last is the same list for every subscriber that was up to date: the common case costs no copy."""
         if seq >= self.next_seq:
             return []
-        start = seq - self.ring[0].seq
-        return list(itertools.islice(self.ring, start, start + limit))
+        if seq == self.last_read[0].seq and len(self.last_read) <= limit:
+            return self.last_read
+        behind = self.next_seq - seq  # counted from the ring's newest end, where subscribers are
+        return [self.ring[index] for index in range(-behind, min(-behind + limit, 0))]
 
     async def _restart(self) -> None:
         state = await topic_state(self.topic)
         self.page, self.next_seq = state.page, state.last_seq + 1
         self.ring.clear()
+        self.last_read = [EMPTY]
 
     def _should_stop(self) -> bool:
         loop = asyncio.get_running_loop()
@@ -114,6 +121,7 @@ class TopicFeed:
             if messages[0].seq != self.next_seq:  # some were trimmed before this read: not contiguous
                 self.ring.clear()
             self.ring.extend(messages)
+            self.last_read = messages[-self.ring.maxlen :]
             self.next_seq = messages[-1].seq + 1
             self._wake()
             await asyncio.sleep(COALESCE_SECONDS)

@@ -12,8 +12,10 @@ topic's two keys alone (they share a hash tag: see cache_api/keys.py).
 """
 
 import base64
+import json
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.conf import settings
 
@@ -71,6 +73,18 @@ class Message:
     def as_json(self) -> dict:
         value = {"binary": base64.b64encode(self.value).decode()} if self.binary else {"text": self.value.decode()}
         return {"topic_sequence_number": self.seq, "sequence_page": self.page, "value": value}
+
+    # Encoded once per message (each form when first asked for), however many subscribers take it
+    # from a feed's ring; the JSON itself is not kept, only the forms sent.
+    @cached_property
+    def item_json(self) -> bytes:
+        """The message as a long poll's item: `{"item": {...}}`."""
+        return b'{"item": ' + json.dumps(self.as_json()).encode() + b"}"
+
+    @cached_property
+    def sse_frame(self) -> bytes:
+        """The message as a Server-Sent Event: `id: <page>:<seq>`, the item as `data`."""
+        return b"id: %d:%d\ndata: %s\n\n" % (self.page, self.seq, json.dumps(self.as_json()).encode())
 
 
 @dataclass(frozen=True)

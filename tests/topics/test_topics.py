@@ -1,4 +1,6 @@
 import base64
+import json
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -305,6 +307,76 @@ def test_sse_ends_when_the_cache_is_deleted(live, chat, token, settings):
     Cache.objects.filter(pk=chat.pk).delete()
     assert events.ended.wait(10)
     assert events.events[-1] == {"event": "end", "data": '{"reason": "Cache Not Found"}'}
+
+
+class StuckSubscriber:
+    """An SSE subscriber on a plain socket that reads nothing after its stream opens (until told
+    to), with a small receive buffer: a client too slow for what is published."""
+
+    def __init__(self, base: str, raw: str):
+        host, port = base.removeprefix("http://").split(":")
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.socket.settimeout(30)
+        self.socket.connect((host, int(port)))
+        self.socket.sendall(
+            f"GET /topics/chat/room?token={raw} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n".encode()
+        )
+        self.received = b""
+        while b": connected" not in self.received:
+            self.received += self.socket.recv(4096)
+
+    def read_until(self, text: bytes) -> list[dict]:
+        """Read on until the event with `text` has come whole; the stream's events so far."""
+        while text not in self.received or b"\n\n" not in self.received[self.received.index(text) :]:
+            self.received += self.socket.recv(65536)
+        self.socket.close()
+        head, _, chunked = self.received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+        body = b""
+        while chunked:
+            size, _, rest = chunked.partition(b"\r\n")
+            body, chunked = body + rest[: int(size, 16)], rest[int(size, 16) + 2 :]
+        events = []
+        for block in body.decode().split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+            if fields:
+                events.append(fields)
+        return events
+
+
+def test_a_subscriber_too_slow_to_keep_up_is_skipped_ahead_with_a_discontinuity(live, chat, token, settings):
+    settings.TOPICS_SUBSCRIBER_MAX_LAG = 20
+    raw = token()
+    stuck = StuckSubscriber(live.url, raw)
+    other = EventStream(f"{live.url}/topics/chat/room?token={raw}")
+    assert other.wait_for_comment("connected")
+    count, size = 300, 60_000  # 18 MB: far more than the socket buffers between the stuck client and the server
+    for number in range(1, count + 1):
+        assert publish(live.url, raw, f"{number:04}" + "x" * size).status_code == 204
+
+    # The other subscriber got everything, in order, while the stuck one read nothing.
+    got = other.wait_for(count, timeout=60)
+    page = int(got[0]["id"].split(":")[0])
+    assert [event["id"] for event in got] == [f"{page}:{number}" for number in range(1, count + 1)]
+
+    # The stuck one, reading at last: skipped ahead, told so, then the newest messages and none twice.
+    events = stuck.read_until(f"id: {page}:{count}\n".encode())
+    gaps = [json.loads(event["data"]) for event in events if event.get("event") == "discontinuity"]
+    assert gaps and all(gap["new_sequence_page"] == page for gap in gaps)
+    expected, skipped = 1, 0
+    for event in events:
+        if event.get("event") == "discontinuity":
+            gap = json.loads(event["data"])
+            assert gap["last_topic_sequence"] == expected - 1 and gap["new_topic_sequence"] > expected
+            skipped += gap["new_topic_sequence"] - expected
+            expected = gap["new_topic_sequence"]
+        else:
+            assert event["id"] == f"{page}:{expected}"
+            assert json.loads(event["data"])["value"]["text"].startswith(f"{expected:04}")
+            expected += 1
+    assert expected == count + 1
+    assert skipped > count // 2  # what it could not take was skipped, not buffered for it
 
 
 # --- CORS ----------------------------------------------------------------------------------------
