@@ -57,7 +57,7 @@ topology-ha: $(DEV_STAMP)
 
 # Every benchmark at a tiny size, its tables to var/bench-smoke/: proves they still run (the figures mean nothing).
 bench-smoke: $(DEV_STAMP)
-	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/cache_http.py --seconds 1
+	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/cache_http.py --seconds 1 --rate-seconds 1
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/metrics_cost.py --calls 1000
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/subscriptions_send.py --subscriptions 300 --events
 	BENCH_RESULTS_DIR=var/bench-smoke $(VENV)/bin/python bench/jobs_dispatch.py --burst 200 --spread 50 \

@@ -1,10 +1,15 @@
 """Cache data API over HTTP against a framework-free ASGI baseline, in one run.
 
 Starts both apps under uvicorn (same worker count) on loopback, loads them with
-wrk at 50 and 200 connections (GET hit, GET miss, PUT 100 B, PUT 10 KB), measures
-Redis itself with redis-benchmark, prints a table and writes it to bench/results/.
+wrk at 50 and 200 connections (GET hit, GET miss, PUT 100 B, PUT 10 KB): saturation,
+each connection sending its next request as soon as the last is answered. Then at a
+constant rate (bench/loadgen.py: requests at fixed times, latency counted from each
+one's time, so a pause is felt by every request it delays), 50% and 80% of the
+baseline's measured capacity for that request, ours and the baseline at the same
+offered rate. Measures Redis itself with redis-benchmark, prints the tables and
+writes them to bench/results/.
 
-    .venv/bin/python bench/cache_http.py [--seconds 8] [--workers 2]
+    .venv/bin/python bench/cache_http.py [--seconds 8] [--workers 2] [--rate-seconds 10]
 
 Needs PostgreSQL and Redis on 127.0.0.1 and wrk (apt-get install wrk). Uses the
 database `bench_cache` and Redis database 11.
@@ -17,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+import loadgen
 from common import heading, prepare_service, service_environment, start_uvicorn, write_results
 
 from harness.processes import stop_all
@@ -25,6 +31,8 @@ DATABASE = "bench_cache"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 OURS_PORT, BASELINE_PORT = 18701, 18702
 UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+LOADS = (0.5, 0.8)  # constant rates, as shares of the baseline's capacity (its wrk rate at 50 connections)
+RATE_CONNECTIONS = 50  # the constant-rate runs' kept-alive connections
 
 
 def environment() -> dict[str, str]:
@@ -74,6 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate-seconds", type=float, default=None, help="each constant-rate run (default: --seconds)")
+    parser.add_argument("--rate-processes", type=int, default=1, help="load generator processes")
     parser.add_argument(
         "--http", choices=["httptools", "h11"], default="httptools", help="uvicorn's parser, ours and the baseline's"
     )
@@ -103,6 +113,23 @@ def main() -> None:
                 mine = wrk(f"http://127.0.0.1:{OURS_PORT}/cache/bench?{query}", connections, args.seconds, auth, size)
                 base = wrk(f"http://127.0.0.1:{BASELINE_PORT}/?{query}", connections, args.seconds, {}, size)
                 rows.append((name, connections, mine, base))
+        capacity = {name: base["rps"] for name, connections, _, base in rows if connections == 50}
+        steady = []
+        for name, query, size in scenarios:
+            method = "PUT" if size else "GET"
+            for load in LOADS:
+                rate = load * capacity[name]
+                options = {
+                    "rate": rate,
+                    "seconds": args.rate_seconds or args.seconds,
+                    "connections": RATE_CONNECTIONS,
+                    "processes": args.rate_processes,
+                    "method": method,
+                    "body": b"x" * size,
+                }
+                mine = loadgen.run(f"http://127.0.0.1:{OURS_PORT}/cache/bench?{query}", headers=auth, **options)
+                base = loadgen.run(f"http://127.0.0.1:{BASELINE_PORT}/?{query}", **options)
+                steady.append((name, load, rate, mine, base))
         redis_alone = redis_benchmark()
     finally:
         stop_all([ours, baseline], grace=30)
@@ -125,6 +152,26 @@ def main() -> None:
             f"{mine['p99'] / base['p99']:.2f} | {mine['non2xx']}/{base['non2xx']} |"
         )
     lines += [
+        "",
+        f"At a constant rate (bench/loadgen.py, {RATE_CONNECTIONS} kept-alive connections, "
+        f"{args.rate_processes} generator process(es), {args.rate_seconds or args.seconds} s per run): latency from "
+        "each request's scheduled time, ms; the rate is a share of the baseline's capacity above (50 connections).",
+        "",
+        "| request | load | offered req/s | ours sent req/s | ours p50 | ours p99 | ours p99.9 | baseline sent req/s "
+        "| baseline p50 | baseline p99 | baseline p99.9 | p99 ratio | p99.9 ratio | rate kept (ours/base) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, load, rate, mine, base in steady:
+        lines.append(
+            f"| {name} | {load:.0%} | {rate:.0f} | {mine['achieved_rate']:.0f} | {mine['p50']:.2f} | {mine['p99']:.2f} "
+            f"| {mine['p999']:.2f} | {base['achieved_rate']:.0f} | {base['p50']:.2f} | {base['p99']:.2f} "
+            f"| {base['p999']:.2f} | {mine['p99'] / base['p99']:.2f} | {mine['p999'] / base['p999']:.2f} "
+            f"| {'yes' if mine['kept'] else 'NO'}/{'yes' if base['kept'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "A run whose rate was not kept (too few requests sent in time, failures, or the generator itself lagging "
+        f"past {loadgen.LAG_LIMIT_MS:g} ms at p99) is invalid: its latencies are not those of the offered rate.",
         "",
         f"Redis alone (redis-benchmark GET, 50 clients): {redis_alone['rps']:.0f} req/s, "
         f"p50 {redis_alone['p50']:.2f} ms, p99 {redis_alone['p99']:.2f} ms.",

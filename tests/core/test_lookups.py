@@ -91,3 +91,96 @@ def test_peek_gives_only_an_answer_trusted_now_and_never_looks_up():
     trusted["seconds"] = 0
     assert lookups.peek("a") is MISSING
     assert calls == ["a"]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_an_answer_past_half_its_trust_is_renewed_while_it_still_answers():
+    clock, calls, release = Clock(), [], {}
+
+    async def load(key):
+        calls.append(key)
+        if len(calls) > 1:
+            await release["event"].wait()
+        return len(calls)
+
+    lookups = TrustedLookups(load, trust=lambda answer: 60, clock=clock)
+
+    async def scenario():
+        release["event"] = asyncio.Event()
+        assert await lookups.get("k", "k") == 1
+        clock.now += 29
+        assert await lookups.get("k", "k") == 1  # before half its trust: no lookup
+        await asyncio.sleep(0)
+        assert calls == ["k"]
+        clock.now += 2
+        assert await lookups.get("k", "k") == 1  # answered at once, the renewal under way
+        assert await lookups.get("k", "k") == 1  # and one renewal at a time
+        await asyncio.sleep(0)
+        assert calls == ["k", "k"]
+        release["event"].set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert await lookups.get("k", "k") == 2
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_is_never_used_past_its_trust_even_while_renewing():
+    clock, calls, release = Clock(), [], {}
+
+    async def load(key):
+        calls.append(key)
+        if len(calls) > 1:
+            await release["event"].wait()
+        return len(calls)
+
+    lookups = TrustedLookups(load, trust=lambda answer: 60, clock=clock)
+
+    async def scenario():
+        release["event"] = asyncio.Event()
+        assert await lookups.get("k", "k") == 1
+        clock.now += 45
+        assert await lookups.get("k", "k") == 1  # renewal started, not finished
+        clock.now += 20  # past its trust
+        waiting = asyncio.ensure_future(lookups.get("k", "k"))
+        await asyncio.sleep(0)
+        assert not waiting.done()  # it waits for the renewal, not the old answer
+        release["event"].set()
+        assert await waiting == 2
+        assert calls == ["k", "k"]
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_renewal_leaves_the_answer_trusted_to_its_end_then_fails_the_next_lookup():
+    clock, calls = Clock(), []
+
+    async def load(key):
+        calls.append(key)
+        if len(calls) > 1:
+            raise ConnectionError("database down")
+        return "first"
+
+    lookups = TrustedLookups(load, trust=lambda answer: 60, clock=clock)
+
+    async def scenario():
+        assert await lookups.get("k", "k") == "first"
+        clock.now += 40
+        assert await lookups.get("k", "k") == "first"
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert len(calls) == 2  # the renewal ran and failed
+        clock.now += 19
+        assert await lookups.get("k", "k") == "first"
+        clock.now += 2
+        with pytest.raises(ConnectionError):
+            await lookups.get("k", "k")
+
+    asyncio.run(scenario())
