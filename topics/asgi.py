@@ -8,7 +8,6 @@ database connection: they wait on their topic's feed (see feed.py).
 import asyncio
 import json
 import logging
-import math
 import re
 import time
 
@@ -255,15 +254,7 @@ async def stream(
     )
     ending = b""
     rechecked = Rechecks(request, topic)
-    loop = asyncio.get_running_loop()
     heartbeat, limit, lag = settings.TOPICS_SSE_HEARTBEAT_SECONDS, settings.TOPICS_BATCH_SIZE, max_lag()
-    expiry = math.inf  # wake when the token expires, to end the stream then
-    if token.expires_at is not None:
-        expiry = loop.time() + max(token.expires_at.timestamp() - time.time(), 0.05)
-    # One timer wakes the subscriber for a keep-alive (or its token's expiry); it is set again only
-    # when it has fired, not on every wake: a busy stream pays for it once per heartbeat.
-    quiet_until = loop.time() + heartbeat  # a keep-alive is due then, if nothing was sent before
-    timer = loop.call_at(min(quiet_until, expiry), subscriber.waiter.set)
     body = {"type": "http.response.body", "body": b"", "more_body": True}
     try:
         await send({**body, "body": b": connected\n\n"})
@@ -275,26 +266,22 @@ async def stream(
             except HTTPError as error:
                 ending = f"event: end\ndata: {json.dumps({'reason': error.message})}\n\n".encode()
                 break
-            now = loop.time()
             if entries:
                 # Each write waits until the client has taken the last (uvicorn's flow control): what a
                 # slow reader holds here is bounded, and it is skipped ahead once it is too far behind.
                 for write in sse_writes(entries):
                     await send({**body, "body": write})
                 metrics.count("topics_deliveries", delivered(entries), "stream")
-                quiet_until = now + heartbeat
                 continue
-            if now >= quiet_until:
+            wait = heartbeat
+            if token.expires_at is not None:  # wake when it expires, to end the stream then
+                wait = min(wait, max(token.expires_at.timestamp() - time.time(), 0.05))
+            if not await wait_for(subscriber.waiter, wait):
                 await send({**body, "body": b": keep-alive\n\n"})
-                quiet_until = now + heartbeat
-            if timer.when() <= now:
-                timer = loop.call_at(max(min(quiet_until, expiry), now + 0.01), subscriber.waiter.set)
-            await subscriber.waiter.wait()
     except (*REDIS_ERRORS, DatabaseError) as error:
         logger.warning("Topic stream %s ended: %s", topic.key, error)
         ending = b'event: end\ndata: {"reason": "The service cannot reach its storage; reconnect to resume."}\n\n'
     finally:
-        timer.cancel()
         feed_leave(feed, subscriber.waiter)
     if not subscriber.disconnected:
         await send({"type": "http.response.body", "body": ending, "more_body": False})
