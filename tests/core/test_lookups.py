@@ -101,8 +101,10 @@ class Clock:
         return self.now
 
 
-def test_an_answer_past_half_its_trust_is_renewed_while_it_still_answers():
-    clock, calls, release = Clock(), [], {}
+def held_lookups(clock: Clock) -> tuple[TrustedLookups, list, dict]:
+    """Lookups trusted 60 s by `clock`, answering how many lookups were made; every lookup after the
+    first waits until the test sets `release["event"]` (made inside the test's event loop)."""
+    calls, release = [], {}
 
     async def load(key):
         calls.append(key)
@@ -110,7 +112,12 @@ def test_an_answer_past_half_its_trust_is_renewed_while_it_still_answers():
             await release["event"].wait()
         return len(calls)
 
-    lookups = TrustedLookups(load, trust=lambda answer: 60, clock=clock)
+    return TrustedLookups(load, trust=lambda answer: 60, clock=clock), calls, release
+
+
+def test_an_answer_past_half_its_trust_is_renewed_while_it_still_answers():
+    clock = Clock()
+    lookups, calls, release = held_lookups(clock)
 
     async def scenario():
         release["event"] = asyncio.Event()
@@ -133,15 +140,8 @@ def test_an_answer_past_half_its_trust_is_renewed_while_it_still_answers():
 
 
 def test_an_answer_is_never_used_past_its_trust_even_while_renewing():
-    clock, calls, release = Clock(), [], {}
-
-    async def load(key):
-        calls.append(key)
-        if len(calls) > 1:
-            await release["event"].wait()
-        return len(calls)
-
-    lookups = TrustedLookups(load, trust=lambda answer: 60, clock=clock)
+    clock = Clock()
+    lookups, calls, release = held_lookups(clock)
 
     async def scenario():
         release["event"] = asyncio.Event()
