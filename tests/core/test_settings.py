@@ -133,3 +133,9 @@ def test_good_values_come_out_typed(monkeypatch):
     assert values["DRY_RUN_MESSAGESETS"] == [3, 7]
     assert values["LOG_LEVEL"] == "WARNING"
     assert values["MISSING_SECRETS"] == []
+
+
+def test_every_variable_the_settings_read_is_listed_in_the_env_example():
+    read = set(re.findall(r'\benv_\w+\(\s*"([A-Z][A-Z0-9_]*)"', (ROOT / "config" / "settings.py").read_text()))
+    assert read, "no variable found: the pattern no longer matches how settings.py reads them"
+    assert sorted(read - set(VARIABLES)) == []
