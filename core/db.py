@@ -1,3 +1,6 @@
+import math
+import time
+
 from django.db import close_old_connections, connection
 from django.db.models import Lookup
 from django.db.models.lookups import In
@@ -9,6 +12,29 @@ def close_stale_connections() -> None:
     Inside an open transaction (a test's, say) the connection is left alone."""
     if not connection.in_atomic_block:
         close_old_connections()
+
+
+class LoopConnection:
+    """The database connection of a thread that uses it turn after turn (a worker's recorder): before
+    each turn, what Django does at the start of a request (drop a connection that raised an error and
+    is no longer usable, or one older than CONN_MAX_AGE), but its health check (a `SELECT 1` round
+    trip before the next use) only when the connection has been left alone for `idle_seconds`. A
+    connection that answered a moment ago is not asked again on every turn; one that broke meanwhile
+    fails the turn, and the caller closes it and tries again.
+    """
+
+    def __init__(self, idle_seconds: float = 1.0) -> None:
+        self.idle_seconds = idle_seconds
+        self._last_turn = -math.inf
+
+    def refresh(self) -> None:
+        """Call before each turn, in the thread that uses the connection."""
+        now = time.monotonic()
+        if now - self._last_turn >= self.idle_seconds or connection.errors_occurred:
+            close_old_connections()
+        elif connection.close_at is not None and now >= connection.close_at:
+            connection.close()
+        self._last_turn = now
 
 
 class AnyOf(Lookup):

@@ -36,6 +36,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
 from core import metrics, outbound
+from core.db import LoopConnection
 
 from .. import clock
 from ..models import Job, JobState
@@ -68,6 +69,7 @@ class InFlight:
         self._recorder: threading.Thread | None = None
         self._renewer: threading.Thread | None = None
         self._leases: Counter[str] = Counter()  # lease -> its jobs held
+        self._connection = LoopConnection()  # the recorder's
         self._renew_until: dict[str, datetime] = {}  # lease -> when its renewal stops
 
     def _started(self) -> None:
@@ -211,13 +213,16 @@ class InFlight:
             except Exception:  # the renewer must go on; meanwhile the leases run as they are
                 logger.exception("Renewing the leases of the jobs in flight failed unexpectedly")
 
-    @staticmethod
-    def _record(batch: list[tuple[Job, RequestResult]], *, claim_next: bool) -> list[Claim]:
+    def _record(self, batch: list[tuple[Job, RequestResult]], *, claim_next: bool) -> list[Claim]:
         """Record the batch, trying again while the database cannot be reached (for a while); with
-        `claim_next`, the claims of the next jobs of its queues."""
+        `claim_next`, the claims of the next jobs of its queues.
+
+        The first failure is tried again at once, on a new connection: the one used may have broken
+        since it last answered (it is not checked before each batch, `LoopConnection`)."""
         give_up = time.monotonic() + UNREACHABLE_GIVE_UP
+        pause = 0.0
         while True:
-            close_old_connections()
+            self._connection.refresh()
             try:
                 return record_results(batch, claim_next=claim_next)
             except UNREACHABLE as error:
@@ -225,7 +230,8 @@ class InFlight:
                 if time.monotonic() > give_up:
                     raise
                 logger.warning("Recording finished jobs: the database cannot be reached (%s); trying again", error)
-                time.sleep(UNREACHABLE_PAUSE)
+                time.sleep(pause)
+                pause = UNREACHABLE_PAUSE
 
 
 deliveries = InFlight()
