@@ -252,6 +252,29 @@ class AttemptOutcome(models.TextChoices):
     LOST = "lost", "Lost"  # the worker stopped before recording a result; the job was claimed again
 
 
+# What sending and recording a job read of it (the rest is not loaded).
+SENT_FIELDS = (
+    "id",
+    "user",
+    "kind",
+    "parent",
+    "method",
+    "uri",
+    "headers",
+    "body",
+    "timeout",
+    "retry_schedule",
+    "callback_uri",
+    "failure_callback_uri",
+    "attempt_count",
+    "first_attempt_at",
+    "delivery_id",
+    "keyring",
+    "lease",
+    "queue",
+    "at",
+)
+
 LOST_ATTEMPT_ERROR = (
     "No result was recorded (the worker stopped, or never took the job); it was claimed again when its lease expired."
 )

@@ -44,8 +44,8 @@ from core.bulk import insert_rows
 
 from .. import clock, signing
 from .. import headers as job_headers
-from ..models import LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobKind, JobState
-from .dispatch import Claim, jobs_claim_next_queued, jobs_release, queues_room_signal
+from ..models import LOST_ATTEMPT_ERROR, SENT_FIELDS, Attempt, AttemptOutcome, Job, JobKind, JobState
+from .dispatch import jobs_claim_next_queued, jobs_release, queues_room_signal
 
 logger = logging.getLogger(__name__)
 
@@ -87,28 +87,6 @@ def _request_headers(job: Job, number: int, body: bytes) -> dict[str, str]:
     return headers
 
 
-# What sending and recording a job read of it (the rest is not loaded).
-SENT_FIELDS = (
-    "id",
-    "user",
-    "kind",
-    "parent",
-    "method",
-    "uri",
-    "headers",
-    "body",
-    "timeout",
-    "retry_schedule",
-    "callback_uri",
-    "failure_callback_uri",
-    "attempt_count",
-    "first_attempt_at",
-    "delivery_id",
-    "keyring",
-    "lease",
-    "queue",
-    "at",
-)
 # The database cannot be reached: not one job's fault, so the chunk stops (its leases expire, it is claimed again).
 UNREACHABLE = (OperationalError, InterfaceError)
 
@@ -277,12 +255,12 @@ def _decide(job: Job, result: RequestResult, now: datetime) -> tuple[dict, list[
     return changes, []
 
 
-def _record(results: list[tuple[Job, RequestResult]], now: datetime, *, claim_next: bool = False) -> list[Claim]:
+def _record(results: list[tuple[Job, RequestResult]], now: datetime, *, claim_next: bool = False) -> list[Job]:
     """Record each attempt, and each job's new state if it still holds the lease it was sent under
     (it may have changed meanwhile). A deferred job is given back, due again shortly, its attempt not counted.
 
     With `claim_next`, the queued jobs recorded are followed, in the same transaction, by the next due jobs
-    of their queues (as many as the queues have room for, no more than were recorded): the claims made."""
+    of their queues (as many as the queues have room for, no more than were recorded): the jobs claimed (read)."""
     with transaction.atomic():
         present = dict(
             Job.objects.select_for_update()
@@ -319,7 +297,7 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime, *, claim_ne
         successors = []
         if queued and claim_next:
             successors = jobs_claim_next_queued(now=now, queue_ids=queued, limit=len(queued))
-        if sum(len(claim.ids) for claim in successors) < len(queued):
+        if len(successors) < len(queued):
             # Room left that this claim did not fill (a queue another claim held, or with nothing due): the
             # dispatchers need not wait for their interval to look.
             queues_room_signal()
@@ -402,7 +380,7 @@ def _claimed(job_ids: list[str], lease: str, started: datetime) -> list[Job]:
     return [job for job in found if job is not None]
 
 
-def record_results(results: list[tuple[Job, RequestResult]], *, claim_next: bool = False) -> list[Claim]:
+def record_results(results: list[tuple[Job, RequestResult]], *, claim_next: bool = False) -> list[Job]:
     """Record the jobs in one transaction or, when that fails, each job in its own; with `claim_next`, the
     claims of their queues' next jobs made meanwhile (see `_record`)."""
     try:

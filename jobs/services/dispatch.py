@@ -39,11 +39,20 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from core import metrics
 
-from ..models import ACTIVE_STATES, LOST_ATTEMPT_ERROR, Attempt, AttemptOutcome, Job, JobQueue, JobState
+from ..models import (
+    ACTIVE_STATES,
+    LOST_ATTEMPT_ERROR,
+    SENT_FIELDS,
+    Attempt,
+    AttemptOutcome,
+    Job,
+    JobQueue,
+    JobState,
+)
 
 # The claim in one statement on PostgreSQL: lock the due rows (skipping those another claim holds)
-# and mark them, each chunk of them under a lease of its own, answering what they were before
-# (for the attempts the claim finds lost).
+# and mark them, each chunk of them under a lease of its own (a RETURNING clause follows: CLAIMED, or
+# CLAIMED_JOBS).
 CLAIM_SQL = """
 WITH due AS (
     SELECT id, attempt_count, attempt_started_at, next_attempt_at FROM jobs_job
@@ -51,16 +60,15 @@ WITH due AS (
     ORDER BY next_attempt_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), ranked AS (
+), taken AS (
     SELECT due.*, row_number() OVER (ORDER BY next_attempt_at) - 1 AS position FROM due
 )
 UPDATE jobs_job AS job
-SET state = 'running', lease = (%(leases)s::uuid[])[ranked.position / %(chunk)s + 1],
+SET state = 'running', lease = (%(leases)s::uuid[])[taken.position / %(chunk)s + 1],
     next_attempt_at = %(lease_ends)s, attempt_count = job.attempt_count + 1, attempt_started_at = %(now)s,
     first_attempt_at = COALESCE(job.first_attempt_at, %(now)s)
-FROM ranked
-WHERE job.id = ranked.id
-RETURNING ranked.id, ranked.attempt_count, ranked.attempt_started_at, ranked.position
+FROM taken
+WHERE job.id = taken.id
 """
 
 # The tokens of a queue's bucket at %(now)s: refilled at its rate since tokens_at, up to its burst (max(1, rate));
@@ -135,8 +143,21 @@ SET state = 'running', lease = (%(leases)s::uuid[])[taken.position / %(chunk)s +
     first_attempt_at = COALESCE(job.first_attempt_at, %(now)s)
 FROM taken
 WHERE job.id = taken.id
-RETURNING taken.id, taken.attempt_count, taken.attempt_started_at, taken.position
 """  # noqa: S608 - constants only, the values are parameters
+
+
+# What a claim answers of each job (RETURNING): its id, attempt count and attempt start as they were before
+# (for the attempts the claim finds lost), and its place in the claim.
+CLAIMED = "taken.id, taken.attempt_count, taken.attempt_started_at, taken.position"
+# The same, with the job as it is sent (SENT_FIELDS, as they are once claimed), for a claim that reads its jobs.
+CLAIMED_JOBS = ", ".join(
+    [f"job.{Job._meta.get_field(name).column}" for name in SENT_FIELDS]
+    + [
+        "taken.attempt_count AS claimed_attempt_count",
+        "taken.attempt_started_at AS claimed_attempt_started_at",
+        "taken.position AS claimed_position",
+    ]
+)
 
 
 # Where a dispatcher waiting between claims hears that a queue may have room again (PostgreSQL LISTEN/NOTIFY).
@@ -159,31 +180,52 @@ class Claim(NamedTuple):
     ids: list[uuid.UUID]
 
 
+class _Claimed(NamedTuple):
+    """One job a claim took: its id, attempt count and attempt start as they were, its lease, and, when
+    the claim read its jobs, the job as it is sent."""
+
+    id: uuid.UUID
+    attempt_count: int
+    attempt_started_at: datetime | None
+    lease: uuid.UUID
+    job: Job | None = None
+
+
 def _claim_in_one_statement(
-    *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False, only: list | None = None
-) -> list[tuple]:
+    *,
+    now: datetime,
+    limit: int,
+    leases: list[uuid.UUID],
+    chunk: int,
+    queued: bool = False,
+    only: list | None = None,
+    read: bool = False,
+) -> list[_Claimed]:
     """PostgreSQL: the due rows (without a queue, or `queued` ones, once their queues are locked: those of
-    the queues `only` names, or of any) claimed by one UPDATE, oldest first; (id, attempt count, attempt
-    started, lease) with the first three as they were."""
+    the queues `only` names, or of any) claimed by one UPDATE, oldest first; with `read`, the same UPDATE
+    answers each job as it is sent (its SENT_FIELDS), so that no second read is needed."""
     lease_ends = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
-    with connection.cursor() as cursor:
-        parameters = {
-            "now": now,
-            "limit": limit,
-            "leases": leases,
-            "chunk": chunk,
-            "lease_ends": lease_ends,
-            "only": only,
-        }
-        if queued:
+    parameters = {"now": now, "limit": limit, "leases": leases, "chunk": chunk, "lease_ends": lease_ends, "only": only}
+    if queued:
+        with connection.cursor() as cursor:
             cursor.execute(QUEUES_LOCK_SQL, parameters)
             parameters["queues"] = [queue_id for (queue_id,) in cursor.fetchall()]
-            if not parameters["queues"]:
-                return []
-        cursor.execute(QUEUED_CLAIM_SQL if queued else CLAIM_SQL, parameters)
-        rows = cursor.fetchall()
-    rows.sort(key=lambda row: row[3])
-    return [(job_id, number, started, leases[position // chunk]) for job_id, number, started, position in rows]
+        if not parameters["queues"]:
+            return []
+    claim = QUEUED_CLAIM_SQL if queued else CLAIM_SQL
+    if read:
+        jobs = sorted(Job.objects.raw(f"{claim} RETURNING {CLAIMED_JOBS}", parameters), key=_position)
+        return [
+            _Claimed(job.pk, job.claimed_attempt_count, job.claimed_attempt_started_at, job.lease, job) for job in jobs
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{claim} RETURNING {CLAIMED}", parameters)
+        rows = sorted(cursor.fetchall(), key=lambda row: row[3])
+    return [_Claimed(job_id, number, started, leases[position // chunk]) for job_id, number, started, position in rows]
+
+
+def _position(job: Job) -> int:
+    return job.claimed_position
 
 
 def _available_tokens(queue: JobQueue, now: datetime) -> float | None:
@@ -226,9 +268,17 @@ def _queued_due_with_queries(*, now: datetime, limit: int, only: list | None = N
 
 
 def _claim_with_queries(
-    *, now: datetime, limit: int, leases: list[uuid.UUID], chunk: int, queued: bool = False, only: list | None = None
-) -> list[tuple]:
-    """Any database: the same claim as a SELECT ... FOR UPDATE SKIP LOCKED and an UPDATE per chunk."""
+    *,
+    now: datetime,
+    limit: int,
+    leases: list[uuid.UUID],
+    chunk: int,
+    queued: bool = False,
+    only: list | None = None,
+    read: bool = False,
+) -> list[_Claimed]:
+    """Any database: the same claim as a SELECT ... FOR UPDATE SKIP LOCKED and an UPDATE per chunk (and,
+    with `read`, a SELECT of the jobs claimed)."""
     if queued:
         rows = _queued_due_with_queries(now=now, limit=limit, only=only)
     else:
@@ -247,10 +297,11 @@ def _claim_with_queries(
             attempt_started_at=now,
             first_attempt_at=Coalesce("first_attempt_at", Value(now)),
         )
-    return [(*row, leases[index // chunk]) for index, row in enumerate(rows)]
+    jobs = Job.objects.only(*SENT_FIELDS).in_bulk([job_id for job_id, _, _ in rows]) if read else {}
+    return [_Claimed(*row, leases[index // chunk], jobs.get(row[0])) for index, row in enumerate(rows)]
 
 
-def _claim(**parameters) -> list[tuple]:
+def _claim(**parameters) -> list[_Claimed]:
     claim = _claim_in_one_statement if connection.vendor == "postgresql" else _claim_with_queries
     return claim(**parameters)
 
@@ -260,20 +311,30 @@ def _leases(jobs: int) -> list[uuid.UUID]:
     return [uuid.uuid4() for _ in range(math.ceil(jobs / settings.JOBS_DELIVERY_CHUNK))]
 
 
-def _claims(rows: list[tuple]) -> list[Claim]:
-    """The claimed rows by their lease; a job claimed again because its lease expired had its attempt
-    lost: it is recorded so. In the claim's transaction."""
+def _lost_recorded(rows: list[_Claimed]) -> None:
+    """A job claimed again because its lease expired had its attempt lost: it is recorded so. In the
+    claim's transaction."""
+    lost = [row for row in rows if row.attempt_started_at is not None]
     Attempt.objects.bulk_create(
-        Attempt(job_id=job_id, number=number, started_at=started, outcome=AttemptOutcome.LOST, error=LOST_ATTEMPT_ERROR)
-        for job_id, number, started, _ in rows
-        if started is not None
+        Attempt(
+            job_id=row.id,
+            number=row.attempt_count,
+            started_at=row.attempt_started_at,
+            outcome=AttemptOutcome.LOST,
+            error=LOST_ATTEMPT_ERROR,
+        )
+        for row in lost
     )
-    lost = sum(1 for row in rows if row[2] is not None)
     if lost:
-        transaction.on_commit(partial(metrics.count, "jobs_delivered", lost, AttemptOutcome.LOST, "unknown"))
+        transaction.on_commit(partial(metrics.count, "jobs_delivered", len(lost), AttemptOutcome.LOST, "unknown"))
+
+
+def _claims(rows: list[_Claimed]) -> list[Claim]:
+    """The claimed rows by their lease, their lost attempts recorded. In the claim's transaction."""
+    _lost_recorded(rows)
     claims: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for job_id, _, _, lease in rows:
-        claims.setdefault(lease, []).append(job_id)
+    for row in rows:
+        claims.setdefault(row.lease, []).append(row.id)
     return [Claim(lease, ids) for lease, ids in claims.items()]
 
 
@@ -294,17 +355,21 @@ def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
         return _claims(rows)
 
 
-def jobs_claim_next_queued(*, now: datetime, queue_ids: list[int], limit: int) -> list[Claim]:
+def jobs_claim_next_queued(*, now: datetime, queue_ids: list[int], limit: int) -> list[Job]:
     """Claim up to `limit` due jobs of the queues `queue_ids` names, as many of each as it has room for,
-    as `jobs_claim_due` does. A worker recording a queue's jobs takes that queue's next ones so, in the
-    same transaction (the room they leave is counted), without waiting for a dispatcher and the broker.
+    as `jobs_claim_due` does; the jobs claimed, oldest first, as they are sent (each under its chunk's
+    lease), read by the claim itself. A worker recording a queue's jobs takes that queue's next ones so,
+    in the same transaction (the room they leave is counted), without waiting for a dispatcher and the
+    broker, nor reading them again.
 
     A queue that a claim holds meanwhile is skipped: that claim sees the room. Inside the record's
     transaction it makes no savepoint of its own (two round trips less a record).
     """
     chunk, only = settings.JOBS_DELIVERY_CHUNK, sorted(set(queue_ids))
     with transaction.atomic(savepoint=False):
-        return _claims(_claim(now=now, limit=limit, leases=_leases(limit), chunk=chunk, queued=True, only=only))
+        rows = _claim(now=now, limit=limit, leases=_leases(limit), chunk=chunk, queued=True, only=only, read=True)
+        _lost_recorded(rows)
+    return [row.job for row in rows]
 
 
 def jobs_release(*, lease: uuid.UUID, ids: list[uuid.UUID], due_at: datetime | None = None) -> int:
@@ -326,9 +391,9 @@ def _enqueue(claims: list[Claim]) -> None:
     are released (not left to wait for their leases) and the error goes to the dispatcher."""
     from ..tasks import deliver_jobs
 
-    for index, (lease, ids) in enumerate(claims):
+    for index, claim in enumerate(claims):
         try:
-            deliver_jobs.delay([str(job_id) for job_id in ids], str(lease))
+            deliver_jobs.delay([str(job_id) for job_id in claim.ids], str(claim.lease))
         except BrokerUnreachable:
             for unsent in claims[index:]:
                 jobs_release(lease=unsent.lease, ids=unsent.ids)

@@ -29,6 +29,7 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -40,8 +41,9 @@ from core.db import LoopConnection
 
 from .. import clock
 from ..models import Job, JobState
-from .delivery import UNREACHABLE, RequestResult, jobs_claimed, record_results, send
-from .dispatch import Claim, jobs_release
+from ..signing import signing_keys_attach
+from .delivery import UNREACHABLE, RequestResult, record_results, send
+from .dispatch import jobs_release
 
 logger = logging.getLogger(__name__)
 
@@ -166,29 +168,34 @@ class InFlight:
     def _record_forever(self) -> None:
         while True:
             batch = self._gather()
-            successors: list[Claim] = []
+            successors: list[Job] = []
             try:
                 successors = self._record(batch, claim_next=not self._draining)
             except Exception:  # the recorder must go on: these jobs are left to their leases
                 logger.exception("Recording %d finished jobs failed; they will be claimed again", len(batch))
             finally:
                 self._let_go([job for job, _ in batch])
-            for claim in successors:
-                self._take_on(claim)
+            if successors:
+                self._take_on(successors)
 
-    def _take_on(self, claim: Claim) -> None:
-        """Send the jobs of a claim the recorder made, in the place of those it recorded (not waiting for
-        room: waiting, the recorder would hold up the very jobs that make it); given back if that fails."""
+    def _take_on(self, jobs: list[Job]) -> None:
+        """Send the jobs the recorder claimed (the claim read them), in the place of those it recorded (not
+        waiting for room: waiting, the recorder would hold up the very jobs that make it); given back if
+        that fails."""
         try:
-            jobs = jobs_claimed(job_ids=[str(job_id) for job_id in claim.ids], lease=str(claim.lease))
+            signing_keys_attach(jobs)
             metrics.count("jobs_claimed", len(jobs))
             self.hand_over(jobs, wait=False)
         except Exception:
-            logger.exception("Sending the %d next queued jobs claimed failed; giving them back", len(claim.ids))
+            logger.exception("Sending the %d next queued jobs claimed failed; giving them back", len(jobs))
+            by_lease: dict[uuid.UUID, list[uuid.UUID]] = {}
+            for job in jobs:
+                by_lease.setdefault(job.lease, []).append(job.pk)
             try:
-                jobs_release(lease=claim.lease, ids=claim.ids)
-            except Exception:  # left to their lease
-                logger.exception("Giving back %d claimed jobs failed; their lease will expire", len(claim.ids))
+                for lease, ids in by_lease.items():
+                    jobs_release(lease=lease, ids=ids)
+            except Exception:  # left to their leases
+                logger.exception("Giving back %d claimed jobs failed; their leases will expire", len(jobs))
 
     # --- the renewer thread -----------------------------------------------------
 
@@ -213,9 +220,9 @@ class InFlight:
             except Exception:  # the renewer must go on; meanwhile the leases run as they are
                 logger.exception("Renewing the leases of the jobs in flight failed unexpectedly")
 
-    def _record(self, batch: list[tuple[Job, RequestResult]], *, claim_next: bool) -> list[Claim]:
+    def _record(self, batch: list[tuple[Job, RequestResult]], *, claim_next: bool) -> list[Job]:
         """Record the batch, trying again while the database cannot be reached (for a while); with
-        `claim_next`, the claims of the next jobs of its queues.
+        `claim_next`, the next jobs of its queues, claimed.
 
         The first failure is tried again at once, on a new connection: the one used may have broken
         since it last answered (it is not checked before each batch, `LoopConnection`)."""

@@ -20,7 +20,7 @@ from werkzeug import Response
 from harness.processes import Process
 from jobs import services
 from jobs.dispatcher import dispatch_once, pause, run_dispatcher, start_dispatcher_thread
-from jobs.models import AttemptOutcome, Job, JobState
+from jobs.models import SENT_FIELDS, AttemptOutcome, Job, JobState
 from jobs.services import dispatch
 from tests.worker import unreachable_broker
 
@@ -312,24 +312,33 @@ def test_an_idle_dispatcher_wakes_when_the_next_job_is_due_and_never_later_than_
     assert pause() == 0.1
 
 
+@pytest.mark.parametrize("read", [False, True], ids=["ids", "read"])
 @pytest.mark.parametrize("claim", [dispatch._claim_in_one_statement, dispatch._claim_with_queries])
-def test_a_claim_takes_the_oldest_due_jobs_and_marks_them_running_under_its_lease(claim, owner, clock, settings):
+def test_a_claim_takes_the_oldest_due_jobs_and_marks_them_running_under_its_lease(claim, read, owner, clock, settings):
     user, _ = owner
     url = "https://example.org/hook"
     older = make_job(user, url, at=clock.now() - timedelta(seconds=2))
-    newer = make_job(user, url, at=clock.now() - timedelta(seconds=1))
+    newer = make_job(user, url, at=clock.now() - timedelta(seconds=1), headers={"X-Trace": "7"})
     make_job(user, url, at=clock.now() + timedelta(minutes=1))  # not due
     retried = make_job(user, url, at=clock.now() - timedelta(seconds=3))
     Job.objects.filter(pk=retried.pk).update(attempt_count=1, first_attempt_at=clock.now() - timedelta(hours=1))
     leases = [uuid.uuid4(), uuid.uuid4()]
 
     with transaction.atomic():
-        rows = claim(now=clock.now(), limit=3, leases=leases, chunk=2)
+        rows = claim(now=clock.now(), limit=3, leases=leases, chunk=2, read=read)
 
     # Oldest first, as they were, in chunks of two, each under its own lease.
-    assert rows == [(retried.pk, 1, None, leases[0]), (older.pk, 0, None, leases[0]), (newer.pk, 0, None, leases[1])]
-    for job, lease in ((retried, leases[0]), (older, leases[0]), (newer, leases[1])):
+    claimed = [(retried.pk, 1, None, leases[0]), (older.pk, 0, None, leases[0]), (newer.pk, 0, None, leases[1])]
+    assert [row[:4] for row in rows] == claimed
+    for row, (job, lease) in zip(rows, ((retried, leases[0]), (older, leases[0]), (newer, leases[1])), strict=True):
         job.refresh_from_db()
+        if read:  # the job as it is sent, as claimed: what a second read would give
+            sent = Job.objects.only(*SENT_FIELDS).get(pk=job.pk)
+            fields = [Job._meta.get_field(name).attname for name in SENT_FIELDS]
+            assert [getattr(row.job, field) for field in fields] == [getattr(sent, field) for field in fields]
+            assert row.job.headers == job.headers and isinstance(row.job.headers, dict)
+        else:
+            assert row.job is None
         assert (job.state, job.lease, job.attempt_started_at) == (JobState.RUNNING, lease, clock.now())
         assert job.next_attempt_at == clock.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     assert (older.attempt_count, older.first_attempt_at) == (1, clock.now())
