@@ -31,6 +31,15 @@ class JobParameterError(JobsError):
     status_code = status.HTTP_400_BAD_REQUEST
 
 
+class JobParameterErrorAt(JobParameterError):
+    """A JobParameterError about some of the jobs created at once: `positions`, their indexes
+    among them (in order). A single create answers it as any JobParameterError."""
+
+    def __init__(self, parameter: str, message: str, positions: list[int]):
+        super().__init__(parameter, message)
+        self.positions = positions
+
+
 class JobNotFound(JobsError):
     status_code = status.HTTP_404_NOT_FOUND
 

@@ -30,7 +30,14 @@ from core.parsers import MultiPartParser
 
 from . import selectors, services, values
 from .authentication import JobsTokenAuthentication
-from .errors import JobBatchInvalid, JobParameterError, JobsError, jobs_exception_handler, parameter_errors
+from .errors import (
+    JobBatchInvalid,
+    JobParameterError,
+    JobParameterErrorAt,
+    JobsError,
+    jobs_exception_handler,
+    parameter_errors,
+)
 from .filters import JobFilter
 from .models import Job
 from .parsers import (
@@ -199,7 +206,10 @@ class JobBatchView(JobsView):
             raise JobParameterError(
                 IDEMPOTENCY_KEY, "A batch takes no Idempotency-Key: give each job its own deduplication_id."
             )
-        created = services.jobs_create(user=request.user, jobs=_batch_jobs(request))
+        try:
+            created = services.jobs_create(user=request.user, jobs=_batch_jobs(request))
+        except JobParameterErrorAt as error:
+            raise JobBatchInvalid({index: parameter_errors(error) for index in error.positions}) from None
         jobs = JobSerializer([each.job for each in created], many=True).data
         deduplicated = [index for index, each in enumerate(created) if each.deduplicated]
         return Response({"success": {"jobs": jobs, "deduplicated": deduplicated}})

@@ -23,7 +23,7 @@ from django.db import connections, router, transaction
 from accounts.models import User
 
 from .. import clock
-from ..errors import JobConflict, JobParameterError
+from ..errors import JobConflict, JobParameterError, JobParameterErrorAt
 from ..models import HttpMethod, Job, JobDeduplication, JobKind, JobQueue, JobState
 from .queues import queue_for_job, queues_hold
 from .recurring import recurring_schedule
@@ -110,7 +110,9 @@ def job_create(*, user: User, **fields) -> Job:
 def jobs_create(*, user: User, jobs: Sequence[Job]) -> list[CreatedJob]:
     """Save `user`'s new `jobs` (from `job_new`) in one transaction, and answer for each, in order,
     the job that stands for it: itself, or the job that holds its deduplication id (an earlier
-    create's, or an earlier one of `jobs` with the same id)."""
+    create's, or an earlier one of `jobs` with the same id). JobParameterErrorAt, with the
+    positions in `jobs` of the recurring jobs that do not fit, when they would take `user` past
+    JOBS_MAX_RECURRING_JOBS; nothing is saved then."""
     recurring = any(job.kind == JobKind.RECURRING for job in jobs)
     if recurring:
         _lock_owner(user)
@@ -121,7 +123,7 @@ def jobs_create(*, user: User, jobs: Sequence[Job]) -> list[CreatedJob]:
     holders = _deduplication_claim(user=user, jobs=firsts.values(), now=clock.now())
     new = [job for job in jobs if not job.deduplication_id or holders[job.deduplication_id] == job.id]
     if recurring:
-        _check_recurring_room(user=user, new=new)
+        _check_recurring_room(user=user, jobs=jobs, new=new)
     queues_hold(job.queue for job in new if job.queue_id is not None)
     Job.objects.bulk_create(new, batch_size=INSERT_BATCH)
     standing = {job.id: job for job in new}
@@ -147,25 +149,29 @@ def _lock_owner(user: User) -> None:
     list(User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk", flat=True))
 
 
-def _check_recurring_room(*, user: User, new: Sequence[Job]) -> None:
-    """JobParameterError when the recurring jobs among `new` would give `user` more than
-    JOBS_MAX_RECURRING_JOBS (call it with the owner locked, `_lock_owner`).
+def _check_recurring_room(*, user: User, jobs: Sequence[Job], new: Sequence[Job]) -> None:
+    """JobParameterErrorAt when the recurring jobs among `new` (those of `jobs` that are not
+    answered with another job) would give `user` more than JOBS_MAX_RECURRING_JOBS (call it with
+    the owner locked, `_lock_owner`): its positions, in `jobs`, the first recurring job past the
+    limit and every new recurring job after it.
 
     A recurring job makes a firing at every run time for as long as it lives, without another
     request: the limit bounds the work one owner makes the dispatcher do, and so how far behind
     one owner can put everyone's run times (a run time fired more than a minute late is skipped).
     Every recurring job counts, paused and cancelled ones too (a resume or retry needs no room);
     deleting one makes room."""
-    adding = sum(job.kind == JobKind.RECURRING for job in new)
+    saved = {job.id for job in new}
+    adding = [index for index, job in enumerate(jobs) if job.kind == JobKind.RECURRING and job.id in saved]
     if not adding:
         return
     limit = settings.JOBS_MAX_RECURRING_JOBS
     existing = Job.objects.filter(user=user, kind=JobKind.RECURRING).count()
-    if existing + adding > limit:
-        raise JobParameterError(
+    if existing + len(adding) > limit:
+        raise JobParameterErrorAt(
             "cron",
             f"An owner may have at most {limit} recurring jobs (JOBS_MAX_RECURRING_JOBS): you have {existing}, "
-            f"and this would add {adding}. Delete recurring jobs you no longer need first.",
+            f"and this would add {len(adding)}. Delete recurring jobs you no longer need first.",
+            positions=adding[max(limit - existing, 0) :],
         )
 
 

@@ -8,11 +8,12 @@ from django.test import override_settings
 from config.asgi import body_limit
 from jobs import services
 from jobs.dispatcher import dispatch_once
-from jobs.models import Job, JobDeduplication, JobState
+from jobs.models import Job, JobDeduplication, JobKind, JobState
 
 from .helpers import make_job, requests_to, wait_until
 
 BATCH = "/jobs/batch.json"
+HOOK = "https://example.org/hook"
 
 
 def post_batch(jobs_api, key: str | None, jobs, **headers):
@@ -282,6 +283,94 @@ def test_a_batch_naming_a_queue_that_does_not_exist_gives_the_error_at_each_of_i
         "There is no queue named 'nope': create it first with PUT /api/v1/job-queues/nope."
     }
     assert Job.objects.count() == 0
+
+
+def past_the_limit(limit: int, existing: int, adding: int) -> str:
+    """What a create past JOBS_MAX_RECURRING_JOBS answers about `cron`."""
+    return (
+        f"An owner may have at most {limit} recurring jobs (JOBS_MAX_RECURRING_JOBS): you have {existing}, "
+        f"and this would add {adding}. Delete recurring jobs you no longer need first."
+    )
+
+
+@pytest.mark.django_db
+def test_a_batch_past_jobs_max_recurring_jobs_gives_the_error_at_each_job_past_it_and_creates_nothing(
+    owner, jobs_api, settings, clock
+):
+    settings.JOBS_MAX_RECURRING_JOBS = 3
+    user, key = owner
+    make_job(user, HOOK, cron="0 9 * * *")
+    claims = JobDeduplication.objects.count()
+    every = "* * * * *"
+    response = post_batch(
+        jobs_api,
+        key,
+        [
+            hook(0, cron=every),
+            hook(1),
+            hook(2, cron=every, deduplication_id="two"),
+            hook(3, cron=every),
+            hook(4, deduplication_id="four"),
+            hook(5, cron=every, paused=True),
+        ],
+    )
+    assert response.status_code == 400, response.content
+    message = past_the_limit(3, 1, 4)
+    assert response.json() == {
+        "error": {"jobs[3][cron]": message, "jobs[5][cron]": message},
+        "errors": [{"index": 3, "error": {"cron": message}}, {"index": 5, "error": {"cron": message}}],
+    }
+    assert Job.objects.count() == 1
+    assert JobDeduplication.objects.count() == claims
+    # A single create past the limit answers as before: about `cron`, not by position.
+    make_job(user, HOOK, cron="0 10 * * *")
+    make_job(user, HOOK, cron="0 11 * * *")
+    single = jobs_api.post("/jobs.json", {"job[uri]": HOOK, "job[cron]": every, "apikey": key})
+    assert single.status_code == 400
+    assert single.json() == {"error": {"cron": past_the_limit(3, 3, 1)}}
+
+
+@pytest.mark.django_db
+def test_a_batch_filling_jobs_max_recurring_jobs_exactly_creates_every_job_and_the_next_is_refused_at_its_position(
+    owner, jobs_api, settings, clock
+):
+    settings.JOBS_MAX_RECURRING_JOBS = 3
+    user, key = owner
+    make_job(user, HOOK, cron="0 9 * * *")
+    response = post_batch(jobs_api, key, [hook(0, cron="0 10 * * *"), hook(1), hook(2, cron="0 11 * * *")])
+    assert response.status_code == 200, response.content
+    assert Job.objects.filter(user=user, kind=JobKind.RECURRING).count() == 3
+    assert Job.objects.count() == 4
+    refused = post_batch(jobs_api, key, [hook(3), hook(4, cron="0 12 * * *"), hook(5)])
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["errors"] == [{"index": 1, "error": {"cron": past_the_limit(3, 3, 1)}}]
+    assert Job.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_jobs_of_a_batch_answered_with_another_job_take_no_room_under_jobs_max_recurring_jobs(
+    owner, jobs_api, settings, clock
+):
+    settings.JOBS_MAX_RECURRING_JOBS = 3
+    user, key = owner
+    make_job(user, HOOK, cron="0 9 * * *", deduplication_id="daily")
+    every = "* * * * *"
+    jobs = [
+        hook(0, cron=every, deduplication_id="daily"),  # the existing job
+        hook(1, cron=every, deduplication_id="a"),
+        hook(2, cron=every, deduplication_id="a"),  # the job at 1
+        hook(3, cron=every),
+        hook(4, cron=every, deduplication_id="daily"),  # the existing job
+        hook(5, cron=every),
+    ]
+    response = post_batch(jobs_api, key, jobs)
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == [{"index": 5, "error": {"cron": past_the_limit(3, 1, 3)}}]
+    assert Job.objects.count() == 1
+    fitting = post_batch(jobs_api, key, jobs[:5])
+    assert fitting.status_code == 200, fitting.content
+    assert fitting.json()["success"]["deduplicated"] == [0, 2, 4]
+    assert Job.objects.filter(user=user, kind=JobKind.RECURRING).count() == 3
 
 
 @pytest.mark.django_db
