@@ -24,6 +24,15 @@ class ClientTimeField(models.DateTimeField):
         return clamped, (*params, low, low, *params, high, high, *params)
 
 
+def earliest(jobs: models.QuerySet, name: str) -> models.QuerySet:
+    """The earliest `name` (a ClientTimeField) of `jobs`, read back clamped: a one-row query to use as a
+    subquery. It is ordered by the column itself, so an index on it gives the order; ordered by the
+    value read back, as `jobs.order_by(name).values(name)` is, the database would clamp and sort every
+    row first, once for each time the subquery appears in the clamp of an outer query."""
+    time = models.ExpressionWrapper(models.F(name), output_field=ClientTimeField())
+    return jobs.order_by(name).values(earliest=time)[:1]
+
+
 class JobState(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"  # waiting for next_attempt_at
     RUNNING = "running", "Running"  # claimed by a dispatcher; a worker holds it until next_attempt_at

@@ -7,7 +7,7 @@ from django.db.models.functions import Coalesce
 from accounts.models import User
 
 from .errors import JobNotFound
-from .models import ACTIVE_STATES, Attempt, Job, JobKind, JobQueue, JobState
+from .models import ACTIVE_STATES, Attempt, Job, JobKind, JobQueue, JobState, earliest
 
 
 def jobs_of_user(*, user: User) -> QuerySet[Job]:
@@ -55,12 +55,12 @@ def queues_counted(queues: QuerySet[JobQueue], *, now: datetime) -> QuerySet[Job
     """`queues`, each with its depth (jobs scheduled), its jobs in flight (running) and `oldest_due`
     (when its oldest due job was due; None when none is): one query, by the queued jobs' indexes."""
     of_queue = Job.objects.filter(queue=OuterRef("pk"))
-    oldest_due = of_queue.filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now).order_by("next_attempt_at")
+    oldest_due = of_queue.filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now)
     return queues.annotate(
         # A recurring job in the queue is a schedule, not a job waiting to be sent: its firings are.
         depth=_count_of_queue(of_queue.filter(state=JobState.SCHEDULED).exclude(kind=JobKind.RECURRING)),
         in_flight=_count_of_queue(of_queue.filter(state=JobState.RUNNING)),
-        oldest_due=Subquery(oldest_due.values("next_attempt_at")[:1]),
+        oldest_due=Subquery(earliest(oldest_due, "next_attempt_at")),
     )
 
 

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Min, OuterRef, Subquery, Value, When
+from django.db.models import Case, DateTimeField, F, Min, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
@@ -48,6 +48,7 @@ from ..models import (
     Job,
     JobQueue,
     JobState,
+    earliest,
 )
 
 # The claim in one statement on PostgreSQL: lock the due rows (skipping those another claim holds)
@@ -406,10 +407,11 @@ def jobs_next_due() -> datetime | None:
     Jobs of a paused queue are not counted; each queue's next is found by its own index.
     """
     unqueued = Job.objects.filter(state__in=ACTIVE_STATES, queue__isnull=True).aggregate(due=Min("next_attempt_at"))
-    queue_next = Job.objects.filter(queue=OuterRef("pk"), state__in=ACTIVE_STATES).order_by("next_attempt_at")
+    queue_next = Job.objects.filter(queue=OuterRef("pk"), state__in=ACTIVE_STATES)
     queued = (
         JobQueue.objects.filter(paused=False)
-        .annotate(next_due=Subquery(queue_next.values("next_attempt_at")[:1]))
+        # Each queue's is read back clamped already: clamped again, the subquery would run once per mention.
+        .annotate(next_due=Subquery(earliest(queue_next, "next_attempt_at"), output_field=DateTimeField()))
         .aggregate(due=Min("next_due"))
     )
     return min((due for due in (unqueued["due"], queued["due"]) if due is not None), default=None)

@@ -2,15 +2,17 @@
 control the dispatcher applies (parallelism, rate by the clock, pause) with real workers and targets."""
 
 import json
+import re
 import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from werkzeug import Response
 
-from jobs import services
+from jobs import selectors, services, values
 from jobs.dispatcher import dispatch_once, start_dispatcher_thread
 from jobs.errors import JobParameterError
 from jobs.models import AttemptOutcome, Job, JobQueue, JobState
@@ -447,6 +449,34 @@ def test_the_next_due_time_leaves_out_paused_queues(owner, clock):
     make_queue(user, "open")
     queued = make_job(user, "https://example.org/", at=clock.now() + timedelta(seconds=1), queue="open")
     assert dispatch.jobs_next_due() == queued.next_attempt_at
+
+
+def test_a_queued_jobs_time_written_past_the_times_python_holds_is_read_as_the_nearest_it_holds(owner, clock):
+    user, _ = owner
+    make_queue(user, "open")
+    job = make_job(user, "https://example.org/", at=clock.now() + timedelta(minutes=1), queue="open")
+
+    def written(time: str) -> None:  # around the API
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE jobs_job SET next_attempt_at = %s::timestamptz WHERE id = %s", [time, job.pk])
+
+    written("20000-01-01T00:00:00Z")
+    assert dispatch.jobs_next_due() == values.LATEST
+    written("0100-01-01T00:00:00Z BC")
+    assert dispatch.jobs_next_due() == values.EARLIEST
+    assert selectors.queues_of_user(user=user, now=clock.now())[0].oldest_due == values.EARLIEST
+
+
+def test_the_earliest_time_of_each_queue_is_read_once_in_its_index_order(owner, clock):
+    """Ordered by the time read back (clamped), each queue's jobs would be sorted first, and the subquery run
+    again at each mention of it in the clamp around it."""
+    with CaptureQueriesContext(connection) as queries:
+        dispatch.jobs_next_due()
+        list(selectors.queues_of_user(user=owner.user, now=clock.now()))
+    queued_next_due, listed = queries[1]["sql"], queries[2]["sql"]
+    for sql in (queued_next_due, listed):
+        assert re.search(r'ORDER BY U\d+\."next_attempt_at" ASC', sql), sql
+    assert queued_next_due.count('FROM "jobs_job"') == 1, queued_next_due
 
 
 def test_a_queues_rate_refills_its_bucket_by_the_clock(owner, clock):
