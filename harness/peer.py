@@ -6,7 +6,8 @@ targets). One threaded server (pytest-httpserver, werkzeug) answers every path t
 the message sender receives, or the `Job-Delivery-Id` a job target receives) and
 behaves as the caller has set it to: answer at once, after a delay, never (hang until
 released), or fail the first attempts of each key. `local_server()` gives the bare
-server, for tests that set their expectations with pytest-httpserver's own API.
+server (a `LocalServer`), for tests that set their expectations with pytest-httpserver's
+own API; one shared by several tests is `reset()` between them.
 """
 
 from __future__ import annotations
@@ -33,10 +34,54 @@ HANG_LIMIT = 60.0
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request received
 
 
+class LocalServer(HTTPServer):
+    """pytest-httpserver's server, which also knows how many requests it is answering right now.
+
+    The server logs a request only once its handler has answered it. A request its client
+    gave up on (a timeout shorter than the handler's delay) is still being answered after
+    the test that made it has ended, and would be logged among the next test's requests
+    if the log were cleared meanwhile: `reset()` first waits for every answer."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._answering: Counter[str] = Counter()  # path -> requests being answered
+        self._answered = threading.Condition()
+
+    def application(self, request: Request) -> Response:
+        with self._answered:
+            self._answering[request.path] += 1
+        try:
+            return super().application(request)  # answered, then logged
+        finally:
+            with self._answered:
+                self._answering[request.path] -= 1
+                if not self._answering[request.path]:
+                    del self._answering[request.path]
+                self._answered.notify_all()
+
+    def answering(self) -> Counter[str]:
+        """The requests being answered right now, by path."""
+        with self._answered:
+            return Counter(self._answering)
+
+    def wait_idle(self, timeout: float = HANG_LIMIT) -> None:
+        """Wait until no request is being answered; TimeoutError naming the paths after `timeout` s."""
+        with self._answered:
+            if not self._answered.wait_for(lambda: not self._answering, timeout=timeout):
+                raise TimeoutError(
+                    f"{self.url_for('/')} was still answering {dict(self._answering)} after {timeout:g} s."
+                )
+
+    def reset(self, timeout: float = HANG_LIMIT) -> None:
+        """Once every request received has been answered (and logged): no handler, no log, no errors."""
+        self.wait_idle(timeout)
+        self.clear()
+
+
 @contextlib.contextmanager
-def local_server() -> Iterator[HTTPServer]:
+def local_server() -> Iterator[LocalServer]:
     """A started HTTP server on 127.0.0.1 (answering requests concurrently), stopped on leaving."""
-    server = HTTPServer(host=HOST, port=0, threaded=True)
+    server = LocalServer(host=HOST, port=0, threaded=True)
     server.start()
     try:
         yield server

@@ -213,6 +213,7 @@ def seed_client(live_server, make_token, settings):
 
 @pytest.fixture(scope="session")
 def http_server():
-    """A real HTTP server on 127.0.0.1 (pytest-httpserver) for the tests' peers, shared by the session."""
+    """A real HTTP server on 127.0.0.1 (pytest-httpserver) for the tests' peers, shared by the session: each
+    test that uses it `reset()`s it before and after, which waits for the requests it is still answering."""
     with local_server() as server:
         yield server

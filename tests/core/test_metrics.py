@@ -180,8 +180,7 @@ def test_every_metric_the_dashboard_queries_is_on_metrics_after_traffic_to_each_
 ):
     settings.OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     settings.MESSAGE_SENDER_TOKEN = "sender-token"
-    http_server.clear()
-    http_server.clear_all_handlers()
+    http_server.reset()
     http_server.expect_request("/outbound/", method="POST").respond_with_handler(message_sender)
     cache_services.cache_create(name="metrics")
     _, raw = make_token()

@@ -157,11 +157,10 @@ def test_ipv6_spellings_in_a_url_are_refused_without_connecting(host):
 @pytest.fixture
 def listener(http_server):
     """A real server on loopback; the tests check it is never asked anything."""
-    http_server.clear()
-    http_server.clear_all_handlers()
+    http_server.reset()
     http_server.expect_request("/hook").respond_with_data("reached")
     yield http_server
-    http_server.clear_all_handlers()
+    http_server.reset()
     outbound.close_clients()
 
 

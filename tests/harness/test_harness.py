@@ -1,13 +1,16 @@
 """The harness's own promises: a stopped process takes its children with it, waits are bounded,
-and the recording peer fails the first attempts of a key as told."""
+the recording peer fails the first attempts of a key as told, and a shared local server is reset
+only once it has answered every request it received."""
 
 import re
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
+from werkzeug import Response
 
-from harness.peer import RecordingPeer
+from harness.peer import RecordingPeer, local_server
 from harness.processes import Process
 from harness.waiting import poll, wait_until
 
@@ -56,3 +59,34 @@ def test_the_peer_fails_the_first_attempts_of_each_key_then_answers():
         assert [request.method for request in peer.received()] == ["POST", "POST", "POST", "GET"]
     finally:
         peer.stop()
+
+
+def test_a_reset_waits_for_the_answer_to_a_request_its_client_gave_up_on_so_it_is_not_logged_after():
+    arrived, let_go = threading.Event(), threading.Event()
+
+    def late(request):
+        arrived.set()
+        let_go.wait(10)
+        return Response("late")
+
+    with local_server() as server:
+        server.expect_request("/late").respond_with_handler(late)
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(server.url_for("/late"), timeout=0.2)
+        assert arrived.is_set()
+        assert server.answering() == {"/late": 1}
+        with pytest.raises(TimeoutError, match=re.escape("still answering {'/late': 1} after 0.1 s")):
+            server.wait_idle(timeout=0.1)
+
+        reset = threading.Thread(target=server.reset)
+        reset.start()
+        reset.join(0.2)
+        assert reset.is_alive()  # still waiting for the answer
+        let_go.set()
+        reset.join(10)
+        assert not reset.is_alive()
+
+        assert server.answering() == {}
+        server.expect_request("/after").respond_with_data("ok")
+        assert httpx.get(server.url_for("/after"), timeout=5).text == "ok"
+        assert [request.path for request, _ in server.log] == ["/after"]

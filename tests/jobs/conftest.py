@@ -4,10 +4,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from pytest_httpserver import HTTPServer
 from rest_framework.test import APIClient
 
 from core import outbound
+from harness.peer import LocalServer
 from jobs import clock as job_clock
 from jobs.dispatcher import dispatch_once
 from tests.processes import child_environment as service_environment
@@ -18,12 +18,13 @@ START = datetime(2030, 1, 31, 18, 36, 21, tzinfo=UTC)
 
 
 @pytest.fixture
-def target(http_server) -> HTTPServer:
-    """A real HTTP server on 127.0.0.1 (handles requests concurrently), fresh for each test."""
-    http_server.clear()
-    http_server.clear_all_handlers()
+def target(http_server) -> LocalServer:
+    """A real HTTP server on 127.0.0.1 (handles requests concurrently), fresh for each test: every request
+    it received is answered (and logged) before the log is cleared, so one a job gave up on in an earlier
+    test is never logged among this test's (and none of this test's outlives it)."""
+    http_server.reset()
     yield http_server
-    http_server.clear_all_handlers()
+    http_server.reset()
 
 
 @pytest.fixture(autouse=True)

@@ -77,13 +77,12 @@ def accepted(request: Request) -> Response:
 @pytest.fixture
 def sender(http_server, settings) -> Peer:
     """The message sender (answering 201 with an id), fresh for each test."""
-    http_server.clear()
-    http_server.clear_all_handlers()
+    http_server.reset()
     peer = Peer(http_server)
     peer.answer(accepted)
     settings.MESSAGE_SENDER_URL = peer.url
     yield peer
-    http_server.clear_all_handlers()
+    http_server.reset()
 
 
 @pytest.fixture
