@@ -89,7 +89,7 @@ END
 # is counted again under the lock, in QUEUED_CLAIM_SQL). A queue with no room is not locked.
 QUEUES_LOCK_SQL = f"""
 SELECT queue.id FROM jobs_jobqueue AS queue
-WHERE NOT queue.paused AND (%(only)s::bigint[] IS NULL OR queue.id = ANY(%(only)s::bigint[]))
+WHERE NOT queue.paused
     AND EXISTS (
         SELECT FROM jobs_job AS job
         WHERE job.queue_id = queue.id AND job.state IN ('scheduled', 'running') AND job.next_attempt_at <= %(now)s
@@ -101,6 +101,13 @@ WHERE NOT queue.paused AND (%(only)s::bigint[] IS NULL OR queue.id = ANY(%(only)
     AND COALESCE({_TOKENS} >= 1 - 1e-9, true)
 FOR NO KEY UPDATE OF queue SKIP LOCKED
 """  # noqa: S608 - constants only, the values are parameters
+# The same for the few queues a worker just recorded jobs of (`only`): they are locked without looking for
+# room first, since most have it (their jobs were just recorded); QUEUED_CLAIM_SQL counts it.
+QUEUES_LOCK_ONLY_SQL = """
+SELECT queue.id FROM jobs_jobqueue AS queue
+WHERE queue.id = ANY(%(only)s::bigint[]) AND NOT queue.paused
+FOR NO KEY UPDATE OF queue SKIP LOCKED
+"""
 # The claim of queued jobs on PostgreSQL, a statement after QUEUES_LOCK_SQL (so that it sees every claim
 # committed before the locks were taken): each locked queue's room (its parallelism less its jobs running
 # under unexpired leases; the whole tokens of its bucket), up to that many of its due jobs, oldest first,
@@ -209,7 +216,7 @@ def _claim_in_one_statement(
     parameters = {"now": now, "limit": limit, "leases": leases, "chunk": chunk, "lease_ends": lease_ends, "only": only}
     if queued:
         with connection.cursor() as cursor:
-            cursor.execute(QUEUES_LOCK_SQL, parameters)
+            cursor.execute(QUEUES_LOCK_SQL if only is None else QUEUES_LOCK_ONLY_SQL, parameters)
             parameters["queues"] = [queue_id for (queue_id,) in cursor.fetchall()]
         if not parameters["queues"]:
             return []
