@@ -17,11 +17,13 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 from werkzeug import Response
 
+from core import outbound
 from harness.processes import Process
 from jobs import services
 from jobs.dispatcher import dispatch_once, pause, run_dispatcher, start_dispatcher_thread
-from jobs.models import SENT_FIELDS, AttemptOutcome, Job, JobState
+from jobs.models import SENT_FIELDS, Attempt, AttemptOutcome, Job, JobState
 from jobs.services import dispatch
+from jobs.services.delivery import record_results, send_all
 from tests.worker import unreachable_broker
 
 from .helpers import celery_worker, make_job, requests_to, state_of, wait_until
@@ -141,6 +143,40 @@ def test_a_job_deleted_after_it_was_claimed_is_not_sent(transactional_db, owner,
     with celery_worker():
         wait_until(lambda: other.attempts.exists() and state_of(other) != JobState.RUNNING, what="the other job")
     assert requests_to(target, "/hook") == []
+
+
+def test_what_came_of_each_request_is_recorded_as_its_job_stands_when_recorded(owner, target, clock):
+    """Each job sent is recorded together with the others, by the state it holds when recorded: one claimed
+    again meanwhile keeps its new claim (its attempt is recorded all the same), one deleted leaves nothing."""
+    user, _ = owner
+    target.expect_request("/ok").respond_with_data("ok")
+    target.expect_request("/broken").respond_with_data("no", status=500)
+    succeeded, retried, reclaimed, deleted = (
+        make_job(user, target.url_for(path)) for path in ("/ok", "/broken", "/ok", "/ok")
+    )
+    [(lease, ids)] = services.jobs_claim_due(now=clock.now(), limit=10)
+    jobs = services.jobs_claimed(job_ids=[str(job_id) for job_id in ids], lease=str(lease))
+    results = outbound.run(send_all(jobs))
+    new_lease = uuid.uuid4()  # while the requests were made: one job claimed anew, one deleted
+    Job.objects.filter(pk=reclaimed.pk).update(lease=new_lease)
+    services.job_delete(job=deleted)
+
+    assert record_results(results) == []
+
+    def stands(job):
+        return Job.objects.values_list("state", "lease", "attempt_count").get(pk=job.pk)
+
+    assert stands(succeeded) == (JobState.SUCCEEDED, None, 1)
+    assert stands(retried) == (JobState.SCHEDULED, None, 1)
+    assert Job.objects.get(pk=retried.pk).next_attempt_at > clock.now()
+    assert stands(reclaimed) == (JobState.RUNNING, new_lease, 1)
+    assert not Job.objects.filter(pk=deleted.pk).exists()
+    outcomes = dict(Attempt.objects.values_list("job_id", "outcome"))
+    assert outcomes == {
+        succeeded.pk: AttemptOutcome.SUCCEEDED,
+        retried.pk: AttemptOutcome.FAILED,
+        reclaimed.pk: AttemptOutcome.SUCCEEDED,
+    }
 
 
 def test_a_job_changed_before_it_is_due_is_sent_in_its_new_form(owner, target, run_due, clock):
