@@ -255,12 +255,15 @@ def _decide(job: Job, result: RequestResult, now: datetime) -> tuple[dict, list[
     return changes, []
 
 
-def _record(results: list[tuple[Job, RequestResult]], now: datetime, *, claim_next: bool = False) -> list[Job]:
+def _record(
+    results: list[tuple[Job, RequestResult]], now: datetime, *, claim_next: bool = False, again: bool = False
+) -> list[Job]:
     """Record each attempt, and each job's new state if it still holds the lease it was sent under
     (it may have changed meanwhile). A deferred job is given back, due again shortly, its attempt not counted.
 
     With `claim_next`, the queued jobs recorded are followed, in the same transaction, by the next due jobs
-    of their queues (as many as the queues have room for, no more than were recorded): the jobs claimed (read)."""
+    of their queues (as many as the queues have room for, no more than were recorded): the jobs claimed (read).
+    With `again`, the same results may have been recorded already (see `_not_yet_recorded`)."""
     with transaction.atomic():
         present = dict(
             Job.objects.select_for_update()
@@ -269,6 +272,8 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime, *, claim_ne
             .values_list("pk", "lease")
         )
         attempts = [_attempt(job, result) for job, result in results if result.attempted and job.pk in present]
+        if again:
+            attempts = _not_yet_recorded(attempts)
         insert_rows(Attempt, attempts)
         same_changes: dict[tuple, list] = defaultdict(list)
         deferred: dict[uuid.UUID, list] = defaultdict(list)
@@ -304,6 +309,21 @@ def _record(results: list[tuple[Job, RequestResult]], now: datetime, *, claim_ne
     kinds = {job.pk: job.kind for job, _ in results}
     transaction.on_commit(partial(_count_recorded, attempts, kinds, dead, sum(map(len, deferred.values()))))
     return successors
+
+
+def _attempt_key(attempt: dict) -> tuple:
+    return attempt["job_id"], attempt["number"], attempt["started_at"]
+
+
+def _not_yet_recorded(attempts: list[dict]) -> list[dict]:
+    """Those of `attempts` not stored already. A record tried again because the database could not be reached
+    may have been committed the first time (the connection broke while the commit was answered): its jobs'
+    states are safe (they no longer hold the lease they were sent under), their attempts would be stored twice."""
+    if not attempts:
+        return attempts
+    ids = [attempt["job_id"] for attempt in attempts]
+    stored = set(Attempt.objects.filter(job__in=ids).values_list("job_id", "number", "started_at"))
+    return [attempt for attempt in attempts if _attempt_key(attempt) not in stored]
 
 
 def _count_recorded(attempts: list[dict], kinds: dict, dead: list[str], deferred: int) -> None:
@@ -380,11 +400,14 @@ def _claimed(job_ids: list[str], lease: str, started: datetime) -> list[Job]:
     return [job for job in found if job is not None]
 
 
-def record_results(results: list[tuple[Job, RequestResult]], *, claim_next: bool = False) -> list[Job]:
+def record_results(
+    results: list[tuple[Job, RequestResult]], *, claim_next: bool = False, again: bool = False
+) -> list[Job]:
     """Record the jobs in one transaction or, when that fails, each job in its own; with `claim_next`, the
-    claims of their queues' next jobs made meanwhile (see `_record`)."""
+    claims of their queues' next jobs made meanwhile; `again` when the same results were given before and
+    the database could not be reached (see `_record`)."""
     try:
-        return _record(results, clock.now(), claim_next=claim_next)
+        return _record(results, clock.now(), claim_next=claim_next, again=again)
     except UNREACHABLE:
         raise
     except Exception:
@@ -392,7 +415,11 @@ def record_results(results: list[tuple[Job, RequestResult]], *, claim_next: bool
     for job, result in results:
         alone = [(job, result)]
         _each_alone(
-            [job.pk], lambda _, alone=alone: _record(alone, clock.now()), job.lease, result.started, "Recording"
+            [job.pk],
+            lambda _, alone=alone: _record(alone, clock.now(), again=again),
+            job.lease,
+            result.started,
+            "Recording",
         )
     return []
 

@@ -225,20 +225,22 @@ class InFlight:
         `claim_next`, the next jobs of its queues, claimed.
 
         The first failure is tried again at once, on a new connection: the one used may have broken
-        since it last answered (it is not checked before each batch, `LoopConnection`)."""
+        since it last answered (it is not checked before each batch, `LoopConnection`). A batch tried again
+        may have been committed (the connection broke while the commit was answered): its attempts already
+        stored are not stored twice."""
         give_up = time.monotonic() + UNREACHABLE_GIVE_UP
-        pause = 0.0
+        pause, again = 0.0, False
         while True:
             self._connection.refresh()
             try:
-                return record_results(batch, claim_next=claim_next)
+                return record_results(batch, claim_next=claim_next, again=again)
             except UNREACHABLE as error:
                 connection.close()
                 if time.monotonic() > give_up:
                     raise
                 logger.warning("Recording finished jobs: the database cannot be reached (%s); trying again", error)
                 time.sleep(pause)
-                pause = UNREACHABLE_PAUSE
+                pause, again = UNREACHABLE_PAUSE, True
 
 
 deliveries = InFlight()

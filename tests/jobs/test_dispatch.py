@@ -5,6 +5,7 @@ its own that is killed) and several dispatchers at once.
 """
 
 import json
+import logging
 import sys
 import threading
 import uuid
@@ -145,7 +146,7 @@ def test_a_job_deleted_after_it_was_claimed_is_not_sent(transactional_db, owner,
     assert requests_to(target, "/hook") == []
 
 
-def test_what_came_of_each_request_is_recorded_as_its_job_stands_when_recorded(owner, target, clock):
+def test_what_came_of_each_request_is_recorded_as_its_job_stands_when_recorded(owner, target, clock, caplog):
     """Each job sent is recorded together with the others, by the state it holds when recorded: one claimed
     again meanwhile keeps its new claim (its attempt is recorded all the same), one deleted leaves nothing."""
     user, _ = owner
@@ -161,7 +162,9 @@ def test_what_came_of_each_request_is_recorded_as_its_job_stands_when_recorded(o
     Job.objects.filter(pk=reclaimed.pk).update(lease=new_lease)
     services.job_delete(job=deleted)
 
-    assert record_results(results) == []
+    with caplog.at_level(logging.ERROR):
+        assert record_results(results) == []
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []  # at once
 
     def stands(job):
         return Job.objects.values_list("state", "lease", "attempt_count").get(pk=job.pk)
@@ -177,6 +180,26 @@ def test_what_came_of_each_request_is_recorded_as_its_job_stands_when_recorded(o
         retried.pk: AttemptOutcome.FAILED,
         reclaimed.pk: AttemptOutcome.SUCCEEDED,
     }
+
+
+def test_a_record_tried_again_after_its_commit_was_made_stores_each_attempt_once(owner, target, clock, caplog):
+    """The database could not be reached while the record's commit was answered: the commit may have been made,
+    and the record is tried again with the same results."""
+    user, _ = owner
+    target.expect_request("/ok").respond_with_data("ok")
+    target.expect_request("/broken").respond_with_data("no", status=500)
+    jobs = [make_job(user, target.url_for(path)) for path in ("/ok", "/broken")]
+    [(lease, ids)] = services.jobs_claim_due(now=clock.now(), limit=10)
+    results = outbound.run(send_all(services.jobs_claimed(job_ids=[str(job_id) for job_id in ids], lease=str(lease))))
+    record_results(results)
+    recorded = {job.pk: Job.objects.values_list("state", "next_attempt_at").get(pk=job.pk) for job in jobs}
+
+    with caplog.at_level(logging.ERROR):
+        record_results(results, again=True)
+
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert sorted(Attempt.objects.values_list("job_id", flat=True)) == sorted(job.pk for job in jobs)
+    assert {job.pk: Job.objects.values_list("state", "next_attempt_at").get(pk=job.pk) for job in jobs} == recorded
 
 
 def test_a_job_changed_before_it_is_due_is_sent_in_its_new_form(owner, target, run_due, clock):
