@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -88,13 +89,24 @@ def check(number: int, command: str, answer: str | None, status: int, body: str)
         assert body == shown, where
 
 
+# A command started as from a terminal, where Ctrl-C is never ignored: the suite itself may run with SIGINT
+# ignored (started in the background by a shell without job control), and a shell that starts with a signal
+# ignored cannot trap it.
+AS_FROM_A_TERMINAL = (
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+)
+
+
 @pytest.fixture
 def service(transactional_db, django_db_blocker, tmp_path):
     """`bin/run` on a free port with the test's database and Redis; (base URL, token, process)."""
     with django_db_blocker.unblock():
         environment = child_environment(PORT=str(port := free_port()), ENV_FILE="/dev/null", DEBUG="true")
     environment.pop("DJANGO_SETTINGS_MODULE")  # the real settings, as make run has them
-    run = Process("run", [str(ROOT / "bin" / "run")], env=environment, log=tmp_path / "run.log").start()
+    run = Process("run", [*AS_FROM_A_TERMINAL, str(ROOT / "bin" / "run")], env=environment, log=tmp_path / "run.log")
+    run.start()
     try:
         wait_for_http(f"http://127.0.0.1:{port}/api/health/", timeout=120)
         token = wait_until(lambda: re.search(r"API token\s+([0-9a-f]{40})", run.output()), what="the token", timeout=5)
