@@ -29,7 +29,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,7 +44,7 @@ from core.bulk import insert_rows
 from .. import clock, signing
 from .. import headers as job_headers
 from ..models import LOST_ATTEMPT_ERROR, SENT_FIELDS, Attempt, AttemptOutcome, Job, JobKind, JobState
-from .dispatch import jobs_claim_next_queued, jobs_release, queues_room_signal
+from .dispatch import jobs_claim_next_queued, jobs_release_held, queues_room_signal
 
 logger = logging.getLogger(__name__)
 
@@ -276,14 +275,14 @@ def _record(
             attempts = _not_yet_recorded(attempts)
         insert_rows(Attempt, attempts)
         same_changes: dict[tuple, list] = defaultdict(list)
-        deferred: dict[uuid.UUID, list] = defaultdict(list)
+        deferred: list[Job] = []
         callbacks: list[Job] = []
         dead: list[str] = []
         for job, result in results:
             if present.get(job.pk) != job.lease:
                 continue
             if result.deferred:
-                deferred[job.lease].append(job.pk)
+                deferred.append(job)
                 continue
             changes, more = _decide(job, result, now)
             same_changes[tuple(sorted(changes.items()))].append(job.pk)
@@ -296,8 +295,7 @@ def _record(
             )
         Job.objects.bulk_create(callbacks)
         due_again = now + timedelta(seconds=settings.JOBS_ORIGIN_BUSY_DELAY)
-        for lease, ids in deferred.items():
-            jobs_release(lease=lease, ids=ids, due_at=due_again)
+        jobs_release_held(deferred, due_at=due_again)
         queued = [job.queue_id for job, _ in results if job.queue_id is not None]
         successors = []
         if queued and claim_next:
@@ -307,7 +305,7 @@ def _record(
             # dispatchers need not wait for their interval to look.
             queues_room_signal()
     kinds = {job.pk: job.kind for job, _ in results}
-    transaction.on_commit(partial(_count_recorded, attempts, kinds, dead, sum(map(len, deferred.values()))))
+    transaction.on_commit(partial(_count_recorded, attempts, kinds, dead, len(deferred)))
     return successors
 
 

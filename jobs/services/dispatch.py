@@ -28,6 +28,7 @@ import math
 import uuid
 from datetime import datetime, timedelta
 from functools import partial
+from operator import attrgetter
 from typing import NamedTuple
 
 from django.conf import settings
@@ -168,6 +169,8 @@ CLAIMED_JOBS = ", ".join(
 )
 
 
+by_position = attrgetter("claimed_position")  # a job's place in the claim that read it (CLAIMED_JOBS)
+
 # Where a dispatcher waiting between claims hears that a queue may have room again (PostgreSQL LISTEN/NOTIFY).
 ROOM_CHANNEL = "jobs_queue_room"
 
@@ -222,7 +225,7 @@ def _claim_in_one_statement(
             return []
     claim = QUEUED_CLAIM_SQL if queued else CLAIM_SQL
     if read:
-        jobs = sorted(Job.objects.raw(f"{claim} RETURNING {CLAIMED_JOBS}", parameters), key=_position)
+        jobs = sorted(Job.objects.raw(f"{claim} RETURNING {CLAIMED_JOBS}", parameters), key=by_position)
         return [
             _Claimed(job.pk, job.claimed_attempt_count, job.claimed_attempt_started_at, job.lease, job) for job in jobs
         ]
@@ -230,10 +233,6 @@ def _claim_in_one_statement(
         cursor.execute(f"{claim} RETURNING {CLAIMED}", parameters)
         rows = sorted(cursor.fetchall(), key=lambda row: row[3])
     return [_Claimed(job_id, number, started, leases[position // chunk]) for job_id, number, started, position in rows]
-
-
-def _position(job: Job) -> int:
-    return job.claimed_position
 
 
 def _available_tokens(queue: JobQueue, now: datetime) -> float | None:
@@ -392,6 +391,14 @@ def jobs_release(*, lease: uuid.UUID, ids: list[uuid.UUID], due_at: datetime | N
         first_attempt_at=Case(When(attempt_count=1, then=Value(None)), default=F("first_attempt_at")),
         updated_at=timezone.now(),
     )
+
+
+def jobs_release_held(jobs: list[Job], *, due_at: datetime | None = None) -> int:
+    """`jobs_release` for jobs as they were claimed, each under its own lease (`job.lease`); how many."""
+    by_lease: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for job in jobs:
+        by_lease.setdefault(job.lease, []).append(job.pk)
+    return sum(jobs_release(lease=lease, ids=ids, due_at=due_at) for lease, ids in by_lease.items())
 
 
 def _enqueue(claims: list[Claim]) -> None:

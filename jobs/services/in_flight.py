@@ -29,7 +29,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -43,7 +42,7 @@ from .. import clock
 from ..models import Job, JobState
 from ..signing import signing_keys_attach
 from .delivery import UNREACHABLE, RequestResult, record_results, send
-from .dispatch import jobs_release
+from .dispatch import jobs_release_held
 
 logger = logging.getLogger(__name__)
 
@@ -188,12 +187,8 @@ class InFlight:
             self.hand_over(jobs, wait=False)
         except Exception:
             logger.exception("Sending the %d next queued jobs claimed failed; giving them back", len(jobs))
-            by_lease: dict[uuid.UUID, list[uuid.UUID]] = {}
-            for job in jobs:
-                by_lease.setdefault(job.lease, []).append(job.pk)
             try:
-                for lease, ids in by_lease.items():
-                    jobs_release(lease=lease, ids=ids)
+                jobs_release_held(jobs)
             except Exception:  # left to their leases
                 logger.exception("Giving back %d claimed jobs failed; their leases will expire", len(jobs))
 
