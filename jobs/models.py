@@ -199,8 +199,12 @@ class Job(models.Model):
             models.Index(fields=["user", "kind", "state", "-created_at"], name="jobs_job_owner_state"),
             models.Index(fields=["lease"], name="jobs_job_in_flight", condition=models.Q(state="running")),
             models.Index(fields=["parent"], name="jobs_job_callbacks", condition=models.Q(parent__isnull=False)),
+            # The condition is the one every query of recurring run times states, so that the planner takes
+            # this index without the table's statistics (a table that has just grown has none yet).
             models.Index(
-                fields=["next_run_at"], name="jobs_job_recurring_due", condition=models.Q(next_run_at__isnull=False)
+                fields=["next_run_at"],
+                name="jobs_job_recurring_due",
+                condition=models.Q(kind="recurring", state="scheduled", next_run_at__isnull=False),
             ),
             models.Index(
                 fields=["recurring_job_id"], name="jobs_job_firings", condition=models.Q(recurring_job_id__isnull=False)

@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from jobs import services
 from jobs.dispatcher import pause
 from jobs.models import Job, JobKind, JobState
+from jobs.services.recurring import recurring_next_run
 
 from .helpers import make_job, requests_to
 
@@ -449,3 +452,23 @@ def test_the_admin_shows_a_recurring_job(client, admin_user, owner, clock):
     assert response.status_code == 200
     assert b"0 9 * * mon-fri" in response.content
     assert b"Europe/London" in response.content
+
+
+def test_the_next_run_time_is_read_from_its_index_on_a_table_without_statistics(owner, clock):
+    """Asked at every dispatcher turn. A table that has just grown (a burst of jobs) has no statistics yet;
+    the planner must still take the index rather than read the table whole."""
+    user = owner.user
+    Job.objects.bulk_create(
+        Job(user=user, uri="https://example.org/", at=clock.now(), next_attempt_at=clock.now(), timeout=5)
+        for _ in range(3000)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'jobs_job'")
+        assert cursor.fetchone()[0] < 0  # never analysed
+    with CaptureQueriesContext(connection) as queries:
+        recurring_next_run()
+    (query,) = queries
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {query['sql']}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "jobs_job_recurring_due" in plan and "Seq Scan" not in plan, plan
