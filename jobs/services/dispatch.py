@@ -87,13 +87,16 @@ END
 """
 # The queues a claim may take jobs of, locked (skipping those another claim holds) before their room is
 # counted: not paused, with due jobs, and not full or out of tokens by what this statement sees (the room
-# is counted again under the lock, in QUEUED_CLAIM_SQL). A queue with no room is not locked.
+# is counted again under the lock, in QUEUED_CLAIM_SQL). A queue with no room is not locked. Whether a queue
+# has a due job is asked of its own entries in jobs_job_queue_due (OFFSET 0 keeps the planner from reading
+# every queue's due jobs first, as it does for a backlog when the table has no statistics yet).
 QUEUES_LOCK_SQL = f"""
 SELECT queue.id FROM jobs_jobqueue AS queue
 WHERE NOT queue.paused
     AND EXISTS (
         SELECT FROM jobs_job AS job
         WHERE job.queue_id = queue.id AND job.state IN ('scheduled', 'running') AND job.next_attempt_at <= %(now)s
+        OFFSET 0
     )
     AND (queue.parallelism IS NULL OR queue.parallelism > (
         SELECT count(*) FROM jobs_job AS job

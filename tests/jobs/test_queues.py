@@ -838,3 +838,22 @@ def test_a_queue_removed_while_a_job_is_saved_in_it_waits_and_is_refused_as_not_
     [error] = outcome
     assert error.status_code == 409, error
     assert Job.objects.get(queue__name="busy").state == JobState.SCHEDULED
+
+
+def test_which_queues_have_due_jobs_is_asked_of_each_queue_on_a_table_without_statistics(owner, clock):
+    """A backlog in a table that has just grown (no statistics yet): the dispatcher's lock of the queues with due
+    jobs asks each queue's own index entries, rather than reading every queue's due jobs at every turn."""
+    user = owner.user
+    queues = [make_queue(user, f"q{n}", parallelism=2) for n in range(4)]
+    Job.objects.bulk_create(
+        Job(user=user, uri="https://example.org/", at=clock.now(), next_attempt_at=clock.now(), timeout=5, queue=queue)
+        for queue in queues
+        for _ in range(750)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'jobs_job'")
+        assert cursor.fetchone()[0] < 0  # never analysed
+        cursor.execute(f"EXPLAIN {dispatch.QUEUES_LOCK_SQL}", {"now": clock.now()})
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Aggregate" not in plan.split("SubPlan")[0], plan  # no reading of all due jobs, grouped by queue
+    assert "jobs_job_queue_due" in plan, plan
