@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import loadgen
-from common import heading, prepare_service, service_environment, start_uvicorn, write_results
+from common import HTTP_PARSERS, heading, prepare_service, service_environment, start_uvicorn, write_results
 
 from harness.processes import stop_all
 
@@ -85,15 +85,19 @@ def main() -> None:
     parser.add_argument("--rate-seconds", type=float, default=None, help="each constant-rate run (default: --seconds)")
     parser.add_argument("--rate-processes", type=int, default=1, help="load generator processes")
     parser.add_argument(
-        "--http", choices=["httptools", "h11"], default="httptools", help="uvicorn's parser, ours and the baseline's"
+        "--http",
+        choices=list(HTTP_PARSERS),
+        default="procfile",
+        help="uvicorn's protocol for ours; the baseline's is httptools alone, or h11 when ours is",
     )
     args = parser.parse_args()
 
     token = prepare()
     auth = {"Authorization": token}
     ours = start_uvicorn("config.asgi:application", OURS_PORT, env=environment(), workers=args.workers, http=args.http)
+    baseline_http = "h11" if args.http == "h11" else "httptools"
     baseline = start_uvicorn(
-        "bench.baseline_asgi:app", BASELINE_PORT, env=environment(), workers=args.workers, http=args.http
+        "bench.baseline_asgi:app", BASELINE_PORT, env=environment(), workers=args.workers, http=baseline_http
     )
     try:
         httpx.put(
@@ -137,8 +141,8 @@ def main() -> None:
     lines = [
         *heading(
             "Cache data API vs framework-free ASGI baseline",
-            f", uvicorn --workers {args.workers} ({args.http}), wrk -t2 on the same cores, "
-            f"{args.seconds} s per run, loopback.",
+            f", uvicorn --workers {args.workers} (ours: {args.http}; baseline: {baseline_http}), "
+            f"wrk -t2 on the same cores, {args.seconds} s per run, loopback.",
         ),
         "",
         "| request | conns | ours req/s | ours p50 ms | ours p99 ms | baseline req/s | baseline p50 ms "
@@ -177,7 +181,7 @@ def main() -> None:
         f"p50 {redis_alone['p50']:.2f} ms, p99 {redis_alone['p99']:.2f} ms.",
         "GET miss answers 404 by design (counted as non-2xx).",
     ]
-    write_results("cache-http" if args.http == "httptools" else f"cache-http-{args.http}", "\n".join(lines) + "\n")
+    write_results("cache-http" if args.http == "procfile" else f"cache-http-{args.http}", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

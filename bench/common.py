@@ -69,12 +69,17 @@ def prepare_service(environment: dict[str, str], *, cache: str, scope: str) -> s
     return manage("createtoken", "bench@example.org", "--scope", scope).strip().splitlines()[-1]
 
 
-# uvicorn's HTTP parsers: its default (httptools), or h11 with the header bound the Procfile sets.
-HTTP_PARSERS = {"httptools": [], "h11": ["--http", "h11", "--h11-max-incomplete-event-size", "65536"]}
+# uvicorn's HTTP protocols: the Procfile's (httptools with a bound on request heads, `core.server`), uvicorn's
+# default (httptools alone), or h11 with its own bound on heads.
+HTTP_PARSERS = {
+    "procfile": ["--http", "core.server:BoundedHttpToolsProtocol"],
+    "httptools": [],
+    "h11": ["--http", "h11", "--h11-max-incomplete-event-size", "65536"],
+}
 
 
 def start_uvicorn(
-    app: str, port: int, *, env: dict[str, str], workers: int = 1, http: str = "httptools", **options
+    app: str, port: int, *, env: dict[str, str], workers: int = 1, http: str = "procfile", **options
 ) -> Process:
     """`app` under uvicorn on 127.0.0.1:`port` (as the Procfile runs it, quieter), once it answers."""
     command = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]

@@ -7,7 +7,7 @@
     its memory per subscriber, and how long one publish takes to reach them all.
 
     .venv/bin/python bench/topics_fanout.py [--subscribers 100] [--idle 10000] [--rates 50,100,200,300,400] \
-        [--seconds 5] [--http httptools|h11]
+        [--seconds 5] [--http procfile|httptools|h11]
 
 Needs PostgreSQL and Redis on 127.0.0.1. Uses the database `bench_topics` and
 Redis database 10; all traffic stays on loopback and the run stops by itself.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import hiredis
 import redis.asyncio
-from common import heading, prepare_service, service_environment, start_uvicorn, write_results
+from common import HTTP_PARSERS, heading, prepare_service, service_environment, start_uvicorn, write_results
 
 DATABASE = "bench_topics"
 REDIS_PORT, REDIS_DB = 6379, "10"
@@ -338,7 +338,7 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--rates", default=",".join(map(str, RATES)), help="publishes/s, one round each")
     parser.add_argument("--seconds", type=int, default=SECONDS_PER_RATE, help="of publishing, per round")
-    parser.add_argument("--http", choices=["httptools", "h11"], default="httptools", help="uvicorn's parser")
+    parser.add_argument("--http", choices=list(HTTP_PARSERS), default="procfile", help="uvicorn's protocol")
     args = parser.parse_args()
     rates = [int(rate) for rate in args.rates.split(",")]
     raise_file_limit()
@@ -383,7 +383,7 @@ def main() -> None:
         f"process memory {idle['rss_before_mib']:.0f} MiB before, {idle['rss_held_mib']:.0f} MiB holding them "
         f"({idle['per_subscriber_kib']:.1f} KiB per subscriber).",
     ]
-    name = "topics-fanout" if args.http == "httptools" else f"topics-fanout-{args.http}"
+    name = "topics-fanout" if args.http == "procfile" else f"topics-fanout-{args.http}"
     write_results(name, "\n".join(lines) + "\n", stamp="%Y-%m-%d-%H%M")
 
 

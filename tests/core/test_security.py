@@ -328,9 +328,43 @@ def head(method: str, path: str, *fields: str) -> bytes:
 
 
 def test_a_huge_header_is_refused_before_it_is_read(web):
-    status, _ = exchange(web, head("GET", "/api/health/", "X-Big: " + "a" * 16_000_000))
-    assert status != 200
+    status, body = exchange(web, head("GET", "/api/health/", "X-Big: " + "a" * 16_000_000))
+    assert (status, body) == (431, b"The request's head is larger than the limit of 65536 bytes.")
     assert httpx.get(f"http://127.0.0.1:{web}/api/health/").status_code == 200  # and the server is fine
+
+
+def test_a_head_that_never_ends_is_refused_however_slowly_it_comes(web):
+    """A header line sent in many small pieces: the bound counts every read since the head began."""
+    begun = b"GET /api/health/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+    status, _ = exchange(web, begun, chunks=[b"a" * 4096] * 40)
+    assert status == 431
+
+
+def test_a_body_is_not_counted_as_head_when_the_head_came_in_pieces(web):
+    """The end of a head and a body past the head's bound arrive together: the body is the request's, and the
+    request reaches the service (which refuses it unauthenticated), not the head's bound."""
+    first = b"POST /api/v1/schedule/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    rest = b"Content-Type: application/json\r\nContent-Length: 200000\r\nConnection: close\r\n\r\n"
+    status, body = exchange(web, first, chunks=[rest + b" " * 200_000])
+    assert status == 401, body
+
+
+def test_a_head_within_the_bound_reaches_the_service_whose_own_bound_answers_in_its_format(web):
+    fields = [f"X-Field-{n}: {'a' * 500}" for n in range(60)]  # about 31 KB of header fields
+    status, body = exchange(web, head("GET", "/api/v1/schedule/", *fields))
+    assert status == 431 and json.loads(body)["detail"].startswith("The header fields are too large"), body
+
+
+def test_requests_sent_together_on_one_connection_are_each_answered(web):
+    two = head("GET", "/api/health/").replace(b"Connection: close", b"Connection: keep-alive") + head(
+        "GET", "/api/health/"
+    )
+    with socket.create_connection(("127.0.0.1", web), timeout=30) as connection:
+        connection.sendall(two)
+        received = b""
+        while data := connection.recv(65536):
+            received += data
+    assert received.count(b"HTTP/1.1 200 OK") == 2, received
 
 
 @pytest.mark.parametrize(
