@@ -363,7 +363,7 @@ require(
 # Most header fields one request may carry; more is a 431.
 MAX_REQUEST_HEADERS = env_int("MAX_REQUEST_HEADERS", 100, minimum=10)
 # Most bytes of header fields (names and values together) one request may carry; more is a 431. The server
-# reads at most 64 KiB of a request's head (uvicorn --h11-max-incomplete-event-size 65536, in the Procfile).
+# reads at most 64 KiB of a request's head (core.server.BoundedHttpToolsProtocol, in the Procfile).
 MAX_REQUEST_HEADER_BYTES = env_int("MAX_REQUEST_HEADER_BYTES", 16_384, minimum=1024)
 require(MAX_REQUEST_HEADER_BYTES <= 49_152, "MAX_REQUEST_HEADER_BYTES must be at most 49152 (the server reads 64 KiB).")
 # Largest body of an upload (multipart) or a cache item, in bytes; more is a 413 (other bodies: their own limit).
