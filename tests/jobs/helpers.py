@@ -1,5 +1,7 @@
 from collections.abc import Callable
 
+from django.db import connection
+
 from harness import waiting
 from jobs import services
 from jobs.models import Job
@@ -25,3 +27,13 @@ def requests_to(server, path: str) -> list:
 
 
 celery_worker = running_worker  # a real worker for the length of a `with`
+
+
+def plan_without_statistics(sql: str, params=None) -> str:
+    """PostgreSQL's plan of `sql` on the jobs table as it stands, which must never have been analysed (a table
+    that has just grown has no statistics yet): what the planner chooses without them."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'jobs_job'")
+        assert cursor.fetchone()[0] < 0  # never analysed
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
