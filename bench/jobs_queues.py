@@ -111,6 +111,10 @@ def run(sink: str, *, count: int, paths: int, parallelism: int | None) -> dict:
         if delivery in path_of:
             first_hit.setdefault(delivery, received)
     first, last = min(first_hit.values()), max(first_hit.values())
+    path_done: dict[int, float] = {}
+    for delivery, received in first_hit.items():
+        path_done[path_of[delivery]] = max(path_done.get(path_of[delivery], 0.0), received)
+    done = sorted(path_done.values())
     return {
         "queued": parallelism is not None,
         "jobs": count,
@@ -120,6 +124,8 @@ def run(sink: str, *, count: int, paths: int, parallelism: int | None) -> dict:
         "from_due": len(first_hit) / (last - due.timestamp()),
         "first_to_last": len(first_hit) / (last - first) if last > first else None,
         "most_in_flight": max(most.values(), default=0),
+        # When the first, the median and the last path had all their jobs, in seconds after the due time.
+        "paths_done": [done[round(q * (len(done) - 1))] - due.timestamp() for q in (0, 0.5, 1)],
     }
 
 
@@ -145,13 +151,14 @@ def table(results: list[dict], args, load: tuple[float, float]) -> str:
         f"of its own with parallelism {args.parallelism}. Before the rounds, {WARM_UP} jobs go through the workers.",
         "",
         "| round | queues | delivered, due time to last (jobs/s) | first to last (jobs/s) "
-        "| most held at once by one path | lost / duplicates |",
-        "|---|---|---|---|---|---|",
+        "| paths done, s after due (first / median / last) | most held at once by one path | lost / duplicates |",
+        "|---|---|---|---|---|---|---|",
     ]
     for index, result in enumerate(results):
         lines.append(
             f"| {index // 2 + 1} | {f'{args.queues} x parallelism {args.parallelism}' if result['queued'] else 'none'} "
-            f"| {fmt(result['from_due'])} | {fmt(result['first_to_last'])} | {result['most_in_flight']} "
+            f"| {fmt(result['from_due'])} | {fmt(result['first_to_last'])} "
+            f"| {' / '.join(f'{seconds:.2f}' for seconds in result['paths_done'])} | {result['most_in_flight']} "
             f"| {result['lost']} / {result['duplicates']} |"
         )
     lines += [
