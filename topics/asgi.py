@@ -37,9 +37,9 @@ from core.lookups import MISSING
 from core.ratelimit import arequest_allowed
 from core.redis import REDIS_ERRORS
 
-from .feed import feed_join, feed_leave
+from .feed import Waiter, feed_join, feed_leave
 from .store import TopicRef, topic_publish
-from .subscribe import Cursor, Entry, collect, cursor_start, delivered, max_lag, wait_for
+from .subscribe import Cursor, Entry, collect, cursor_start, delivered, max_lag
 
 logger = logging.getLogger(__name__)
 
@@ -151,17 +151,30 @@ async def starting_cursor(request: Request, topic: TopicRef) -> Cursor:
 
 
 class Subscriber:
-    """A waiting subscriber: woken by its topic's feed or by its client leaving."""
+    """A waiting subscriber: woken by its topic's feed or by its client leaving.
+
+    Its client is watched by one `receive()` at a time, each followed by a callback rather than by a
+    coroutine of its own (one less per subscriber held)."""
+
+    __slots__ = ("_receive", "_watcher", "disconnected", "waiter")
 
     def __init__(self, receive: Receive):
-        self.waiter = asyncio.Event()
+        self.waiter = Waiter()
         self.disconnected = False
-        self._watcher = asyncio.ensure_future(self._watch(receive))
+        self._receive = receive
+        self._watch()
 
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self.disconnected = True
+    def _watch(self) -> None:
+        self._watcher = asyncio.ensure_future(self._receive())
+        self._watcher.add_done_callback(self._received)
+
+    def _received(self, watcher: asyncio.Future) -> None:
+        if watcher.cancelled():  # closed
+            return
+        if watcher.exception() is None and watcher.result()["type"] != "http.disconnect":
+            self._watch()
+            return
+        self.disconnected = True  # left, or can no longer be watched
         self.waiter.set()
 
     def close(self) -> None:
@@ -175,6 +188,8 @@ class Rechecks:
     with (a revocation, a narrowed grant or a deleted cache is only seen through a new answer,
     at the latest TOKEN_CACHE_SECONDS later) and the token has not expired since, the outcome
     is the same: two dictionary reads instead of the full check, per subscriber per wake."""
+
+    __slots__ = ("_digest", "_passed", "request", "topic")
 
     def __init__(self, request: Request, topic: TopicRef):
         self.request, self.topic = request, topic
@@ -208,7 +223,7 @@ async def long_poll(request: Request, topic: TopicRef, cursor: Cursor, subscribe
             items, cursor = await collect(topic, feed, cursor, settings.TOPICS_BATCH_SIZE)
             if items or loop.time() >= deadline or subscriber.disconnected:
                 break
-            await wait_for(subscriber.waiter, deadline - loop.time())
+            await subscriber.waiter.wait(deadline - loop.time())
     finally:
         feed_leave(feed, subscriber.waiter)
     await recheck(request, topic)
@@ -276,7 +291,7 @@ async def stream(
             wait = heartbeat
             if token.expires_at is not None:  # wake when it expires, to end the stream then
                 wait = min(wait, max(token.expires_at.timestamp() - time.time(), 0.05))
-            if not await wait_for(subscriber.waiter, wait):
+            if not await subscriber.waiter.wait(wait):
                 await send({**body, "body": b": keep-alive\n\n"})
     except (*REDIS_ERRORS, DatabaseError) as error:
         logger.warning("Topic stream %s ended: %s", topic.key, error)

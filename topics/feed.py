@@ -2,8 +2,8 @@
 every subscriber of that topic here, however many there are.
 
 A feed keeps the messages it has read in a ring; subscribers take what they need
-from it and otherwise wait on an event of their own, which the feed sets when it
-reads something (one `Event.set()` per subscriber: no task, no Redis call).
+from it and otherwise wait on a `Waiter` of their own, which the feed sets when it
+reads something (one `set()` per subscriber: no task, no Redis call).
 """
 
 import asyncio
@@ -28,6 +28,53 @@ LINGER_SECONDS = 10  # a feed with no subscriber stops after this
 COALESCE_SECONDS = 0.005
 
 
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Waiter:
+    """What wakes one subscriber: set by its topic's feed (or by its client leaving), waited for by the
+    subscriber alone, with a timeout.
+
+    It does what an `asyncio.Event` waited for under `asyncio.timeout` does for one waiter, holding less
+    while it waits (a future and a timer; no queue of waiters, no coroutine and timeout object of its own):
+    a web process holds thousands of idle subscribers, and this is a good part of what each one costs.
+    """
+
+    __slots__ = ("_future", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._future: asyncio.Future | None = None
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            if self._future is not None and not self._future.done():
+                self._future.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self, timeout: float) -> bool:
+        """Until it is set or `timeout` seconds pass; whether it was set."""
+        if self._set:
+            return True
+        loop = asyncio.get_running_loop()
+        self._future = future = loop.create_future()
+        timer = loop.call_later(max(timeout, 0), _expire, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            self._future = None
+        return self._set
+
+
 class TopicFeed:
     def __init__(self, topic: TopicRef):
         self.topic = topic
@@ -35,7 +82,7 @@ class TopicFeed:
         self.next_seq = 1  # the sequence number after the last one read
         self.ring: deque[Message] = deque(maxlen=settings.TOPICS_FEED_BUFFER)
         self.last_read: list[Message] = [EMPTY]  # what the last read found (the newest of the ring)
-        self.waiters: set[asyncio.Event] = set()
+        self.waiters: set[Waiter] = set()
         self.ready = asyncio.Event()
         self.error: Exception | None = None
         self.idle_since = asyncio.get_running_loop().time()
@@ -130,7 +177,7 @@ class TopicFeed:
 _registries: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-async def feed_join(topic: TopicRef, waiter: asyncio.Event) -> TopicFeed:
+async def feed_join(topic: TopicRef, waiter: Waiter) -> TopicFeed:
     """The running feed of `topic` in this process (started if need be); it sets `waiter` when it reads."""
     loop = asyncio.get_running_loop()
     registry = _registries.setdefault(loop, {})
@@ -146,7 +193,7 @@ async def feed_join(topic: TopicRef, waiter: asyncio.Event) -> TopicFeed:
     return feed
 
 
-def feed_leave(feed: TopicFeed, waiter: asyncio.Event) -> None:
+def feed_leave(feed: TopicFeed, waiter: Waiter) -> None:
     feed.waiters.discard(waiter)
     if not feed.waiters:
         feed.idle_since = asyncio.get_running_loop().time()

@@ -1,7 +1,6 @@
 """What a subscriber gets: the messages after its position, and discontinuities
 when it missed some, the topic's numbering restarted, or it fell too far behind."""
 
-import asyncio
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -107,13 +106,3 @@ async def collect(
         out.append(Discontinuity(seq - 1, messages[0].seq, page))
     out.extend(messages)
     return out, Cursor(page, messages[-1].seq + 1 if messages else seq, live=cursor.live)
-
-
-async def wait_for(waiter: asyncio.Event, timeout: float) -> bool:
-    """Wait until `waiter` is set or `timeout` passes; whether it was set."""
-    try:
-        async with asyncio.timeout(max(timeout, 0)):
-            await waiter.wait()
-    except TimeoutError:
-        pass
-    return waiter.is_set()

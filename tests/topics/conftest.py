@@ -7,6 +7,7 @@ import uvicorn
 from cache_api import services
 from config.asgi import application
 from harness import waiting
+from topics.feed import _registries
 
 
 class LiveServer:
@@ -58,6 +59,11 @@ def token(transactional_db, make_token):
 
 
 HTTP = httpx.Client(timeout=60)  # one client: building one per request costs more than the request
+
+
+def waiting_subscribers() -> int:
+    """Subscribers waiting on a topic's feed in this process's live servers."""
+    return sum(feed.subscribers for registry in list(_registries.values()) for feed in list(registry.values()))
 
 
 def publish(base: str, raw: str, body: bytes | str, *, topic: str = "room", content_type: str = "text/plain"):

@@ -9,9 +9,8 @@ from accounts.models import ApiToken
 from accounts.services import token_revoke
 from cache_api.models import NAME_RULE
 from harness.waiting import wait_until
-from tests.topics.conftest import HTTP, EventStream, poll, publish
+from tests.topics.conftest import HTTP, EventStream, poll, publish, waiting_subscribers
 from topics.asgi import TOPIC_RULE
-from topics.feed import _registries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,11 +71,6 @@ def test_a_last_event_id_of_anything_but_ascii_digits_is_a_400(live, chat, token
 
 
 # --- Revoked tokens ------------------------------------------------------------------------------
-
-
-def waiting_subscribers() -> int:
-    """Subscribers waiting on a topic's feed in this process's live servers."""
-    return sum(feed.subscribers for registry in list(_registries.values()) for feed in list(registry.values()))
 
 
 @pytest.fixture

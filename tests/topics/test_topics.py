@@ -12,7 +12,8 @@ from django.utils import timezone
 from cache_api.keys import topic_key, topic_meta_key
 from cache_api.models import Cache
 from core.redis import get_redis
-from tests.topics.conftest import EventStream, poll, publish
+from harness.waiting import wait_until
+from tests.topics.conftest import EventStream, poll, publish, waiting_subscribers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -307,6 +308,19 @@ def test_sse_ends_when_the_cache_is_deleted(live, chat, token, settings):
     Cache.objects.filter(pk=chat.pk).delete()
     assert events.ended.wait(10)
     assert events.events[-1] == {"event": "end", "data": '{"reason": "Cache Not Found"}'}
+
+
+@pytest.mark.parametrize("accept", ["text/event-stream", "*/*"])
+def test_a_subscriber_whose_client_leaves_is_let_go_at_once(live, chat, token, accept):
+    """Neither a stream nor a long poll waits for its next message, keep-alive or deadline to notice it."""
+    before = waiting_subscribers()
+    host, port = live.url.removeprefix("http://").split(":")
+    client = socket.create_connection((host, int(port)))
+    request = f"GET /topics/chat/room?token={token()} HTTP/1.1\r\nHost: {host}\r\nAccept: {accept}\r\n\r\n"
+    client.sendall(request.encode())
+    wait_until(lambda: waiting_subscribers() == before + 1, what="the subscriber to wait", timeout=10)
+    client.close()
+    wait_until(lambda: waiting_subscribers() == before, what="the subscriber to be let go", timeout=5)
 
 
 class StuckSubscriber:
