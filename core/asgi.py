@@ -312,14 +312,15 @@ class PrefixRouter:
         self.routes = list(routes.items())
         self.default = default
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # The chosen app's own awaitable, not one of the router's awaiting it: a request held open (an idle
+        # subscriber, thousands to a process) keeps no frame of the router's.
         if scope["type"] == "http":
             path = scope["path"]
             for prefix, app in self.routes:
                 if path.startswith(prefix):
-                    await app(scope, receive, send)
-                    return
-        await self.default(scope, receive, send)
+                    return app(scope, receive, send)
+        return self.default(scope, receive, send)
 
 
 # --- Request bounds ----------------------------------------------------------------

@@ -28,11 +28,6 @@ LINGER_SECONDS = 10  # a feed with no subscriber stops after this
 COALESCE_SECONDS = 0.005
 
 
-def _expire(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 class Waiter:
     """What wakes one subscriber: set by its topic's feed (or by its client leaving), waited for by the
     subscriber alone, with a timeout.
@@ -42,17 +37,17 @@ class Waiter:
     a web process holds thousands of idle subscribers, and this is a good part of what each one costs.
     """
 
-    __slots__ = ("_future", "_set")
+    __slots__ = ("_future", "_set", "_timer")
 
     def __init__(self) -> None:
         self._set = False
         self._future: asyncio.Future | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def set(self) -> None:
         if not self._set:
             self._set = True
-            if self._future is not None and not self._future.done():
-                self._future.set_result(None)
+            self._end(True)
 
     def clear(self) -> None:
         self._set = False
@@ -60,19 +55,25 @@ class Waiter:
     def is_set(self) -> bool:
         return self._set
 
-    async def wait(self, timeout: float) -> bool:
-        """Until it is set or `timeout` seconds pass; whether it was set."""
-        if self._set:
-            return True
+    def wait(self, timeout: float) -> asyncio.Future:
+        """To await: done when it is set (True) or once `timeout` seconds pass (False), whichever comes first."""
         loop = asyncio.get_running_loop()
-        self._future = future = loop.create_future()
-        timer = loop.call_later(max(timeout, 0), _expire, future)
-        try:
-            await future
-        finally:
+        future = loop.create_future()
+        if self._set:
+            future.set_result(True)
+            return future
+        self._end(False)  # an earlier wait given up (cancelled) ends with its timer
+        self._future = future
+        self._timer = loop.call_later(max(timeout, 0), self._end, False)
+        return future
+
+    def _end(self, result: bool) -> None:
+        future, timer = self._future, self._timer
+        self._future = self._timer = None
+        if timer is not None:
             timer.cancel()
-            self._future = None
-        return self._set
+        if future is not None and not future.done():
+            future.set_result(result)
 
 
 class TopicFeed:

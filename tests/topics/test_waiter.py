@@ -39,18 +39,32 @@ def test_a_set_before_the_wait_is_kept_until_cleared():
     assert run(scenario()) == (True, False)
 
 
-def test_a_cancelled_wait_leaves_no_timer_and_can_be_waited_again():
+def test_a_wait_given_up_is_not_ended_by_its_own_timer_later():
+    """A subscriber's wait cancelled (its task was) and a new one begun: the first one's timeout
+    must not end the second."""
+
     async def scenario():
-        loop = asyncio.get_running_loop()
         waiter = Waiter()
-        waiting = asyncio.ensure_future(waiter.wait(30))
+        waiting = asyncio.ensure_future(waiter.wait(0.02))
         await asyncio.sleep(0)
-        timers = len(loop._scheduled)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        left = sum(not timer.cancelled() for timer in loop._scheduled)
-        loop.call_later(0.01, waiter.set)
-        return timers, left, await waiter.wait(30)
+        second = asyncio.ensure_future(waiter.wait(30))
+        await asyncio.sleep(0.05)  # past the first wait's timeout
+        ended_early = second.done()
+        waiter.set()
+        return ended_early, await second
 
-    assert run(scenario()) == (1, 0, True)
+    assert run(scenario()) == (False, True)
+
+
+def test_a_wait_ended_leaves_no_timer_behind():
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        waiter = Waiter()
+        loop.call_later(0.01, waiter.set)
+        await waiter.wait(30)
+        return [timer for timer in loop._scheduled if not timer.cancelled()]
+
+    assert run(scenario()) == []
