@@ -1,6 +1,6 @@
 """Benchmark of retention: pruning a large backlog of finished jobs while due jobs keep being sent.
 
-    .venv/bin/python bench/jobs_retention.py [--jobs 1000000] [--attempts 2] [--batch 1000] [--pause-percent 100]
+    .venv/bin/python bench/jobs_retention.py [--jobs 1000000] [--attempts 2] [--batch 1000] [--pause-percent 0]
         [--rate 20] [--baseline-seconds 30] [--orm-sample 20000]
 
 Starts everything it needs on this machine and stops it again: the jobs bench's local sink
@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20, help="stream jobs due per second")
     parser.add_argument("--baseline-seconds", type=float, default=30)
     parser.add_argument("--orm-sample", type=int, default=20_000, help="jobs deleted by Django's cascade first")
-    parser.add_argument("--pause-percent", type=int, default=100, help="after each batch, %% of its time")
+    parser.add_argument("--pause-percent", type=int, default=0, help="after each batch, %% of its time")
     args = parser.parse_args()
     ENVIRONMENT["JOBS_RETENTION_PAUSE_PERCENT"] = str(args.pause_percent)
 
