@@ -1,7 +1,7 @@
 """Benchmark of retention: pruning a large backlog of finished jobs while due jobs keep being sent.
 
-    .venv/bin/python bench/jobs_retention.py [--jobs 1000000] [--attempts 2] [--batch 1000] [--pause-percent 0]
-        [--rate 20] [--baseline-seconds 30] [--orm-sample 20000]
+    .venv/bin/python bench/jobs_retention.py [--jobs 1000000] [--attempts 2] [--batch 1000] [--rate 20]
+        [--baseline-seconds 30] [--orm-sample 20000]
 
 Starts everything it needs on this machine and stops it again: the jobs bench's local sink
 (`bench/jobs_sink.py`), a dispatcher (`manage.py dispatchjobs`) and a Celery worker, against a
@@ -14,10 +14,9 @@ at once if another client uses it). Traffic goes to 127.0.0.1 only.
   dispatcher and the worker to the sink for --baseline-seconds, nothing else running: lateness p50 / p99;
 - cascade, for comparison: --orm-sample of the jobs deleted through Django's cascade
   (`Job.objects.filter(pk__in=batch).delete()`, --batch a transaction): rows/s;
-- pruning: the rest deleted by the service (`jobs_prune`, --batch jobs a transaction, attempts first, each
-  followed by a pause of --pause-percent of its time) while the same stream runs: rows/s, batches, the
-  longest batch transaction (what it held its locks for), and the stream's lateness p50 / p99 for the
-  jobs due while it ran.
+- pruning: the rest deleted by the service (`jobs_prune`, --batch jobs a transaction, attempts first)
+  while the same stream runs: rows/s, batches, the longest batch transaction (what it held its locks
+  for), and the stream's lateness p50 / p99 for the jobs due while it ran.
 
 The table is printed and written to bench/results/jobs-retention-<date>.md.
 """
@@ -226,8 +225,7 @@ def table(args, filled: dict, base: dict, cascade: dict | None, pruned: dict, du
         "",
         f"Filled {filled['jobs']:,} finished jobs with {filled['attempts']:,} attempts in "
         f"{filled['seconds']:.1f} s (`INSERT ... SELECT`). Stream: {args.rate:g} jobs/s, each stored "
-        f"{LEAD:g} s before it is due. Batches of {args.batch:,} jobs a transaction, each followed by a pause "
-        f"of {args.pause_percent}% of its time.",
+        f"{LEAD:g} s before it is due. Batches of {args.batch:,} jobs a transaction.",
         "",
         "| measure | value |",
         "|---|---|",
@@ -262,9 +260,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20, help="stream jobs due per second")
     parser.add_argument("--baseline-seconds", type=float, default=30)
     parser.add_argument("--orm-sample", type=int, default=20_000, help="jobs deleted by Django's cascade first")
-    parser.add_argument("--pause-percent", type=int, default=0, help="after each batch, %% of its time")
     args = parser.parse_args()
-    ENVIRONMENT["JOBS_RETENTION_PAUSE_PERCENT"] = str(args.pause_percent)
 
     prepare_storage()
     os.environ.update(ENVIRONMENT)

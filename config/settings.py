@@ -530,9 +530,6 @@ JOBS_RETENTION_DAYS = env_int("JOBS_RETENTION_DAYS", 7, minimum=1)
 JOBS_DEAD_RETENTION_DAYS = env_int("JOBS_DEAD_RETENTION_DAYS", 30, minimum=1)
 # Most jobs (or send runs, or send batches) retention deletes in one transaction: bounds how long it holds locks.
 JOBS_RETENTION_BATCH = env_int("JOBS_RETENTION_BATCH", 1000, minimum=1)
-# After each of retention's transactions, a pause of this percentage of the time it took: a backlog is deleted at
-# a pace that leaves the database's time to the work that cannot wait (100: half a connection's time; 0: flat out).
-JOBS_RETENTION_PAUSE_PERCENT = env_int("JOBS_RETENTION_PAUSE_PERCENT", 0, minimum=0)
 # Key that encrypts the job owners' signing secrets in the database; required when DEBUG is off.
 JOBS_SIGNING_KEY = env_secret(
     "JOBS_SIGNING_KEY", debug=DEBUG, development_value="insecure-local-development-signing-key"

@@ -1,7 +1,6 @@
 import math
 import time
 
-from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Lookup
 from django.db.models.lookups import In
@@ -13,13 +12,6 @@ def close_stale_connections() -> None:
     Inside an open transaction (a test's, say) the connection is left alone."""
     if not connection.in_atomic_block:
         close_old_connections()
-
-
-def retention_pause(batch_seconds: float) -> None:
-    """Rest after a retention batch that took `batch_seconds`, for JOBS_RETENTION_PAUSE_PERCENT of that:
-    however large the backlog, deleting it takes no more than its share of the database's time."""
-    if settings.JOBS_RETENTION_PAUSE_PERCENT:
-        time.sleep(batch_seconds * settings.JOBS_RETENTION_PAUSE_PERCENT / 100)
 
 
 class LoopConnection:

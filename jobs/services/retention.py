@@ -4,8 +4,7 @@ Succeeded and cancelled jobs go JOBS_RETENTION_DAYS after they finished; failed 
 (the dead-letter list) JOBS_DEAD_RETENTION_DAYS after. Jobs still scheduled or running
 are never touched, whatever their age.
 
-Deleting goes in batches of JOBS_RETENTION_BATCH jobs, each its own short transaction
-followed by a pause of JOBS_RETENTION_PAUSE_PERCENT of the time it took:
+Deleting goes in batches of JOBS_RETENTION_BATCH jobs, each its own short transaction:
 it locks only the jobs it picks (`FOR UPDATE SKIP LOCKED`, found through the index on
 finish times, `jobs_job_finished`, which holds no scheduled or running job, so the
 claim path neither reads nor waits for it), deletes the rows that refer to them (their
@@ -31,8 +30,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Exists, OuterRef
-
-from core.db import retention_pause
 
 from .. import clock
 from ..models import Job, JobState
@@ -122,9 +119,9 @@ def jobs_prune_batch(*, state: str, before: datetime, limit: int) -> Counter:
 
 def jobs_prune(*, now: datetime | None = None, limit: int | None = None, seconds: float | None = None) -> Pruned:
     """Delete the finished jobs past their retention, a batch of `limit` (JOBS_RETENTION_BATCH) per
-    transaction, oldest first, each followed by a pause (`retention_pause`), until a batch finds none (a job
-    kept for its callback goes in a batch after the callback's, or in the next run) or `seconds` have gone by
-    (the rest waits for the next run); what was deleted."""
+    transaction, oldest first, until a batch finds none (a job kept for its callback goes in a batch
+    after the callback's, or in the next run) or `seconds` have gone by (the rest waits for the next run);
+    what was deleted."""
     now = now or clock.now()
     limit = limit or settings.JOBS_RETENTION_BATCH
     stop = None if seconds is None else time.monotonic() + seconds
@@ -133,12 +130,10 @@ def jobs_prune(*, now: datetime | None = None, limit: int | None = None, seconds
         while stop is None or time.monotonic() < stop:
             started = time.monotonic()
             deleted = jobs_prune_batch(state=state, before=before, limit=limit)
-            took = time.monotonic() - started
-            pruned.longest_batch = max(pruned.longest_batch, took)
+            pruned.longest_batch = max(pruned.longest_batch, time.monotonic() - started)
             if not deleted:
                 break
             pruned.batches += 1
             deleted[what] = deleted.pop("jobs")
             pruned.counts.update(+deleted)  # only what was deleted
-            retention_pause(took)
     return pruned

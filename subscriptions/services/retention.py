@@ -5,8 +5,7 @@ A run is what makes a schedule send each subscription once per cron period (a fi
 its period's run finished does nothing), so each schedule's latest run is kept whatever its
 age: firing the schedule again in that period must still find it.
 
-Deleting goes in short transactions of at most JOBS_RETENTION_BATCH rows, each followed by a
-pause of JOBS_RETENTION_PAUSE_PERCENT of the time it took: first the batches of
+Deleting goes in short transactions of at most JOBS_RETENTION_BATCH rows: first the batches of
 the runs that go, then the runs that have none left. Deleting a run lets go of the subscriptions
 that name it as their last run (`last_run` is set to NULL). That column is deliberately not
 indexed (a send's update of a subscription stays on its page), so each batch of runs reads the
@@ -15,7 +14,6 @@ subscriptions table once; it changes, and locks, only rows that no send has touc
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -23,8 +21,6 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
-
-from core.db import retention_pause
 
 from ..models import SendBatch, SendRun
 
@@ -58,15 +54,10 @@ def send_runs_prune_batch(*, before: datetime, limit: int) -> Counter:
 
 def send_runs_prune(*, now: datetime | None = None, limit: int | None = None) -> Counter:
     """Delete the finished send runs past SEND_RUN_RETENTION_DAYS (and their batches), a batch of `limit`
-    (JOBS_RETENTION_BATCH) rows per transaction, each followed by a pause (`retention_pause`), until none
-    is left; what was deleted."""
+    (JOBS_RETENTION_BATCH) rows per transaction, until none is left; what was deleted."""
     before = (now or timezone.now()) - timedelta(days=settings.SEND_RUN_RETENTION_DAYS)
     limit = limit or settings.JOBS_RETENTION_BATCH
     pruned: Counter = Counter()
-    while True:
-        started = time.monotonic()
-        deleted = send_runs_prune_batch(before=before, limit=limit)
-        if not deleted:
-            return pruned
+    while deleted := send_runs_prune_batch(before=before, limit=limit):
         pruned.update(deleted)
-        retention_pause(time.monotonic() - started)
+    return pruned

@@ -4,16 +4,13 @@ Finish times are set in the past explicitly; the pruning is judged by the test's
 """
 
 import threading
-import time
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 from prometheus_client import generate_latest
 
-import core.db
 from cache_api.models import Cache
 from core.redis import get_redis
 from jobs import services, tasks
@@ -110,37 +107,6 @@ def test_it_deletes_in_bounded_batches_each_its_own_transaction(owner, clock, se
     assert pruned.batches == 4
     assert pruned.counts == {"jobs": 10, "attempts": 20}
     assert remaining() == set()
-
-
-def pauses_recorded(monkeypatch) -> list[float]:
-    """The pauses retention takes between its batches, recorded instead of slept."""
-    pauses: list[float] = []
-    monkeypatch.setattr(core.db, "time", SimpleNamespace(sleep=pauses.append, monotonic=time.monotonic))
-    return pauses
-
-
-def test_each_batch_is_followed_by_a_pause_in_proportion_to_the_time_it_took(owner, clock, settings, monkeypatch):
-    settings.JOBS_RETENTION_BATCH, settings.JOBS_RETENTION_PAUSE_PERCENT = 2, 250
-    user, now = owner.user, clock.now()
-    for _ in range(5):
-        finished(user, JobState.SUCCEEDED, timedelta(days=10), now=now)
-    pauses = pauses_recorded(monkeypatch)
-
-    pruned = services.jobs_prune(now=now)
-
-    assert pruned.batches == len(pauses) == 3  # none after the batch that found nothing
-    assert all(0 < pause <= 2.5 * pruned.longest_batch for pause in pauses)
-
-
-def test_no_pause_at_zero_percent(owner, clock, settings, monkeypatch):
-    settings.JOBS_RETENTION_BATCH, settings.JOBS_RETENTION_PAUSE_PERCENT = 2, 0
-    user, now = owner.user, clock.now()
-    for _ in range(5):
-        finished(user, JobState.SUCCEEDED, timedelta(days=10), now=now)
-    pauses = pauses_recorded(monkeypatch)
-
-    assert services.jobs_prune(now=now).batches == 3
-    assert pauses == []
 
 
 def test_one_batch_deletes_at_most_its_limit(owner, clock):

@@ -1,15 +1,12 @@
 """Retention of schedule sends: finished runs past SEND_RUN_RETENTION_DAYS go with their batches,
 each schedule's latest run stays (it keeps a fire in its period from sending again)."""
 
-import time
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-import core.db
 from core.redis import get_redis
 from harness.waiting import wait_until
 from subscriptions import metrics, services, tasks
@@ -83,19 +80,6 @@ def test_it_deletes_batches_then_runs_a_bounded_number_per_transaction(three_sen
         services.send_runs_prune(now=timezone.now() + timedelta(days=31))
 
     assert deleted == [("subscriptions_sendbatch", 1)] * 3 + [("subscriptions_sendrun", 1)] * 2
-
-
-def test_each_transaction_is_followed_by_a_pause_in_proportion_to_the_time_it_took(three_sends, settings, monkeypatch):
-    settings.JOBS_RETENTION_BATCH, settings.JOBS_RETENTION_PAUSE_PERCENT = 1, 100
-    pauses: list[float] = []
-    monkeypatch.setattr(core.db, "time", SimpleNamespace(sleep=pauses.append, monotonic=time.monotonic))
-    started = time.monotonic()
-
-    services.send_runs_prune(now=timezone.now() + timedelta(days=31))
-
-    assert len(pauses) == 5  # three transactions of batches, two of runs; none after the one that found nothing
-    assert all(pause > 0 for pause in pauses)
-    assert sum(pauses) <= time.monotonic() - started  # each as long as its transaction, which they add up to at most
 
 
 @pytest.mark.django_db(transaction=True)
