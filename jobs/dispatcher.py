@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from . import clock as job_clock
 from .clock import Clock
-from .services import jobs_dispatch_due, jobs_next_due, recurring_jobs_fire, recurring_next_run
+from .services import jobs_dispatch_due, jobs_next_due, recurring_jobs_fire
 from .services.dispatch import ROOM_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def pause(*, clock: Clock | None = None) -> float:
     that many jobs to send meanwhile, and the dispatcher does not count them again and again.
     """
     interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
-    due = min((moment for moment in (jobs_next_due(), recurring_next_run()) if moment is not None), default=None)
+    due = jobs_next_due()
     if due is None:
         return interval
     seconds = (due - (clock or job_clock).now()).total_seconds()

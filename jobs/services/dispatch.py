@@ -40,6 +40,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from core import metrics
 
+from .. import values
 from ..models import (
     ACTIVE_STATES,
     LOST_ATTEMPT_ERROR,
@@ -51,6 +52,7 @@ from ..models import (
     JobState,
     earliest,
 )
+from .recurring import recurring_next_run
 
 # The claim in one statement on PostgreSQL: lock the due rows (skipping those another claim holds)
 # and mark them, each chunk of them under a lease of its own (a RETURNING clause follows: CLAIMED, or
@@ -185,6 +187,28 @@ def queues_room_signal() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, '')", [ROOM_CHANNEL])
+
+
+# When the dispatchers next have work (`jobs_next_due`), in one statement: the earliest of the next due job
+# without a queue, each open queue's next due job (read from its own index entries), and the next recurring
+# job's run time; read back within EARLIEST..LATEST (a time written around the API may lie past what Python
+# holds), NULL when there is none. MATERIALIZED: the earliest is read once, not once for each mention in the clamp.
+NEXT_DUE_SQL = """
+WITH next AS MATERIALIZED (SELECT LEAST(
+    (SELECT min(next_attempt_at) FROM jobs_job WHERE state IN ('scheduled', 'running') AND queue_id IS NULL),
+    (
+        SELECT min(first.at) FROM jobs_jobqueue AS queue CROSS JOIN LATERAL (
+            SELECT job.next_attempt_at AS at FROM jobs_job AS job
+            WHERE job.queue_id = queue.id AND job.state IN ('scheduled', 'running')
+            ORDER BY job.next_attempt_at
+            LIMIT 1
+        ) AS first
+        WHERE NOT queue.paused
+    ),
+    (SELECT min(next_run_at) FROM jobs_job WHERE kind = 'recurring' AND state = 'scheduled' AND next_run_at IS NOT NULL)
+) AS due)
+SELECT CASE WHEN due < %(earliest)s THEN %(earliest)s WHEN due > %(latest)s THEN %(latest)s ELSE due END FROM next
+"""
 
 
 class Claim(NamedTuple):
@@ -419,10 +443,21 @@ def _enqueue(claims: list[Claim]) -> None:
 
 
 def jobs_next_due() -> datetime | None:
-    """When the next scheduled or running job is due (a running one when its lease ends), or None.
+    """When the dispatchers next have work: the next scheduled or running job is due (a running one when its
+    lease ends) or the next recurring job's run time comes; None when neither is known.
 
-    Jobs of a paused queue are not counted; each queue's next is found by its own index.
+    Jobs of a paused queue are not counted; each queue's next is found by its own index. On PostgreSQL, one
+    statement (NEXT_DUE_SQL), read at each dispatcher turn that claimed less than its batch.
     """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(NEXT_DUE_SQL, {"earliest": values.EARLIEST, "latest": values.LATEST})
+            return cursor.fetchone()[0]
+    return min((due for due in (_next_due_with_queries(), recurring_next_run()) if due is not None), default=None)
+
+
+def _next_due_with_queries() -> datetime | None:
+    """Any database: when the next scheduled or running job is due, or None."""
     unqueued = Job.objects.filter(state__in=ACTIVE_STATES, queue__isnull=True).aggregate(due=Min("next_attempt_at"))
     queue_next = Job.objects.filter(queue=OuterRef("pk"), state__in=ACTIVE_STATES)
     queued = (

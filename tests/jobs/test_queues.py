@@ -17,6 +17,7 @@ from jobs.dispatcher import dispatch_once, start_dispatcher_thread
 from jobs.errors import JobParameterError
 from jobs.models import AttemptOutcome, Job, JobQueue, JobState
 from jobs.services import dispatch
+from jobs.services.recurring import recurring_next_run
 
 from .helpers import celery_worker, make_job, plan_without_statistics, requests_to, state_of, wait_until
 
@@ -471,7 +472,7 @@ def test_the_earliest_time_of_each_queue_is_read_once_in_its_index_order(owner, 
     """Ordered by the time read back (clamped), each queue's jobs would be sorted first, and the subquery run
     again at each mention of it in the clamp around it."""
     with CaptureQueriesContext(connection) as queries:
-        dispatch.jobs_next_due()
+        dispatch._next_due_with_queries()  # what other databases than PostgreSQL run
         list(selectors.queues_of_user(user=owner.user, now=clock.now()))
     queued_next_due, listed = queries[1]["sql"], queries[2]["sql"]
     for sql in (queued_next_due, listed):
@@ -853,3 +854,28 @@ def test_which_queues_have_due_jobs_is_asked_of_each_queue_on_a_table_without_st
     plan = plan_without_statistics(dispatch.QUEUES_LOCK_SQL, {"now": clock.now()})
     assert "Aggregate" not in plan.split("SubPlan")[0], plan  # no reading of all due jobs, grouped by queue
     assert "jobs_job_queue_due" in plan, plan
+
+
+def test_the_next_due_time_is_one_statement_reading_each_index_on_a_table_without_statistics(owner, clock):
+    """At each dispatcher turn that claims less than its batch: the next job without a queue, each open queue's
+    next job and the next recurring run time in one statement, each read from its own index entries, also when a
+    backlog has just grown the table (no statistics yet), and the same time as the queries other databases run."""
+    user = owner.user
+    queues = [make_queue(user, f"q{n}", parallelism=2) for n in range(4)]
+    Job.objects.bulk_create(
+        Job(user=user, uri="https://example.org/", at=clock.now(), next_attempt_at=clock.now(), timeout=5, queue=queue)
+        for queue in queues
+        for _ in range(750)
+    )
+    unqueued = make_job(user, "https://example.org/", at=clock.now() - timedelta(seconds=5))
+    make_job(user, "https://example.org/", cron="* * * * *")
+    plan = plan_without_statistics(dispatch.NEXT_DUE_SQL, {"earliest": values.EARLIEST, "latest": values.LATEST})
+    assert not re.search(r"Seq Scan on jobs_job\b", plan), plan
+    for index in ("jobs_job_due", "jobs_job_queue_due", "jobs_job_recurring_due"):
+        assert index in plan, plan
+
+    with CaptureQueriesContext(connection) as queries:
+        due = dispatch.jobs_next_due()
+    assert len(queries) == 1
+    assert due == unqueued.next_attempt_at
+    assert due == min(dispatch._next_due_with_queries(), recurring_next_run())
