@@ -1,12 +1,16 @@
 """The cache data API, `GET|PUT|DELETE /cache/{cacheName}`, as a lean ASGI app.
 
 Per request: the token check and the cache lookup come from short in-process
-caches, and one Lua call does the rate limiting and the item operation in a
-single Redis round trip. On a Redis Cluster (DATA_REDIS_CLUSTER_NODES) the user's
-rate-limit counters and the item are in different slots: the limit is counted
-first, on the user's slot, then the item's command runs on the item's.
+caches, and the rate limits are counted against the user's share of this second
+that the process leased ahead (`core.ratelimit.Allowance`): while it lasts, a
+request costs Redis its item command alone; once it is spent, one Lua call counts
+the request, leases the share's next block and runs the item command. On a Redis
+Cluster (DATA_REDIS_CLUSTER_NODES) the user's rate-limit counters and the item are
+in different slots: the limit is counted first, on the user's slot, then the
+item's command runs on the item's.
 """
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -16,7 +20,7 @@ from accounts.authentication import lean_authenticate
 from accounts.scopes import describe_missing
 from core import metrics
 from core.asgi import HTTPError, Request, Response, Send, ascii_whole_number, lean_app, preflight
-from core.ratelimit import LUA_FUNCTIONS, acharge, counter_keys, limits, rate_limited
+from core.ratelimit import LUA_FUNCTIONS, Allowance, Share, acharge, counter_keys, limits, rate_limited
 from core.redis import data_is_cluster, get_async_data_redis
 from core.scripts import RedisScript
 
@@ -29,31 +33,39 @@ PREFIX = "/cache/"
 METHODS = "GET, PUT, DELETE, OPTIONS"
 BASE64URL = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
 
-# KEYS: item, request counter, byte counter. ARGV: op, request limit, byte limit, value, ttl.
-# Answers {'hit', value} | {'miss'} | {'ok'} | {'requests'} | {'bytes'}.
+# KEYS: item, request counter, byte counter. ARGV: op, request limit, byte limit, value, ttl, requests wanted.
+# Answers {'hit', granted, value} | {'miss', granted} | {'ok', granted} | {'bytes', granted} | {'requests'}:
+# granted, the requests leased with a request limit (this one and the next ones of the process's share), else 1.
 ITEM_SCRIPT = RedisScript(
     LUA_FUNCTIONS
     + """
 local op = ARGV[1]
-if over_requests(KEYS[2], ARGV[2]) then return {'requests'} end
+local granted = 1
+if tonumber(ARGV[2]) > 0 then
+  granted = lease(KEYS[2], ARGV[2], ARGV[6], 1)
+  if granted == 0 then return {'requests'} end
+end
 local value, size = false, 0
 if op == 'get' then
   value = redis.call('GET', KEYS[1])
-  if not value then return {'miss'} end
+  if not value then return {'miss', granted} end
   size = string.len(value)
 elseif op == 'set' then
   size = string.len(ARGV[4])
 end
-if over_bytes(KEYS[3], ARGV[3], size) then return {'bytes'} end
-if op == 'get' then return {'hit', value} end
+if over_bytes(KEYS[3], ARGV[3], size) then return {'bytes', granted} end
+if op == 'get' then return {'hit', granted, value} end
 if op == 'set' then
   redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])
 else
   redis.call('UNLINK', KEYS[1])
 end
-return {'ok'}
+return {'ok', granted}
 """
 )
+
+# This process's shares of the users' limits (one event loop per process serves this app).
+allowance = Allowance()
 
 
 def parse_key(query: dict[bytes, bytes]) -> bytes:
@@ -94,33 +106,86 @@ def parse_ttl(query: dict[bytes, bytes], cache: CacheInfo) -> int:
     return ttl
 
 
-async def run_item_script(*, op: str, user_id: int, key: bytes, value: bytes = b"", ttl: int = 0) -> list:
-    """The item operation, rate limited; answers as ITEM_SCRIPT does."""
+async def run_item(*, op: str, user_id: int, key: bytes, value: bytes = b"", ttl: int = 0) -> tuple[str, bytes]:
+    """The item operation, rate limited: ('hit', value), ('miss', b'') or ('ok', b''); the 429 past a limit.
+
+    While the user's share of this second lasts (`core.ratelimit.Allowance`), the item's command alone;
+    otherwise ITEM_SCRIPT counts the request, leases the share's next block and runs the command, in one call.
+    """
     if data_is_cluster():
         return await run_item_commands(op=op, user_id=user_id, key=key, value=value, ttl=ttl)
     requests, moved = limits()
-    return await ITEM_SCRIPT.run(
-        get_async_data_redis(), [key, *counter_keys(user_id)], [op, requests, moved, value, ttl]
-    )
+    while requests > 0:
+        share = allowance.share(user_id)
+        if share.take_request():
+            break
+        if share.request_leasing is None:
+            return await run_item_leasing(share, op=op, user_id=user_id, key=key, value=value, ttl=ttl)
+        await share.request_leasing  # another request is leasing the share's next block: take from it
+    return await run_item_command(op=op, user_id=user_id, key=key, value=value, ttl=ttl, moved=moved)
 
 
-async def run_item_commands(*, op: str, user_id: int, key: bytes, value: bytes, ttl: int) -> list:
-    """ITEM_SCRIPT's work on a Redis Cluster: the limit counted on the user's slot, then the item's
-    command; a hit's bytes are counted once its size is known. HTTPError 429 past a limit."""
+async def run_item_leasing(
+    share: Share, *, op: str, user_id: int, key: bytes, value: bytes, ttl: int
+) -> tuple[str, bytes]:
+    """`run_item` for a request the user's share cannot pay for: ITEM_SCRIPT counts it, leases the share's next
+    block and runs the item command, while the user's other requests wait for the block."""
+    share.request_leasing = leasing = asyncio.get_running_loop().create_future()
+    try:
+        requests, moved = limits()
+        keys, want = [key, *counter_keys(user_id)], share.request_lease(requests)
+        answer = await ITEM_SCRIPT.run(get_async_data_redis(), keys, [op, requests, moved, value, ttl, want])
+        outcome = answer[0].decode()
+        if outcome == "requests":
+            raise rate_limited(outcome)
+        share.requests += answer[1] - 1
+        if outcome == "bytes":
+            raise rate_limited(outcome)
+        return outcome, answer[2] if outcome == "hit" else b""
+    finally:
+        share.request_leasing = None
+        leasing.set_result(None)
+
+
+async def run_item_command(
+    *, op: str, user_id: int, key: bytes, value: bytes, ttl: int, moved: int
+) -> tuple[str, bytes]:
+    """`run_item` for a request the user's share pays for: the item's command, and the bytes it moves spent
+    from the share (`Allowance.spend_bytes`)."""
+    client = get_async_data_redis()
+    if op == "get":
+        found = await client.get(key)
+        if found is None:
+            return "miss", b""
+        if moved > 0:
+            await allowance.spend_bytes(user_id, len(found), moved)
+        return "hit", found
+    if op == "set":
+        if moved > 0:
+            await allowance.spend_bytes(user_id, len(value), moved)
+        await client.set(key, value, ex=ttl)
+    else:
+        await client.unlink(key)
+    return "ok", b""
+
+
+async def run_item_commands(*, op: str, user_id: int, key: bytes, value: bytes, ttl: int) -> tuple[str, bytes]:
+    """`run_item` on a Redis Cluster: the limit counted on the user's slot, then the item's command;
+    a hit's bytes are counted once its size is known. HTTPError 429 past a limit."""
     client = get_async_data_redis()
     if op == "get":
         await acharge(user_id)
         found = await client.get(key)
         if found is None:
-            return [b"miss"]
+            return "miss", b""
         await acharge(user_id, request=False, size=len(found))
-        return [b"hit", found]
+        return "hit", found
     await acharge(user_id, size=len(value))
     if op == "set":
         await client.set(key, value, ex=ttl)
     else:
         await client.unlink(key)
-    return [b"ok"]
+    return "ok", b""
 
 
 async def respond(request: Request, send: Send) -> Response:
@@ -148,7 +213,7 @@ async def respond(request: Request, send: Send) -> Response:
 
     redis_key = item_key(cache.id, key)
     if request.method == "GET":
-        result = await run_item_script(op="get", user_id=token.user_id, key=redis_key)
+        outcome, found = await run_item(op="get", user_id=token.user_id, key=redis_key)
     elif request.method == "PUT":
         ttl = parse_ttl(query, cache)
         limit = cache.max_item_bytes
@@ -156,22 +221,19 @@ async def respond(request: Request, send: Send) -> Response:
         if len(key) >= limit:
             raise HTTPError(400, too_large)
         value = await request.body(limit - len(key), too_large)
-        result = await run_item_script(op="set", user_id=token.user_id, key=redis_key, value=value, ttl=ttl)
+        outcome, found = await run_item(op="set", user_id=token.user_id, key=redis_key, value=value, ttl=ttl)
     else:
-        result = await run_item_script(op="del", user_id=token.user_id, key=redis_key)
+        outcome, found = await run_item(op="del", user_id=token.user_id, key=redis_key)
 
-    outcome = result[0].decode()
     if outcome == "hit":
         metrics.count("cache_hits")
-        metrics.count("cache_bytes", len(result[1]), "get")
-        return Response(200, result[1], "application/octet-stream")
+        metrics.count("cache_bytes", len(found), "get")
+        return Response(200, found, "application/octet-stream")
     if outcome == "miss":
         metrics.count("cache_misses")
         raise HTTPError(404, "Key Not Found")
-    if outcome == "ok" and request.method == "PUT":
+    if request.method == "PUT":
         metrics.count("cache_bytes", len(value), "set")
-    if outcome in ("requests", "bytes"):
-        raise rate_limited(outcome)
     return Response(204)
 
 

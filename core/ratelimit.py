@@ -14,8 +14,14 @@ Two ways to count:
   subscribe). Both raise the 429.
 - Anything else counts a request with `over_limit` on REDIS_URL: one INCR in a window of
   `seconds`, e.g. `over_limit("mint", user.pk, limit=10)` (accounts/throttles.py).
+
+The cache data API leases ahead (`Allowance`): a process takes a block of a user's requests
+(and bytes) for the current second from the same counters at once, then counts the user's
+next requests against that block in memory, so that a busy user's request costs Redis its
+item command alone.
 """
 
+import asyncio
 import time
 
 from django.conf import settings
@@ -26,6 +32,8 @@ from .scripts import RedisScript
 
 # over_requests(key, limit) / over_bytes(key, limit, size): count and say whether the
 # user is past its limit this second (a refused byte count is given back).
+# lease(key, limit, want, need): count up to `want` against a limit above 0 and answer how many were
+# granted: `want`, or what the limit leaves; 0, with nothing counted, when that is less than `need`.
 LUA_FUNCTIONS = """
 local function over_requests(key, limit)
   limit = tonumber(limit)
@@ -33,6 +41,16 @@ local function over_requests(key, limit)
   local count = redis.call('INCR', key)
   if count == 1 then redis.call('EXPIRE', key, 2) end
   return count > limit
+end
+local function lease(key, limit, want, need)
+  limit, want, need = tonumber(limit), tonumber(want), tonumber(need)
+  local count = redis.call('INCRBY', key, want)
+  if count == want then redis.call('EXPIRE', key, 2) end
+  if count <= limit then return want end
+  local granted = want - (count - limit)
+  if granted < need then granted = 0 end
+  redis.call('DECRBY', key, want - granted)
+  return granted
 end
 local function over_bytes(key, limit, size)
   limit = tonumber(limit)
@@ -122,3 +140,100 @@ async def acharge(user_id: int, *, request: bool = True, size: int = 0) -> None:
 async def arequest_allowed(user_id: int) -> None:
     """Count one request of the user's cache and topics budget; the 429 when it is spent."""
     await acharge(user_id)
+
+
+# KEYS: a counter. ARGV: its limit (above 0), how much is wanted, how much at least. How much was granted.
+LEASE_SCRIPT = RedisScript(LUA_FUNCTIONS + "return lease(KEYS[1], ARGV[1], ARGV[2], ARGV[3])")
+
+# No block leased at once is more than this share of a limit: a user at its limit loses at most 1/32 of it
+# a second, per process, to a block left unspent when the second ends.
+LEASE_SHARE = 32
+# The first block of bytes a share leases in a second (or the size needed, when larger).
+FIRST_BYTE_BLOCK = 4096
+
+
+class Share:
+    """What a process may still spend of one user's requests and bytes this second, how large its next
+    blocks are (each twice the last, from 1 request and from FIRST_BYTE_BLOCK bytes), and the lease of each
+    kind under way: one at a time, which the requests that find the share spent meanwhile wait for (a burst
+    of concurrent requests leasing a block each would lease many times what it needs)."""
+
+    __slots__ = ("byte_block", "byte_leasing", "bytes", "request_block", "request_leasing", "requests")
+
+    def __init__(self) -> None:
+        self.requests = self.bytes = 0
+        self.request_block = 1
+        self.byte_block = FIRST_BYTE_BLOCK
+        self.request_leasing: asyncio.Future | None = None
+        self.byte_leasing: asyncio.Future | None = None
+
+    def take_request(self) -> bool:
+        """Spend one request of the block, when one is left."""
+        if self.requests > 0:
+            self.requests -= 1
+            return True
+        return False
+
+    def request_lease(self, limit: int) -> int:
+        """How many requests to ask for, this one included, when the block is spent."""
+        want = min(self.request_block, max(1, limit // LEASE_SHARE))
+        self.request_block = want * 2
+        return want
+
+    def take_bytes(self, size: int) -> bool:
+        """Spend `size` bytes of the block, when that many are left."""
+        if self.bytes >= size:
+            self.bytes -= size
+            return True
+        return False
+
+    def byte_lease(self, size: int, limit: int) -> int:
+        """How many bytes to ask for when `size` are needed and the block holds fewer."""
+        want = max(size, min(self.byte_block, limit // LEASE_SHARE))
+        self.byte_block = want * 2
+        return want
+
+
+class Allowance:
+    """A process's shares of users' rate limits for the current second, leased ahead from the counters in
+    Redis (`counter_keys`) that every process counts in: a process never spends more than Redis granted it,
+    so the limits hold across processes, while most of a busy user's requests are counted in memory.
+    Used from the event loop's thread only."""
+
+    def __init__(self) -> None:
+        self.second = 0
+        self.shares: dict[int, Share] = {}
+
+    def share(self, user_id: int) -> Share:
+        """The user's share of this second (a new second starts every share again, empty)."""
+        second = int(time.time())
+        if second != self.second:
+            self.second, self.shares = second, {}
+        share = self.shares.get(user_id)
+        if share is None:
+            share = self.shares[user_id] = Share()
+        return share
+
+    async def spend_bytes(self, user_id: int, size: int, limit: int) -> None:
+        """Spend `size` bytes of the user's share, leasing a block first when it holds fewer (or waiting for
+        the lease under way); the 429 when the user's budget has fewer left."""
+        share = self.share(user_id)
+        while not share.take_bytes(size):
+            if share.byte_leasing is None:
+                await self._lease_bytes(share, user_id, size, limit)
+                return
+            await share.byte_leasing
+            share = self.share(user_id)
+
+    async def _lease_bytes(self, share: Share, user_id: int, size: int, limit: int) -> None:
+        share.byte_leasing = leasing = asyncio.get_running_loop().create_future()
+        try:
+            _, byte_key = counter_keys(user_id)
+            want = share.byte_lease(size, limit)
+            granted = await LEASE_SCRIPT.run(get_async_data_redis(), [byte_key], [limit, want, size])
+            if not granted:
+                raise rate_limited("bytes")
+            share.bytes += granted - size
+        finally:
+            share.byte_leasing = None
+            leasing.set_result(None)

@@ -1,0 +1,156 @@
+"""The cache data API's rate limits leased ahead: a process counts a busy user's requests against the share of
+this second it leased from Redis, and the limits still hold across processes, on the real Redis."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from cache_api import asgi
+from core import ratelimit
+from core.asgi import HTTPError
+from core.redis import get_async_data_redis
+
+URL = "/cache/news"
+
+
+class FrozenTime:
+    """`time.time()` for the rate limits, held within one second so that a test's requests fall in it."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    clock = FrozenTime(2_000_000_000.25)
+    monkeypatch.setattr(ratelimit, "time", clock)
+    monkeypatch.setattr(asgi, "allowance", ratelimit.Allowance())
+    return clock
+
+
+def commands_run() -> dict[str, int]:
+    """How many times Redis has run each command, since it started."""
+
+    async def stats() -> dict:
+        return await get_async_data_redis().info("commandstats")
+
+    return {name.removeprefix("cmdstat_"): entry["calls"] for name, entry in async_to_sync(stats)().items()}
+
+
+def counted(user_id: int, kind: str = "requests") -> int:
+    """What the user's counter in Redis holds for the frozen second."""
+    requests_key, bytes_key = ratelimit.counter_keys(user_id)
+
+    async def read() -> bytes | None:
+        return await get_async_data_redis().get(requests_key if kind == "requests" else bytes_key)
+
+    return int(async_to_sync(read)() or 0)
+
+
+def item(op: str, user_id: int, *, value: bytes = b"", key: bytes = b"cache-test:item") -> tuple[str, bytes]:
+    return async_to_sync(asgi.run_item)(op=op, user_id=user_id, key=key, value=value, ttl=60)
+
+
+def statuses(op: str, user_id: int, count: int, **kwargs) -> list[int]:
+    """The status each of `count` item operations would answer: 200 (done) or 429."""
+    answers = []
+    for _ in range(count):
+        try:
+            item(op, user_id, **kwargs)
+            answers.append(200)
+        except HTTPError as error:
+            answers.append(error.status)
+    return answers
+
+
+def test_a_busy_users_requests_cost_redis_their_item_command_alone(news, cache_client, settings, frozen):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 10_000
+    client = cache_client()
+    assert client.put(URL, params={"key": "k", "ttl_seconds": "60"}, content=b"v").status_code == 204
+    before = commands_run()
+    answers = [client.get(URL, params={"key": "k"}) for _ in range(60)]
+    after = commands_run()
+
+    assert {response.status_code for response in answers} == {200}
+    assert {response.content for response in answers} == {b"v"}
+    scripts = after.get("evalsha", 0) - before.get("evalsha", 0)
+    plain_gets = after.get("get", 0) - before.get("get", 0)
+    # Leases: blocks of 2, 4, 8, 16 and 32 requests (the PUT leased 1), and a first block of bytes.
+    assert scripts <= 6, scripts
+    assert plain_gets >= 54, plain_gets
+
+
+def test_the_requests_leased_are_counted_in_redis_as_they_are_leased(news, make_token, settings, frozen):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 320  # blocks of at most 10
+    token, _ = make_token("cache:readwrite")
+    user_id = token.user_id
+    assert statuses("get", user_id, 1) == [200]
+    assert counted(user_id) == 1
+    assert statuses("get", user_id, 2) == [200, 200]
+    assert counted(user_id) == 3  # the second request leased itself and the third
+    assert statuses("get", user_id, 30) == [200] * 30
+    assert counted(user_id) == 1 + 2 + 4 + 8 + 10 + 10  # 33 served, 35 leased, in blocks of at most 10
+
+
+def test_a_users_limit_holds_across_processes_each_leasing_its_share(news, make_token, settings, frozen):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 160  # blocks of at most 5
+    token, _ = make_token("cache:readwrite")
+    processes = [ratelimit.Allowance(), ratelimit.Allowance()]
+    answers = []
+    for turn in range(200):  # the two processes take turns, as their requests interleave
+        asgi.allowance = processes[turn % 2]
+        answers += statuses("get", token.user_id, 1)
+
+    served = answers.count(200)
+    assert set(answers) == {200, 429}
+    assert 160 - 2 * 5 <= served <= 160  # no more lost than a block left in each process
+    assert counted(token.user_id) == 160
+
+
+def test_a_burst_of_concurrent_requests_leases_one_block_at_a_time(news, make_token, settings, frozen):
+    """Requests that find the share spent while a lease is under way wait for its block: each leasing a block of
+    its own, a burst of a busy user's requests would lease many times what it needs and be refused."""
+    settings.CACHE_RATE_LIMIT_REQUESTS = 10_000  # blocks of at most 312
+    settings.CACHE_RATE_LIMIT_BYTES = 320_000  # blocks of 4 KiB and more, at most 10,000 bytes
+    token, _ = make_token("cache:readwrite")
+    item("set", token.user_id, value=b"x" * 100)
+
+    async def burst() -> list:
+        calls = (asgi.run_item(op="get", user_id=token.user_id, key=b"cache-test:item") for _ in range(300))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    answers = async_to_sync(burst)()
+    assert [answer for answer in answers if answer != ("hit", b"x" * 100)] == []
+    assert counted(token.user_id) <= 1 + 2 * 300  # blocks of 1, 2, 4, ... 256, and no more
+    assert counted(token.user_id, "bytes") <= 100 + 2 * 300 * 100
+
+
+def test_a_new_second_starts_a_new_share(news, make_token, settings, frozen):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 3
+    token, _ = make_token("cache:readwrite")
+    assert statuses("get", token.user_id, 5) == [200, 200, 200, 429, 429]
+    frozen.now += 1
+    assert statuses("get", token.user_id, 4) == [200, 200, 200, 429]
+
+
+def test_the_bytes_a_share_moves_are_leased_and_limited_across_processes(news, make_token, settings, frozen):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 0  # no request limit: every request is served from the share
+    settings.CACHE_RATE_LIMIT_BYTES = 3200  # blocks of at most 100 bytes, or the size needed
+    token, _ = make_token("cache:readwrite")
+    processes = [ratelimit.Allowance(), ratelimit.Allowance()]
+    answers = []
+    for turn in range(100):
+        asgi.allowance = processes[turn % 2]
+        answers += statuses("set", token.user_id, 1, value=b"x" * 50)
+
+    moved = answers.count(200) * 50
+    assert set(answers) == {200, 429}
+    assert 3200 - 2 * 100 <= moved <= 3200
+    assert counted(token.user_id, "bytes") <= 3200
+    before = commands_run()
+    assert statuses("get", token.user_id, 1) == [429]  # a hit's bytes count as well
+    assert commands_run().get("evalsha", 0) - before.get("evalsha", 0) == 1  # the lease refused
