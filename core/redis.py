@@ -10,6 +10,8 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
@@ -228,11 +230,34 @@ def get_data_redis() -> redis.Redis | redis.cluster.RedisCluster:
     return _sync_cluster_client(*_cluster_settings()) if data_is_cluster() else get_redis()
 
 
+# The data faces' client of the event loop that asked last, while the settings stand: asked for on every cache and
+# topics request, where finding it again (the loop's clients, the settings that name one) costs a few µs.
+_last_data_client: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster] | None
+_last_data_client = None
+
+
+@receiver(setting_changed)
+def _forget_last_data_client(**kwargs) -> None:
+    global _last_data_client
+    _last_data_client = None
+
+
 def get_async_data_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
     """The running event loop's client for cache items and topic streams: the cluster's, or REDIS_URL's."""
+    global _last_data_client
+    loop = asyncio.get_running_loop()
+    last = _last_data_client
+    if last is not None and last[0] is loop:
+        return last[1]
+    client = _async_data_client(loop)
+    _last_data_client = (loop, client)
+    return client
+
+
+def _async_data_client(loop: asyncio.AbstractEventLoop) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
     if not data_is_cluster():
         return get_async_redis()
-    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    clients = _async_clients.setdefault(loop, {})
     key = ("cluster", *_cluster_settings())
     client = clients.get(key)
     if client is None:

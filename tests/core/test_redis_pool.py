@@ -6,7 +6,7 @@ import asyncio
 import pytest
 import redis
 
-from core.redis import QuickBlockingConnectionPool, get_async_redis
+from core.redis import QuickBlockingConnectionPool, get_async_data_redis, get_async_redis
 
 
 @pytest.fixture
@@ -66,3 +66,25 @@ def test_many_concurrent_commands_share_the_pool_and_all_give_their_connection_b
     assert sorted(answers) == list(range(1, 51))
     assert len(pool._available_connections) <= 3
     assert not pool._in_use_connections
+
+
+def test_the_data_faces_client_is_kept_per_loop_until_the_settings_change(settings):
+    """Each cache and topics request asks for the data client: the one the loop asked for last is kept, and
+    found again once a setting changes (a new Redis, a cluster) or another loop asks."""
+
+    async def client():
+        return get_async_data_redis()
+
+    loop, other = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        first = loop.run_until_complete(client())
+        assert loop.run_until_complete(client()) is first
+        assert other.run_until_complete(client()) is not first
+        assert loop.run_until_complete(client()) is first  # its own, again
+        settings.REDIS_SOCKET_TIMEOUT += 1
+        changed = loop.run_until_complete(client())
+        assert changed is not first
+        assert changed.connection_pool.connection_kwargs["socket_timeout"] == settings.REDIS_SOCKET_TIMEOUT
+    finally:
+        loop.close()
+        other.close()
