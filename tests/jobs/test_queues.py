@@ -841,16 +841,21 @@ def test_a_queue_removed_while_a_job_is_saved_in_it_waits_and_is_refused_as_not_
     assert Job.objects.get(queue__name="busy").state == JobState.SCHEDULED
 
 
-def test_which_queues_have_due_jobs_is_asked_of_each_queue_on_a_table_without_statistics(owner, clock):
-    """A backlog in a table that has just grown (no statistics yet): the dispatcher's lock of the queues with due
-    jobs asks each queue's own index entries, rather than reading every queue's due jobs at every turn."""
-    user = owner.user
+def backlog(user, clock) -> None:
+    """3,000 jobs due now in four queues of parallelism 2, stored at once (the table has no statistics yet)."""
     queues = [make_queue(user, f"q{n}", parallelism=2) for n in range(4)]
     Job.objects.bulk_create(
         Job(user=user, uri="https://example.org/", at=clock.now(), next_attempt_at=clock.now(), timeout=5, queue=queue)
         for queue in queues
         for _ in range(750)
     )
+
+
+def test_which_queues_have_due_jobs_is_asked_of_each_queue_on_a_table_without_statistics(owner, clock):
+    """A backlog in a table that has just grown (no statistics yet): the dispatcher's lock of the queues with due
+    jobs asks each queue's own index entries, rather than reading every queue's due jobs at every turn."""
+    user = owner.user
+    backlog(user, clock)
     plan = plan_without_statistics(dispatch.QUEUES_LOCK_SQL, {"now": clock.now()})
     assert "Aggregate" not in plan.split("SubPlan")[0], plan  # no reading of all due jobs, grouped by queue
     assert "jobs_job_queue_due" in plan, plan
@@ -861,12 +866,7 @@ def test_the_next_due_time_is_one_statement_reading_each_index_on_a_table_withou
     next job and the next recurring run time in one statement, each read from its own index entries, also when a
     backlog has just grown the table (no statistics yet), and the same time as the queries other databases run."""
     user = owner.user
-    queues = [make_queue(user, f"q{n}", parallelism=2) for n in range(4)]
-    Job.objects.bulk_create(
-        Job(user=user, uri="https://example.org/", at=clock.now(), next_attempt_at=clock.now(), timeout=5, queue=queue)
-        for queue in queues
-        for _ in range(750)
-    )
+    backlog(user, clock)
     unqueued = make_job(user, "https://example.org/", at=clock.now() - timedelta(seconds=5))
     make_job(user, "https://example.org/", cron="* * * * *")
     plan = plan_without_statistics(dispatch.NEXT_DUE_SQL, {"earliest": values.EARLIEST, "latest": values.LATEST})
