@@ -10,7 +10,6 @@ in different slots: the limit is counted first, on the user's slot, then the
 item's command runs on the item's.
 """
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -20,8 +19,8 @@ from accounts.authentication import lean_authenticate
 from accounts.scopes import describe_missing
 from core import metrics
 from core.asgi import HTTPError, Request, Response, Send, ascii_whole_number, lean_app, preflight
-from core.ratelimit import LUA_FUNCTIONS, Allowance, Share, acharge, counter_keys, limits, rate_limited
-from core.redis import data_is_cluster, get_async_data_redis
+from core.ratelimit import LUA_FUNCTIONS, Allowance, Leasing, Share, acharge, counter_keys, limits, rate_limited
+from core.redis import REDIS_ERRORS, data_is_cluster, get_async_data_redis
 from core.scripts import RedisScript
 
 from .keys import cache_name_error, item_key
@@ -33,15 +32,16 @@ PREFIX = "/cache/"
 METHODS = "GET, PUT, DELETE, OPTIONS"
 BASE64URL = re.compile(rb"[A-Za-z0-9_-]*={0,2}")
 
-# KEYS: item, request counter, byte counter. ARGV: op, request limit, byte limit, value, ttl, requests wanted.
-# Answers {'hit', granted, value} | {'miss', granted} | {'ok', granted} | {'bytes', granted} | {'requests'}:
-# granted, the requests leased with a request limit (this one and the next ones of the process's share), else 1.
+# KEYS: item, request counter, byte counter. ARGV: op, request limit, byte limit, value, ttl, requests wanted
+# (0: the request is paid for already). Answers {'hit', granted, value} | {'miss', granted} | {'ok', granted} |
+# {'bytes', granted} | {'requests'}: granted, the requests leased (this one and the next ones of the process's
+# share), else 1.
 ITEM_SCRIPT = RedisScript(
     LUA_FUNCTIONS
     + """
 local op = ARGV[1]
 local granted = 1
-if tonumber(ARGV[2]) > 0 then
+if tonumber(ARGV[2]) > 0 and tonumber(ARGV[6]) > 0 then
   granted = lease(KEYS[2], ARGV[2], ARGV[6], 1)
   if granted == 0 then return {'requests'} end
 end
@@ -115,13 +115,17 @@ async def run_item(*, op: str, user_id: int, key: bytes, value: bytes = b"", ttl
     if data_is_cluster():
         return await run_item_commands(op=op, user_id=user_id, key=key, value=value, ttl=ttl)
     requests, moved = limits()
-    while requests > 0:
-        share = allowance.share(user_id)
-        if share.take_request():
-            break
+    share = allowance.share(user_id)
+    while requests > 0 and not share.take_request():
+        if share.requests_refused:
+            raise rate_limited("requests")
         if share.request_leasing is None:
             return await run_item_leasing(share, op=op, user_id=user_id, key=key, value=value, ttl=ttl)
-        await share.request_leasing  # another request is leasing the share's next block: take from it
+        await share.request_leasing.wait()  # another request is leasing the share's next block: take from it
+        share = allowance.share(user_id)
+    if moved > 0 and share.bytes_refused:
+        answer = await run_item_script(op=op, user_id=user_id, key=key, value=value, ttl=ttl, want=0)
+        return item_outcome(answer)
     return await run_item_command(op=op, user_id=user_id, key=key, value=value, ttl=ttl, moved=moved)
 
 
@@ -130,21 +134,37 @@ async def run_item_leasing(
 ) -> tuple[str, bytes]:
     """`run_item` for a request the user's share cannot pay for: ITEM_SCRIPT counts it, leases the share's next
     block and runs the item command, while the user's other requests wait for the block."""
-    share.request_leasing = leasing = asyncio.get_running_loop().create_future()
+    share.request_leasing = leasing = Leasing()
     try:
-        requests, moved = limits()
-        keys, want = [key, *counter_keys(user_id)], share.request_lease(requests)
-        answer = await ITEM_SCRIPT.run(get_async_data_redis(), keys, [op, requests, moved, value, ttl, want])
-        outcome = answer[0].decode()
-        if outcome == "requests":
-            raise rate_limited(outcome)
-        share.requests += answer[1] - 1
-        if outcome == "bytes":
-            raise rate_limited(outcome)
-        return outcome, answer[2] if outcome == "hit" else b""
+        requests, _ = limits()
+        want = share.request_lease(requests)
+        answer = await run_item_script(op=op, user_id=user_id, key=key, value=value, ttl=ttl, want=want)
+        if answer[0] == b"requests":
+            share.requests_refused = True  # the count cannot fall back under the limit within this second
+        else:
+            share.requests += answer[1] - 1
+        return item_outcome(answer)
+    except REDIS_ERRORS as error:
+        leasing.end(error)
+        raise
     finally:
         share.request_leasing = None
-        leasing.set_result(None)
+        leasing.end()
+
+
+async def run_item_script(*, op: str, user_id: int, key: bytes, value: bytes, ttl: int, want: int) -> list:
+    """ITEM_SCRIPT's answer for the item operation, leasing `want` requests (0: the request is paid for)."""
+    requests, moved = limits()
+    keys = [key, *counter_keys(user_id)]
+    return await ITEM_SCRIPT.run(get_async_data_redis(), keys, [op, requests, moved, value, ttl, want])
+
+
+def item_outcome(answer: list) -> tuple[str, bytes]:
+    """`run_item`'s answer for ITEM_SCRIPT's; the 429 for a limit it refused."""
+    outcome = answer[0].decode()
+    if outcome in ("requests", "bytes"):
+        raise rate_limited(outcome)
+    return outcome, answer[2] if outcome == "hit" else b""
 
 
 async def run_item_command(

@@ -27,13 +27,14 @@ import time
 from django.conf import settings
 
 from .asgi import HTTPError
-from .redis import get_async_data_redis, get_redis
+from .redis import REDIS_ERRORS, get_async_data_redis, get_redis
 from .scripts import RedisScript
 
 # over_requests(key, limit) / over_bytes(key, limit, size): count and say whether the
 # user is past its limit this second (a refused byte count is given back).
 # lease(key, limit, want, need): count up to `want` against a limit above 0 and answer how many were
-# granted: `want`, or what the limit leaves; 0, with nothing counted, when that is less than `need`.
+# granted: `want`, but no more than a quarter of what the limit leaves (at least `need`), so that the
+# blocks shrink as a busy user nears its limit; 0, with nothing counted, when less than `need` is left.
 LUA_FUNCTIONS = """
 local function over_requests(key, limit)
   limit = tonumber(limit)
@@ -44,12 +45,10 @@ local function over_requests(key, limit)
 end
 local function lease(key, limit, want, need)
   limit, want, need = tonumber(limit), tonumber(want), tonumber(need)
-  local count = redis.call('INCRBY', key, want)
-  if count == want then redis.call('EXPIRE', key, 2) end
-  if count <= limit then return want end
-  local granted = want - (count - limit)
-  if granted < need then granted = 0 end
-  redis.call('DECRBY', key, want - granted)
+  local left = limit - tonumber(redis.call('GET', key) or '0')
+  if left < need then return 0 end
+  local granted = math.min(want, math.max(need, math.floor(left / 4)))
+  if redis.call('INCRBY', key, granted) == granted then redis.call('EXPIRE', key, 2) end
   return granted
 end
 local function over_bytes(key, limit, size)
@@ -145,27 +144,59 @@ async def arequest_allowed(user_id: int) -> None:
 # KEYS: a counter. ARGV: its limit (above 0), how much is wanted, how much at least. How much was granted.
 LEASE_SCRIPT = RedisScript(LUA_FUNCTIONS + "return lease(KEYS[1], ARGV[1], ARGV[2], ARGV[3])")
 
-# No block leased at once is more than this share of a limit: a user at its limit loses at most 1/32 of it
-# a second, per process, to a block left unspent when the second ends.
+# No block leased at once is more than this share of a limit (nor, by `lease`, a quarter of what is left of it):
+# what other processes hold unspent when a user's lease is refused stays small.
 LEASE_SHARE = 32
 # The first block of bytes a share leases in a second (or the size needed, when larger).
 FIRST_BYTE_BLOCK = 4096
 
 
+class Leasing:
+    """A lease under way on a share. The requests that find the share spent meanwhile wait for it (`wait`), then
+    take from the block it brought; when Redis could not be asked, they fail with it together rather than each
+    asking Redis again in turn."""
+
+    __slots__ = ("_done",)
+
+    def __init__(self) -> None:
+        self._done: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def wait(self) -> None:
+        failure = await asyncio.shield(self._done)  # a waiter cancelled leaves the lease to the others
+        if failure is not None:
+            raise failure.with_traceback(None)
+
+    def end(self, failure: BaseException | None = None) -> None:
+        if not self._done.done():
+            self._done.set_result(failure)
+
+
 class Share:
     """What a process may still spend of one user's requests and bytes this second, how large its next
-    blocks are (each twice the last, from 1 request and from FIRST_BYTE_BLOCK bytes), and the lease of each
-    kind under way: one at a time, which the requests that find the share spent meanwhile wait for (a burst
-    of concurrent requests leasing a block each would lease many times what it needs)."""
+    blocks are (each twice the last, from 1 request and from FIRST_BYTE_BLOCK bytes), the lease of each kind
+    under way (one at a time: a burst of concurrent requests leasing a block each would lease many times what
+    it needs), and whether Redis refused a lease this second (requests: every later request is refused too, as
+    the count cannot fall within the second; bytes: the rest of the second is counted in Redis, request by
+    request, as before leasing, so that a value is not read out of Redis only to be refused)."""
 
-    __slots__ = ("byte_block", "byte_leasing", "bytes", "request_block", "request_leasing", "requests")
+    __slots__ = (
+        "byte_block",
+        "byte_leasing",
+        "bytes",
+        "bytes_refused",
+        "request_block",
+        "request_leasing",
+        "requests",
+        "requests_refused",
+    )
 
     def __init__(self) -> None:
         self.requests = self.bytes = 0
         self.request_block = 1
         self.byte_block = FIRST_BYTE_BLOCK
-        self.request_leasing: asyncio.Future | None = None
-        self.byte_leasing: asyncio.Future | None = None
+        self.request_leasing: Leasing | None = None
+        self.byte_leasing: Leasing | None = None
+        self.requests_refused = self.bytes_refused = False
 
     def take_request(self) -> bool:
         """Spend one request of the block, when one is left."""
@@ -222,18 +253,22 @@ class Allowance:
             if share.byte_leasing is None:
                 await self._lease_bytes(share, user_id, size, limit)
                 return
-            await share.byte_leasing
+            await share.byte_leasing.wait()
             share = self.share(user_id)
 
     async def _lease_bytes(self, share: Share, user_id: int, size: int, limit: int) -> None:
-        share.byte_leasing = leasing = asyncio.get_running_loop().create_future()
+        share.byte_leasing = leasing = Leasing()
         try:
             _, byte_key = counter_keys(user_id)
             want = share.byte_lease(size, limit)
             granted = await LEASE_SCRIPT.run(get_async_data_redis(), [byte_key], [limit, want, size])
             if not granted:
+                share.bytes_refused = True
                 raise rate_limited("bytes")
             share.bytes += granted - size
+        except REDIS_ERRORS as error:
+            leasing.end(error)
+            raise
         finally:
             share.byte_leasing = None
-            leasing.set_result(None)
+            leasing.end()

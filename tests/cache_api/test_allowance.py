@@ -2,6 +2,8 @@
 this second it leased from Redis, and the limits still hold across processes, on the real Redis."""
 
 import asyncio
+import socket
+import threading
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -9,7 +11,7 @@ from asgiref.sync import async_to_sync
 from cache_api import asgi
 from core import ratelimit
 from core.asgi import HTTPError
-from core.redis import get_async_data_redis
+from core.redis import REDIS_ERRORS, get_async_data_redis
 
 URL = "/cache/news"
 
@@ -56,7 +58,9 @@ def item(op: str, user_id: int, *, value: bytes = b"", key: bytes = b"cache-test
 
 
 def statuses(op: str, user_id: int, count: int, **kwargs) -> list[int]:
-    """The status each of `count` item operations would answer: 200 (done) or 429."""
+    """The status each of `count` item operations would answer: 200 (done) or 429. The user's counters of the
+    frozen second are kept after each: Redis expires them 2 s after they start by its own clock, which a slow
+    run would pass."""
     answers = []
     for _ in range(count):
         try:
@@ -64,7 +68,14 @@ def statuses(op: str, user_id: int, count: int, **kwargs) -> list[int]:
             answers.append(200)
         except HTTPError as error:
             answers.append(error.status)
+        async_to_sync(keep_counters)(user_id)
     return answers
+
+
+async def keep_counters(user_id: int) -> None:
+    client = get_async_data_redis()
+    for key in ratelimit.counter_keys(user_id):
+        await client.persist(key)
 
 
 def test_a_busy_users_requests_cost_redis_their_item_command_alone(news, cache_client, settings, frozen):
@@ -129,6 +140,25 @@ def test_a_burst_of_concurrent_requests_leases_one_block_at_a_time(news, make_to
     assert counted(token.user_id, "bytes") <= 100 + 2 * 300 * 100
 
 
+def test_the_blocks_shrink_as_a_user_nears_its_limit_so_few_are_held_elsewhere_when_one_is_refused(
+    news, make_token, settings, frozen
+):
+    """Eight processes taking turns: when the first of them is refused, the others hold what they leased last.
+    Granted at most a quarter of what is left, those blocks are small by then (in blocks of up to 20, 68 were
+    held)."""
+    settings.CACHE_RATE_LIMIT_REQUESTS = 640  # blocks of at most 20
+    token, _ = make_token("cache:readwrite")
+    processes = [ratelimit.Allowance() for _ in range(8)]
+    served = 0
+    for turn in range(2000):
+        asgi.allowance = processes[turn % 8]
+        if statuses("get", token.user_id, 1) != [200]:
+            break
+        served += 1
+    assert counted(token.user_id) == 640
+    assert served >= 640 - 32
+
+
 def test_a_new_second_starts_a_new_share(news, make_token, settings, frozen):
     settings.CACHE_RATE_LIMIT_REQUESTS = 3
     token, _ = make_token("cache:readwrite")
@@ -154,3 +184,101 @@ def test_the_bytes_a_share_moves_are_leased_and_limited_across_processes(news, m
     before = commands_run()
     assert statuses("get", token.user_id, 1) == [429]  # a hit's bytes count as well
     assert commands_run().get("evalsha", 0) - before.get("evalsha", 0) == 1  # the lease refused
+
+
+def test_after_a_refused_lease_the_rest_of_the_second_is_refused_without_asking_redis(
+    news, make_token, settings, frozen
+):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 3
+    token, _ = make_token("cache:readwrite")
+    assert statuses("get", token.user_id, 4) == [200, 200, 200, 429]
+    before = commands_run()
+    assert statuses("get", token.user_id, 5) == [429] * 5
+    assert commands_run().get("evalsha", 0) == before.get("evalsha", 0)  # the count cannot fall within the second
+    frozen.now += 1
+    assert statuses("get", token.user_id, 1) == [200]
+
+
+def test_after_a_refused_byte_lease_a_value_is_not_read_out_of_redis_to_be_refused(news, make_token, settings, frozen):
+    settings.CACHE_RATE_LIMIT_REQUESTS = 0
+    settings.CACHE_RATE_LIMIT_BYTES = 30_000
+    token, _ = make_token("cache:readwrite")
+    settings.CACHE_RATE_LIMIT_BYTES = 0
+    item("set", token.user_id, value=b"x" * 20_000)
+    settings.CACHE_RATE_LIMIT_BYTES = 30_000
+    assert statuses("get", token.user_id, 2) == [200, 429]  # the second read its value: the share did not know
+
+    def sent_by_redis() -> int:
+        async def stats() -> dict:
+            return await get_async_data_redis().info("stats")
+
+        return async_to_sync(stats)()["total_net_output_bytes"]
+
+    before = sent_by_redis()
+    assert statuses("get", token.user_id, 3) == [429] * 3  # counted in Redis, refused there
+    assert sent_by_redis() - before < 20_000
+
+
+class SilentRedis:
+    """A TCP server on loopback that takes connections and reads, but never answers: a Redis that hangs."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self.held.append(connection)
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.fixture
+def silent_redis(settings):
+    server = SilentRedis()
+    settings.REDIS_URL = f"redis://127.0.0.1:{server.port}/0"
+    settings.REDIS_SOCKET_TIMEOUT = 0.25
+    yield server
+    server.close()
+
+
+def test_requests_waiting_for_a_lease_fail_with_it_when_redis_does_not_answer(settings, frozen, silent_redis):
+    """Each asking Redis again in turn, the last of a burst would wait a timeout for each request before it."""
+    settings.CACHE_RATE_LIMIT_REQUESTS = 10_000
+
+    async def burst(user_id: int, size: int) -> list:
+        calls = (asgi.run_item(op="get", user_id=user_id, key=b"cache-test:item") for _ in range(size))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    alone = async_to_sync(burst)(8, 1)
+    one_lease = silent_redis.connections  # what one lease tries (the client tries a timed-out command again)
+    answers = async_to_sync(burst)(7, 5)
+    assert all(isinstance(answer, REDIS_ERRORS) for answer in alone + answers), answers
+    assert silent_redis.connections - one_lease < 2 * one_lease  # each in turn: 5 times one lease's
+
+
+def test_a_request_that_stops_waiting_for_a_lease_leaves_it_to_the_others(settings, frozen, silent_redis):
+    """A waiter cancelled (its client gone, a shutdown) must not cancel the lease the others wait for."""
+    settings.CACHE_RATE_LIMIT_REQUESTS = 10_000
+
+    async def burst() -> list:
+        tasks = [asyncio.ensure_future(asgi.run_item(op="get", user_id=7, key=b"cache-test:item")) for _ in range(4)]
+        await asyncio.sleep(0.2)  # the first is leasing, the others wait for it
+        tasks[2].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    answers = async_to_sync(burst)()
+    assert isinstance(answers[2], asyncio.CancelledError)
+    others = answers[:2] + answers[3:]
+    assert all(isinstance(answer, REDIS_ERRORS) for answer in others), others
