@@ -20,7 +20,7 @@ from accounts.scopes import describe_missing
 from core import metrics
 from core.asgi import HTTPError, Request, Response, Send, ascii_whole_number, lean_app, preflight
 from core.ratelimit import LUA_FUNCTIONS, Allowance, Leasing, Share, acharge, counter_keys, limits, rate_limited
-from core.redis import REDIS_ERRORS, data_is_cluster, get_async_data_redis
+from core.redis import data_is_cluster, get_async_data_redis
 from core.scripts import RedisScript
 
 from .keys import cache_name_error, item_key
@@ -134,8 +134,7 @@ async def run_item_leasing(
 ) -> tuple[str, bytes]:
     """`run_item` for a request the user's share cannot pay for: ITEM_SCRIPT counts it, leases the share's next
     block and runs the item command, while the user's other requests wait for the block."""
-    share.request_leasing = leasing = Leasing()
-    try:
+    with Leasing(share, "request_leasing"):
         requests, _ = limits()
         want = share.request_lease(requests)
         answer = await run_item_script(op=op, user_id=user_id, key=key, value=value, ttl=ttl, want=want)
@@ -144,12 +143,6 @@ async def run_item_leasing(
         else:
             share.requests += answer[1] - 1
         return item_outcome(answer)
-    except REDIS_ERRORS as error:
-        leasing.end(error)
-        raise
-    finally:
-        share.request_leasing = None
-        leasing.end()
 
 
 async def run_item_script(*, op: str, user_id: int, key: bytes, value: bytes, ttl: int, want: int) -> list:

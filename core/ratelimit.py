@@ -152,23 +152,29 @@ FIRST_BYTE_BLOCK = 4096
 
 
 class Leasing:
-    """A lease under way on a share. The requests that find the share spent meanwhile wait for it (`wait`), then
-    take from the block it brought; when Redis could not be asked, they fail with it together rather than each
-    asking Redis again in turn."""
+    """A lease under way on a share, as a `with` block around it: the share names it (`share.<slot>`) meanwhile.
+    The requests that find the share spent meanwhile wait for it (`wait`), then take from the block it brought;
+    when Redis could not be asked, they fail with it together rather than each asking Redis again in turn."""
 
-    __slots__ = ("_done",)
+    __slots__ = ("_done", "_share", "_slot")
 
-    def __init__(self) -> None:
+    def __init__(self, share: "Share", slot: str) -> None:
         self._done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._share, self._slot = share, slot
+
+    def __enter__(self) -> "Leasing":
+        setattr(self._share, self._slot, self)
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        setattr(self._share, self._slot, None)
+        if not self._done.done():
+            self._done.set_result(error if isinstance(error, REDIS_ERRORS) else None)
 
     async def wait(self) -> None:
         failure = await asyncio.shield(self._done)  # a waiter cancelled leaves the lease to the others
         if failure is not None:
             raise failure.with_traceback(None)
-
-    def end(self, failure: BaseException | None = None) -> None:
-        if not self._done.done():
-            self._done.set_result(failure)
 
 
 class Share:
@@ -257,8 +263,7 @@ class Allowance:
             share = self.share(user_id)
 
     async def _lease_bytes(self, share: Share, user_id: int, size: int, limit: int) -> None:
-        share.byte_leasing = leasing = Leasing()
-        try:
+        with Leasing(share, "byte_leasing"):
             _, byte_key = counter_keys(user_id)
             want = share.byte_lease(size, limit)
             granted = await LEASE_SCRIPT.run(get_async_data_redis(), [byte_key], [limit, want, size])
@@ -266,9 +271,3 @@ class Allowance:
                 share.bytes_refused = True
                 raise rate_limited("bytes")
             share.bytes += granted - size
-        except REDIS_ERRORS as error:
-            leasing.end(error)
-            raise
-        finally:
-            share.byte_leasing = None
-            leasing.end()
