@@ -53,23 +53,38 @@ def counted(user_id: int, kind: str = "requests") -> int:
     return int(async_to_sync(read)() or 0)
 
 
-def item(op: str, user_id: int, *, value: bytes = b"", key: bytes = b"cache-test:item") -> tuple[str, bytes]:
+ITEM = b"cache-test:item"
+
+
+def item(op: str, user_id: int, *, value: bytes = b"", key: bytes = ITEM) -> tuple[str, bytes]:
     return async_to_sync(asgi.run_item)(op=op, user_id=user_id, key=key, value=value, ttl=60)
 
 
-def statuses(op: str, user_id: int, count: int, **kwargs) -> list[int]:
-    """The status each of `count` item operations would answer: 200 (done) or 429. The user's counters of the
-    frozen second are kept after each: Redis expires them 2 s after they start by its own clock, which a slow
-    run would pass."""
-    answers = []
-    for _ in range(count):
-        try:
-            item(op, user_id, **kwargs)
-            answers.append(200)
-        except HTTPError as error:
-            answers.append(error.status)
-        async_to_sync(keep_counters)(user_id)
-    return answers
+def statuses(
+    op: str, user_id: int, count: int, *, value: bytes = b"", processes: list | None = None, until_refused=False
+) -> list[int]:
+    """The status each of `count` item operations answers, one after the other: 200 (done) or 429. With
+    `processes` (allowances), the operations take turns among them, as the processes of a web tier would; with
+    `until_refused`, the first 429 ends them. One event loop for them all (a loop each would open a Redis
+    connection each). The user's counters of the frozen second are kept after each: Redis expires them 2 s
+    after they start by its own clock, which a slow run would pass."""
+
+    async def run() -> list[int]:
+        answers = []
+        for turn in range(count):
+            if processes:
+                asgi.allowance = processes[turn % len(processes)]
+            try:
+                await asgi.run_item(op=op, user_id=user_id, key=ITEM, value=value, ttl=60)
+                answers.append(200)
+            except HTTPError as error:
+                answers.append(error.status)
+            await keep_counters(user_id)
+            if until_refused and answers[-1] == 429:
+                break
+        return answers
+
+    return async_to_sync(run)()
 
 
 async def keep_counters(user_id: int) -> None:
@@ -111,10 +126,7 @@ def test_a_users_limit_holds_across_processes_each_leasing_its_share(news, make_
     settings.CACHE_RATE_LIMIT_REQUESTS = 160  # blocks of at most 5
     token, _ = make_token("cache:readwrite")
     processes = [ratelimit.Allowance(), ratelimit.Allowance()]
-    answers = []
-    for turn in range(200):  # the two processes take turns, as their requests interleave
-        asgi.allowance = processes[turn % 2]
-        answers += statuses("get", token.user_id, 1)
+    answers = statuses("get", token.user_id, 200, processes=processes)
 
     served = answers.count(200)
     assert set(answers) == {200, 429}
@@ -131,7 +143,7 @@ def test_a_burst_of_concurrent_requests_leases_one_block_at_a_time(news, make_to
     item("set", token.user_id, value=b"x" * 100)
 
     async def burst() -> list:
-        calls = (asgi.run_item(op="get", user_id=token.user_id, key=b"cache-test:item") for _ in range(300))
+        calls = (asgi.run_item(op="get", user_id=token.user_id, key=ITEM) for _ in range(300))
         return await asyncio.gather(*calls, return_exceptions=True)
 
     answers = async_to_sync(burst)()
@@ -149,12 +161,7 @@ def test_the_blocks_shrink_as_a_user_nears_its_limit_so_few_are_held_elsewhere_w
     settings.CACHE_RATE_LIMIT_REQUESTS = 640  # blocks of at most 20
     token, _ = make_token("cache:readwrite")
     processes = [ratelimit.Allowance() for _ in range(8)]
-    served = 0
-    for turn in range(2000):
-        asgi.allowance = processes[turn % 8]
-        if statuses("get", token.user_id, 1) != [200]:
-            break
-        served += 1
+    served = statuses("get", token.user_id, 2000, processes=processes, until_refused=True).count(200)
     assert counted(token.user_id) == 640
     assert served >= 640 - 32
 
@@ -172,10 +179,7 @@ def test_the_bytes_a_share_moves_are_leased_and_limited_across_processes(news, m
     settings.CACHE_RATE_LIMIT_BYTES = 3200  # blocks of at most 100 bytes, or the size needed
     token, _ = make_token("cache:readwrite")
     processes = [ratelimit.Allowance(), ratelimit.Allowance()]
-    answers = []
-    for turn in range(100):
-        asgi.allowance = processes[turn % 2]
-        answers += statuses("set", token.user_id, 1, value=b"x" * 50)
+    answers = statuses("set", token.user_id, 100, processes=processes, value=b"x" * 50)
 
     moved = answers.count(200) * 50
     assert set(answers) == {200, 429}
@@ -258,7 +262,7 @@ def test_requests_waiting_for_a_lease_fail_with_it_when_redis_does_not_answer(se
     settings.CACHE_RATE_LIMIT_REQUESTS = 10_000
 
     async def burst(user_id: int, size: int) -> list:
-        calls = (asgi.run_item(op="get", user_id=user_id, key=b"cache-test:item") for _ in range(size))
+        calls = (asgi.run_item(op="get", user_id=user_id, key=ITEM) for _ in range(size))
         return await asyncio.gather(*calls, return_exceptions=True)
 
     alone = async_to_sync(burst)(8, 1)
@@ -273,7 +277,7 @@ def test_a_request_that_stops_waiting_for_a_lease_leaves_it_to_the_others(settin
     settings.CACHE_RATE_LIMIT_REQUESTS = 10_000
 
     async def burst() -> list:
-        tasks = [asyncio.ensure_future(asgi.run_item(op="get", user_id=7, key=b"cache-test:item")) for _ in range(4)]
+        tasks = [asyncio.ensure_future(asgi.run_item(op="get", user_id=7, key=ITEM)) for _ in range(4)]
         await asyncio.sleep(0.2)  # the first is leasing, the others wait for it
         tasks[2].cancel()
         return await asyncio.gather(*tasks, return_exceptions=True)
