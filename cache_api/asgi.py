@@ -113,31 +113,36 @@ async def run_item(*, op: str, user_id: int, key: bytes, value: bytes = b"", ttl
     otherwise ITEM_SCRIPT counts the request, leases the share's next block and runs the command, in one call.
     """
     if data_is_cluster():
-        return await run_item_commands(op=op, user_id=user_id, key=key, value=value, ttl=ttl)
+        return await run_item_on_cluster(op=op, user_id=user_id, key=key, value=value, ttl=ttl)
     requests, moved = limits()
     share = allowance.share(user_id)
     while requests > 0 and not share.take_request():
         if share.requests_refused:
             raise rate_limited("requests")
         if share.request_leasing is None:
-            return await run_item_leasing(share, op=op, user_id=user_id, key=key, value=value, ttl=ttl)
+            return await run_item_leasing(
+                share, op=op, user_id=user_id, key=key, value=value, ttl=ttl, requests=requests, moved=moved
+            )
         await share.request_leasing.wait()  # another request is leasing the share's next block: take from it
         share = allowance.share(user_id)
     if moved > 0 and share.bytes_refused:
-        answer = await run_item_script(op=op, user_id=user_id, key=key, value=value, ttl=ttl, want=0)
+        answer = await run_item_script(
+            op=op, user_id=user_id, key=key, value=value, ttl=ttl, requests=requests, moved=moved, want=0
+        )
         return item_outcome(answer)
-    return await run_item_command(op=op, user_id=user_id, key=key, value=value, ttl=ttl, moved=moved)
+    return await run_item_from_share(op=op, user_id=user_id, key=key, value=value, ttl=ttl, moved=moved)
 
 
 async def run_item_leasing(
-    share: Share, *, op: str, user_id: int, key: bytes, value: bytes, ttl: int
+    share: Share, *, op: str, user_id: int, key: bytes, value: bytes, ttl: int, requests: int, moved: int
 ) -> tuple[str, bytes]:
     """`run_item` for a request the user's share cannot pay for: ITEM_SCRIPT counts it, leases the share's next
     block and runs the item command, while the user's other requests wait for the block."""
     with Leasing(share, "request_leasing"):
-        requests, _ = limits()
         want = share.request_lease(requests)
-        answer = await run_item_script(op=op, user_id=user_id, key=key, value=value, ttl=ttl, want=want)
+        answer = await run_item_script(
+            op=op, user_id=user_id, key=key, value=value, ttl=ttl, requests=requests, moved=moved, want=want
+        )
         if answer[0] == b"requests":
             share.requests_refused = True  # the count cannot fall back under the limit within this second
         else:
@@ -145,9 +150,11 @@ async def run_item_leasing(
         return item_outcome(answer)
 
 
-async def run_item_script(*, op: str, user_id: int, key: bytes, value: bytes, ttl: int, want: int) -> list:
-    """ITEM_SCRIPT's answer for the item operation, leasing `want` requests (0: the request is paid for)."""
-    requests, moved = limits()
+async def run_item_script(
+    *, op: str, user_id: int, key: bytes, value: bytes, ttl: int, requests: int, moved: int, want: int
+) -> list:
+    """ITEM_SCRIPT's answer for the item operation under the limits given (`limits()`), leasing `want` requests
+    (0: the request is paid for)."""
     keys = [key, *counter_keys(user_id)]
     return await ITEM_SCRIPT.run(get_async_data_redis(), keys, [op, requests, moved, value, ttl, want])
 
@@ -160,7 +167,7 @@ def item_outcome(answer: list) -> tuple[str, bytes]:
     return outcome, answer[2] if outcome == "hit" else b""
 
 
-async def run_item_command(
+async def run_item_from_share(
     *, op: str, user_id: int, key: bytes, value: bytes, ttl: int, moved: int
 ) -> tuple[str, bytes]:
     """`run_item` for a request the user's share pays for: the item's command, and the bytes it moves spent
@@ -182,7 +189,7 @@ async def run_item_command(
     return "ok", b""
 
 
-async def run_item_commands(*, op: str, user_id: int, key: bytes, value: bytes, ttl: int) -> tuple[str, bytes]:
+async def run_item_on_cluster(*, op: str, user_id: int, key: bytes, value: bytes, ttl: int) -> tuple[str, bytes]:
     """`run_item` on a Redis Cluster: the limit counted on the user's slot, then the item's command;
     a hit's bytes are counted once its size is known. HTTPError 429 past a limit."""
     client = get_async_data_redis()

@@ -230,10 +230,11 @@ def get_data_redis() -> redis.Redis | redis.cluster.RedisCluster:
     return _sync_cluster_client(*_cluster_settings()) if data_is_cluster() else get_redis()
 
 
+DataClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
 # The data faces' client of the event loop that asked last, while the settings stand: asked for on every cache and
 # topics request, where finding it again (the loop's clients, the settings that name one) costs a few µs.
-_last_data_client: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster] | None
-_last_data_client = None
+_last_data_client: tuple[asyncio.AbstractEventLoop, DataClient] | None = None
 
 
 @receiver(setting_changed)
@@ -242,7 +243,7 @@ def _forget_last_data_client(**kwargs) -> None:
     _last_data_client = None
 
 
-def get_async_data_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+def get_async_data_redis() -> DataClient:
     """The running event loop's client for cache items and topic streams: the cluster's, or REDIS_URL's."""
     global _last_data_client
     loop = asyncio.get_running_loop()
@@ -254,7 +255,7 @@ def get_async_data_redis() -> redis.asyncio.Redis | redis.asyncio.cluster.RedisC
     return client
 
 
-def _async_data_client(loop: asyncio.AbstractEventLoop) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+def _async_data_client(loop: asyncio.AbstractEventLoop) -> DataClient:
     if not data_is_cluster():
         return get_async_redis()
     clients = _async_clients.setdefault(loop, {})
