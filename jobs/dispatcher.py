@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 import psycopg
 from django.conf import settings
@@ -83,27 +84,47 @@ def dispatch_once(*, clock: Clock | None = None, limit: int | None = None) -> in
 
 
 def pause(*, clock: Clock | None = None) -> float:
-    """Seconds to wait before the next claim: until the next job is due (or recurring job's run time comes),
-    at most JOBS_DISPATCH_INTERVAL_MS.
+    """Seconds to wait before the next turn: until the next job is due (or recurring job's run time comes, or a
+    full queue's first lease ends), at most JOBS_DISPATCH_INTERVAL_MS.
 
     A job due at a time already known is claimed when it is due, not up to an interval later;
     a job created meanwhile that is due sooner is noticed within the interval. A job due now
     that the last claim left (JOBS_MAX_IN_FLIGHT reached) waits the interval: the workers have
     that many jobs to send meanwhile, and the dispatcher does not count them again and again.
     """
+    now = (clock or job_clock).now()
+    return _until(jobs_next_due(now), now)
+
+
+def _until(due: datetime | None, now: datetime) -> float:
     interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
-    due = jobs_next_due()
     if due is None:
         return interval
-    seconds = (due - (clock or job_clock).now()).total_seconds()
+    seconds = (due - now).total_seconds()
     return interval if seconds <= 0 else min(seconds, interval)
 
 
-def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None:
-    """Dispatch due jobs until `stop` is set.
+def turn(*, clock: Clock | None = None, batch: int) -> float:
+    """Claim and queue the jobs due now, if any are (`dispatch_once`); the seconds to wait before the next turn.
 
-    After a full batch it goes on at once; otherwise it waits until the next job is due,
-    at most JOBS_DISPATCH_INTERVAL_MS (`pause`), or until a queue may have room again (`Waiter`).
+    A turn that finds nothing due (every queue with due jobs full, say) costs the one reading of the next due
+    time. After a full batch the next turn comes at once; otherwise as `pause` says.
+    """
+    now = (clock or job_clock).now()
+    due = jobs_next_due(now)
+    if due is None or due > now:
+        return _until(due, now)
+    claimed = dispatch_once(clock=clock, limit=batch)
+    if claimed:
+        logger.debug("Job dispatcher: queued %d job(s).", claimed)
+    return 0.0 if claimed >= batch else pause(clock=clock)
+
+
+def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None:
+    """Dispatch due jobs until `stop` is set, a `turn` at a time.
+
+    Between turns it waits until the next job is due, at most JOBS_DISPATCH_INTERVAL_MS, or until a queue may
+    have room again (`Waiter`).
     """
     interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
     batch = settings.JOBS_DISPATCH_BATCH
@@ -112,8 +133,7 @@ def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None
     try:
         while not stop.is_set():
             try:
-                claimed = dispatch_once(clock=clock, limit=batch)
-                wait = pause(clock=clock) if claimed < batch else 0.0
+                wait = turn(clock=clock, batch=batch)
             except (DatabaseError, BrokerUnreachable) as error:
                 what = "database error" if isinstance(error, DatabaseError) else "the task queue cannot be reached"
                 logger.warning("Job dispatcher: %s, retrying in %g s: %s", what, ERROR_PAUSE, error)
@@ -121,8 +141,6 @@ def run_dispatcher(stop: threading.Event, *, clock: Clock | None = None) -> None
                 connection.close()
                 stop.wait(ERROR_PAUSE)
                 continue
-            if claimed:
-                logger.debug("Job dispatcher: queued %d job(s).", claimed)
             if wait:
                 waiter.wait(wait)
     finally:

@@ -33,13 +33,14 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, F, Min, OuterRef, Subquery, Value, When
+from django.db.models import Case, Count, DateTimeField, F, Min, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from core import metrics
 
+from .. import clock as job_clock
 from .. import values
 from ..models import (
     ACTIVE_STATES,
@@ -190,19 +191,41 @@ def queues_room_signal() -> None:
 
 
 # When the dispatchers next have work (`jobs_next_due`), in one statement: the earliest of the next due job
-# without a queue, each open queue's next due job (read from its own index entries), and the next recurring
-# job's run time; read back within EARLIEST..LATEST (a time written around the API may lie past what Python
-# holds), NULL when there is none. MATERIALIZED: the earliest is read once, not once for each mention in the clamp.
+# without a queue, the time each open queue next has a job it has room for (read from its own index entries),
+# and the next recurring job's run time; read back within EARLIEST..LATEST (a time written around the API may
+# lie past what Python holds), NULL when there is none. MATERIALIZED: the earliest is read once, not once for
+# each mention in the clamp.
+#
+# A queue's time is its next job's (scheduled, or running until its lease ends), but no sooner than its room:
+# a queue holding `parallelism` jobs under leases that end after %(now)s has room when the first of them ends
+# (or, sooner, when one is recorded: a NOTIFY on ROOM_CHANNEL says so), and a queue with a rate has a token
+# when its bucket refills to one (rounded up to the microsecond; a rate too small to refill in 3e9 seconds
+# counts as that). So a backlog in queues that are all full does not make the dispatcher claim, and find
+# nothing, at every turn.
 NEXT_DUE_SQL = """
 WITH next AS MATERIALIZED (SELECT LEAST(
     (SELECT min(next_attempt_at) FROM jobs_job WHERE state IN ('scheduled', 'running') AND queue_id IS NULL),
     (
-        SELECT min(first.at) FROM jobs_jobqueue AS queue CROSS JOIN LATERAL (
+        SELECT min(GREATEST(
+            CASE WHEN held.running >= queue.parallelism THEN held.first_end ELSE first.at END,
+            queue.tokens_at
+                + make_interval(secs => ceil(LEAST(3e9, (1 - queue.tokens) / queue.rate_per_second) * 1e6) / 1e6)
+        ))
+        FROM jobs_jobqueue AS queue
+        CROSS JOIN LATERAL (
             SELECT job.next_attempt_at AS at FROM jobs_job AS job
             WHERE job.queue_id = queue.id AND job.state IN ('scheduled', 'running')
             ORDER BY job.next_attempt_at
             LIMIT 1
         ) AS first
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS running, min(ends.at) AS first_end FROM (
+                SELECT job.next_attempt_at AS at FROM jobs_job AS job
+                WHERE job.queue_id = queue.id AND job.state = 'running' AND job.next_attempt_at > %(now)s
+                ORDER BY job.next_attempt_at
+                LIMIT COALESCE(queue.parallelism, 0)
+            ) AS ends
+        ) AS held
         WHERE NOT queue.paused
     ),
     (SELECT min(next_run_at) FROM jobs_job WHERE kind = 'recurring' AND state = 'scheduled' AND next_run_at IS NOT NULL)
@@ -442,31 +465,52 @@ def _enqueue(claims: list[Claim]) -> None:
             raise
 
 
-def jobs_next_due() -> datetime | None:
-    """When the dispatchers next have work: the next scheduled or running job is due (a running one when its
-    lease ends) or the next recurring job's run time comes; None when neither is known.
+def jobs_next_due(now: datetime | None = None) -> datetime | None:
+    """When the dispatchers next have work, seen at `now` (the jobs' clock by default): the next scheduled or
+    running job is due (a running one when its lease ends) or the next recurring job's run time comes; None
+    when neither is known.
 
-    Jobs of a paused queue are not counted; each queue's next is found by its own index. On PostgreSQL, one
-    statement (NEXT_DUE_SQL), read at each dispatcher turn that claimed less than its batch.
+    A queue's jobs count from when it has room for one: not while it is paused, not before the first of its
+    `parallelism` leases ends while it is full, not before its bucket holds a token. Each queue's next is found
+    by its own index. On PostgreSQL, one statement (NEXT_DUE_SQL), read at each dispatcher turn.
     """
+    now = now or job_clock.now()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(NEXT_DUE_SQL, {"earliest": values.EARLIEST, "latest": values.LATEST})
+            cursor.execute(NEXT_DUE_SQL, {"now": now, "earliest": values.EARLIEST, "latest": values.LATEST})
             return cursor.fetchone()[0]
-    return min((due for due in (_next_due_with_queries(), recurring_next_run()) if due is not None), default=None)
+    return min((due for due in (_next_due_with_queries(now), recurring_next_run()) if due is not None), default=None)
 
 
-def _next_due_with_queries() -> datetime | None:
-    """Any database: when the next scheduled or running job is due, or None."""
+def _next_due_with_queries(now: datetime) -> datetime | None:
+    """Any database: when the next scheduled or running job is due, each queue's from when it has room, or None."""
     unqueued = Job.objects.filter(state__in=ACTIVE_STATES, queue__isnull=True).aggregate(due=Min("next_attempt_at"))
-    queue_next = Job.objects.filter(queue=OuterRef("pk"), state__in=ACTIVE_STATES)
-    queued = (
+    queue_jobs = Job.objects.filter(queue=OuterRef("pk"))
+    held = queue_jobs.filter(state=JobState.RUNNING, next_attempt_at__gt=now)
+    queues = (
         JobQueue.objects.filter(paused=False)
-        # Each queue's is read back clamped already: clamped again, the subquery would run once per mention.
-        .annotate(next_due=Subquery(earliest(queue_next, "next_attempt_at"), output_field=DateTimeField()))
-        .aggregate(due=Min("next_due"))
+        # Each time is read back clamped already: clamped again, the subquery would run once per mention.
+        .annotate(
+            next_due=Subquery(
+                earliest(queue_jobs.filter(state__in=ACTIVE_STATES), "next_attempt_at"), output_field=DateTimeField()
+            ),
+            first_end=Subquery(earliest(held, "next_attempt_at"), output_field=DateTimeField()),
+            running=Coalesce(Subquery(held.order_by().values("queue").annotate(n=Count("pk")).values("n")), 0),
+        )
     )
-    return min((due for due in (unqueued["due"], queued["due"]) if due is not None), default=None)
+    times = [unqueued["due"], *(_queue_due(queue) for queue in queues if queue.next_due is not None)]
+    return min((due for due in times if due is not None), default=None)
+
+
+def _queue_due(queue: JobQueue) -> datetime | None:
+    """When a queue annotated with its next job's time (next_due), its jobs running under leases that end later
+    than now (running) and the first of those leases' ends (first_end) next has a job it has room for."""
+    full = queue.parallelism is not None and queue.running >= queue.parallelism
+    due = queue.first_end if full else queue.next_due
+    if due is not None and queue.rate_per_second is not None and queue.tokens_at is not None:
+        refilled = math.ceil(min(3e9, (1 - queue.tokens) / queue.rate_per_second) * 1e6)
+        due = max(due, queue.tokens_at + timedelta(microseconds=refilled))
+    return due
 
 
 def jobs_in_flight() -> int:

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from werkzeug import Response
 
 from jobs import selectors, services, values
-from jobs.dispatcher import dispatch_once, start_dispatcher_thread
+from jobs.dispatcher import dispatch_once, start_dispatcher_thread, turn
 from jobs.errors import JobParameterError
 from jobs.models import AttemptOutcome, Job, JobQueue, JobState
 from jobs.services import dispatch
@@ -452,6 +452,72 @@ def test_the_next_due_time_leaves_out_paused_queues(owner, clock):
     assert dispatch.jobs_next_due() == queued.next_attempt_at
 
 
+def next_due(now):
+    """The next due time by the statement PostgreSQL runs, the same as by the queries other databases run."""
+    due = dispatch.jobs_next_due(now)
+    assert due == dispatch._next_due_with_queries(now)
+    return due
+
+
+def test_a_full_queues_jobs_are_next_due_when_its_first_lease_ends(owner, clock, settings):
+    user = owner.user
+    make_queue(user, "two", parallelism=2)
+    jobs = [
+        make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=10 - n), queue="two")
+        for n in range(4)
+    ]
+    assert next_due(clock.now()) == jobs[0].next_attempt_at
+    assert claimed_ids(clock.now(), limit=1) == [jobs[0].pk]
+    first_lease_ends = clock.now() + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
+    assert next_due(clock.now()) == jobs[1].next_attempt_at  # room for one more
+
+    clock.advance(seconds=1)
+    assert claimed_ids(clock.now(), limit=1) == [jobs[1].pk]
+    assert next_due(clock.now()) == first_lease_ends  # full: nothing to claim until then (or a record)
+
+    clock.set(first_lease_ends)
+    assert claimed_ids(clock.now(), limit=1) == [jobs[2].pk]  # the lease that ended left room
+    assert next_due(clock.now()) == first_lease_ends + timedelta(seconds=1)  # full again, until the second ends
+    Job.objects.filter(pk=jobs[1].pk).update(state=JobState.SUCCEEDED, next_attempt_at=None, lease=None)
+    assert next_due(clock.now()) == jobs[3].next_attempt_at  # recorded: room again
+
+
+@pytest.mark.parametrize("rate", [2, 3, 0.25])
+def test_a_queue_out_of_tokens_has_its_jobs_next_due_when_its_bucket_holds_one_again(owner, clock, rate):
+    user = owner.user
+    make_queue(user, "paced", rate_per_second=rate)
+    for n in range(10):
+        make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=30), queue="paced")
+    assert len(claimed_ids(clock.now())) == max(1, rate)  # the burst
+    due = next_due(clock.now())
+    assert clock.now() < due <= clock.now() + timedelta(seconds=1 / rate, microseconds=1)
+    assert claimed_ids(due - timedelta(microseconds=1)) == []
+    assert len(claimed_ids(due)) == 1  # a token, not a microsecond too early for it
+
+
+def test_a_dispatcher_turn_while_every_queue_with_due_jobs_is_full_reads_the_next_due_time_alone(
+    owner, clock, settings
+):
+    settings.JOBS_DISPATCH_INTERVAL_MS = 100
+    user = owner.user
+    for name in ("a", "b"):
+        make_queue(user, name, parallelism=2)
+        for n in range(5):
+            make_job(user, f"https://example.org/{name}/{n}", at=clock.now() - timedelta(seconds=10 - n), queue=name)
+    assert turn(clock=clock, batch=100) == 0.1
+    assert Job.objects.filter(state=JobState.RUNNING).count() == 4
+
+    with CaptureQueriesContext(connection) as queries:
+        assert turn(clock=clock, batch=100) == 0.1
+    assert len(queries) == 1, [query["sql"] for query in queries]
+    assert Job.objects.filter(state=JobState.RUNNING).count() == 4
+
+    clock.set(next_due(clock.now()))  # the first leases end: their room is taken by the next jobs
+    assert turn(clock=clock, batch=100) == 0.1
+    held = Job.objects.filter(state=JobState.RUNNING, next_attempt_at__gt=clock.now())
+    assert sorted(held.values_list("uri", flat=True)) == [f"https://example.org/{q}/{n}" for q in "ab" for n in (2, 3)]
+
+
 def test_a_queued_jobs_time_written_past_the_times_python_holds_is_read_as_the_nearest_it_holds(owner, clock):
     user, _ = owner
     make_queue(user, "open")
@@ -472,12 +538,13 @@ def test_the_earliest_time_of_each_queue_is_read_once_in_its_index_order(owner, 
     """Ordered by the time read back (clamped), each queue's jobs would be sorted first, and the subquery run
     again at each mention of it in the clamp around it."""
     with CaptureQueriesContext(connection) as queries:
-        dispatch._next_due_with_queries()  # what other databases than PostgreSQL run
+        dispatch._next_due_with_queries(clock.now())  # what other databases than PostgreSQL run
         list(selectors.queues_of_user(user=owner.user, now=clock.now()))
     queued_next_due, listed = queries[1]["sql"], queries[2]["sql"]
     for sql in (queued_next_due, listed):
         assert re.search(r'ORDER BY U\d+\."next_attempt_at" ASC', sql), sql
-    assert queued_next_due.count('FROM "jobs_job"') == 1, queued_next_due
+    # Three subqueries (the next job, the first lease to end, the jobs running), each once.
+    assert queued_next_due.count('FROM "jobs_job"') == 3, queued_next_due
 
 
 def test_a_queues_rate_refills_its_bucket_by_the_clock(owner, clock):
@@ -869,13 +936,14 @@ def test_the_next_due_time_is_one_statement_reading_each_index_on_a_table_withou
     backlog(user, clock)
     unqueued = make_job(user, "https://example.org/", at=clock.now() - timedelta(seconds=5))
     make_job(user, "https://example.org/", cron="* * * * *")
-    plan = plan_without_statistics(dispatch.NEXT_DUE_SQL, {"earliest": values.EARLIEST, "latest": values.LATEST})
+    parameters = {"now": clock.now(), "earliest": values.EARLIEST, "latest": values.LATEST}
+    plan = plan_without_statistics(dispatch.NEXT_DUE_SQL, parameters)
     assert not re.search(r"Seq Scan on jobs_job\b", plan), plan
-    for index in ("jobs_job_due", "jobs_job_queue_due", "jobs_job_recurring_due"):
+    for index in ("jobs_job_due", "jobs_job_queue_due", "jobs_job_queue_running", "jobs_job_recurring_due"):
         assert index in plan, plan
 
     with CaptureQueriesContext(connection) as queries:
         due = dispatch.jobs_next_due()
     assert len(queries) == 1
     assert due == unqueued.next_attempt_at
-    assert due == min(dispatch._next_due_with_queries(), recurring_next_run())
+    assert due == min(dispatch._next_due_with_queries(clock.now()), recurring_next_run())
