@@ -102,27 +102,40 @@ def wait_for_workers(app, count: int, *, timeout: float = 60) -> None:
     )
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process `pid` and every process below it (a prefork
-    worker's pool, say); processes that have ended are not counted."""
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """Each process now running: its parent's pid, its name (comm) and the CPU seconds (user + system) it used."""
     ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    used: dict[int, float] = {}
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
+            name, fields = (entry / "stat").read_text().split(" (", 1)[1].rsplit(")", 1)
+        except (OSError, ValueError):  # ended meanwhile
             continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))  # fields[1]: the parent's pid
-        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        fields = fields.split()
+        found[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / ticks)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and every process below it (a prefork
+    worker's pool, say); processes that have ended are not counted."""
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for child, (parent, _, _) in processes.items():
+        children.setdefault(parent, []).append(child)
     total, below = 0.0, [pid]
     while below:
         current = below.pop()
-        total += used.get(current, 0.0)
+        total += processes[current][2] if current in processes else 0.0
         below += children.get(current, [])
     return total
+
+
+def cpu_seconds_named(name: str) -> float:
+    """CPU seconds used so far by every running process named `name` (`postgres`: the server and its backends)."""
+    return sum(used for _, comm, used in _processes().values() if comm == name)
 
 
 def find_wrk() -> str:

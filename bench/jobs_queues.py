@@ -26,11 +26,21 @@ import os
 import platform
 import statistics
 import subprocess
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.request import urlopen
 
-from common import PYTHON, ROOT, celery_worker, fresh_database, wait_for_workers, write_results
+from common import (
+    PYTHON,
+    ROOT,
+    celery_worker,
+    cpu_seconds,
+    cpu_seconds_named,
+    fresh_database,
+    wait_for_workers,
+    write_results,
+)
 from jobs_dispatch import ENVIRONMENT as JOBS_ENVIRONMENT
 from jobs_dispatch import WORKER_CONCURRENCY, jobs_done, sink_reset
 
@@ -101,10 +111,20 @@ def schedule(sink: str, *, count: int, paths: int, parallelism: int | None) -> t
     return due, {str(job.delivery_id): path_of[n] for n, job in enumerate(jobs)}
 
 
-def run(sink: str, *, count: int, paths: int, parallelism: int | None) -> dict:
+def cpu_used(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each of the bench's processes (`pids`, with those below them), PostgreSQL's
+    and Redis's."""
+    used = {label: cpu_seconds(pid) for label, pid in pids.items()}
+    return {**used, "PostgreSQL": cpu_seconds_named("postgres"), "Redis": cpu_seconds_named("redis-server")}
+
+
+def run(sink: str, *, count: int, paths: int, parallelism: int | None, pids: dict[str, int]) -> dict:
     sink_reset(sink)
     due, path_of = schedule(sink, count=count, paths=paths, parallelism=parallelism)
+    time.sleep(max(0.0, due.timestamp() - time.time()))
+    used_before = cpu_used(pids)
     poll(jobs_done, timeout=max(180, count / 20), every=0.25)
+    used = {label: seconds - used_before[label] for label, seconds in cpu_used(pids).items()}
     hits, most = sink_stats(sink)
     first_hit: dict[str, float] = {}
     for delivery, _, received in hits:
@@ -126,11 +146,18 @@ def run(sink: str, *, count: int, paths: int, parallelism: int | None) -> dict:
         "most_in_flight": max(most.values(), default=0),
         # When the first, the median and the last path had all their jobs, in seconds after the due time.
         "paths_done": [done[round(q * (len(done) - 1))] - due.timestamp() for q in (0, 0.5, 1)],
+        # CPU microseconds per job from the due time until every job was recorded, by process (the bench's own
+        # polling of the database counted in PostgreSQL's).
+        "cpu_us": {label: 1e6 * seconds / count for label, seconds in used.items()},
     }
 
 
 def fmt(value, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def cpu_of(result: dict, label: str) -> float:
+    return sum(result["cpu_us"].values()) if label == "all" else result["cpu_us"][label]
 
 
 def table(results: list[dict], args, load: tuple[float, float]) -> str:
@@ -168,7 +195,16 @@ def table(results: list[dict], args, load: tuple[float, float]) -> str:
         f"| queued / unqueued throughput (medians, due time to last) | {queued_rate / plain_rate:.2f} "
         f"({fmt(queued_rate)} / {fmt(plain_rate)} jobs/s) | >= {RATIO_GOAL} |",
         f"| most requests one queue's path held at once | {most} | <= {args.parallelism} |",
+        "",
+        "CPU per job, from the due time until every job was recorded (medians of the rounds, microseconds; "
+        "a measure the machine's other load moves less than throughput):",
+        "",
+        "| process | unqueued | queued | queued - unqueued |",
+        "|---|---|---|---|",
     ]
+    for label in [*plain[0]["cpu_us"], "all"]:
+        cost = [statistics.median(cpu_of(r, label) for r in kind) for kind in (plain, queued)]
+        lines.append(f"| {label} | {cost[0]:.0f} | {cost[1]:.0f} | {cost[1] - cost[0]:+.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -191,16 +227,17 @@ def main() -> None:
     results = []
     try:
         sink_command = [PYTHON, str(ROOT / "bench" / "jobs_sink.py"), "--port", str(port)]
-        processes.start("sink", [*sink_command, "--queue-delay-ms", str(args.delay_ms)])
+        sink_process = processes.start("sink", [*sink_command, "--queue-delay-ms", str(args.delay_ms)])
         wait_for_port(port, what="the sink to listen (see var/bench-jobs-queues/sink.log)")
-        processes.start("dispatcher", [PYTHON, "manage.py", "dispatchjobs"])
+        dispatcher = processes.start("dispatcher", [PYTHON, "manage.py", "dispatchjobs"])
         hostname = f"--hostname=bench-queues-{uuid.uuid4().hex[:6]}@%h"
-        processes.start("worker", celery_worker(f"--concurrency={WORKER_CONCURRENCY}", hostname))
+        worker = processes.start("worker", celery_worker(f"--concurrency={WORKER_CONCURRENCY}", hostname))
         wait_for_workers(celery_app, 1)
-        run(sink, count=WARM_UP, paths=args.queues, parallelism=None)
+        pids = {"workers": worker.pid, "dispatcher": dispatcher.pid, "sink": sink_process.pid}
+        run(sink, count=WARM_UP, paths=args.queues, parallelism=None, pids=pids)
         for _ in range(args.rounds):
             for parallelism in (None, args.parallelism):
-                results.append(run(sink, count=args.jobs, paths=args.queues, parallelism=parallelism))
+                results.append(run(sink, count=args.jobs, paths=args.queues, parallelism=parallelism, pids=pids))
                 print(results[-1], flush=True)
     finally:
         processes.stop_all(grace=30)
