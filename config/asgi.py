@@ -6,7 +6,6 @@ the REST APIs and the docs. In front of them all, RequestBounds refuses heads an
 bodies past their limits before any of them reads a byte of the body.
 """
 
-import gc
 import json
 import os
 
@@ -17,7 +16,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()  # sets Django up: import the lean apps after it
 
-from core.startup import refuse_without_secrets  # noqa: E402
+from core.startup import refuse_without_secrets, settle_garbage_collector  # noqa: E402
 
 refuse_without_secrets()
 
@@ -25,9 +24,10 @@ from cache_api.asgi import cache_app  # noqa: E402
 from core.asgi import PrefixRouter, RequestBounds, Scope  # noqa: E402
 from topics.asgi import topics_app  # noqa: E402
 
-# Everything loaded so far lives as long as the process: keep it out of the garbage
-# collector's full passes, which otherwise walk it all and stall requests (p99).
-gc.freeze()
+# Everything loaded so far lives as long as the process: keep it out of the garbage collector's
+# full passes, which otherwise walk it all and stall requests (p99); and let the young generation
+# hold the requests in flight, which it otherwise walks every few requests.
+settle_garbage_collector()
 
 LEAN_PREFIXES = ("/cache/", "/topics/")
 JOBS_PREFIXES = ("/jobs.json", "/jobs/")

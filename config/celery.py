@@ -61,6 +61,15 @@ def refuse_without_secrets(**kwargs) -> None:
         raise SystemExit(problem)
 
 
+@worker_init.connect
+def settle_garbage_collector(**kwargs) -> None:
+    """What the web processes do once loaded (`core.startup.settle_garbage_collector`), before the pool's processes
+    are forked (they inherit it): a worker holds hundreds of deliveries in flight."""
+    from core.startup import settle_garbage_collector
+
+    settle_garbage_collector()
+
+
 def flush_metrics_and_spans(**kwargs) -> None:
     """A prefork child leaves without running atexit: what it counted since its last flush goes to Redis,
     and its spans not yet exported to the collector, now."""
