@@ -198,8 +198,9 @@ def heading(title: str, setup: str) -> list[str]:
     return [f"{title} - {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", f"Machine: {machine()}{setup}"]
 
 
-def write_results(name: str, text: str, *, stamp: str = "%Y-%m-%d") -> Path:
-    """Print the results table and write it to bench/results/<name>-<date>.md."""
+def write_results(name: str, text: str, *, stamp: str = "%Y%m%d-%H%M") -> Path:
+    """Print the results table and write it to bench/results/<name>-<date and minute>.md (a later run of the same
+    day is kept beside it, not written over it)."""
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{datetime.now(UTC):{stamp}}.md"

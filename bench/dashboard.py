@@ -235,7 +235,7 @@ def main() -> None:
     filled = fill(args.subscriptions, args.jobs)
     print(f"filled: { {key: value for key, value in filled.items() if key != 'user'} }", flush=True)
     first, page, charts = measure(filled["user"], args.renders)
-    write_results("dashboard", table(args, filled, first, page, charts), stamp="%Y%m%d-%H%M")
+    write_results("dashboard", table(args, filled, first, page, charts))
 
 
 if __name__ == "__main__":

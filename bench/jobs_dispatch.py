@@ -364,7 +364,7 @@ def main() -> None:
         processes.stop_all(grace=30)
 
     text = table(base, burst, spread, kill, args, (load_at_start, os.getloadavg()[0]))
-    write_results("jobs", text, stamp="%Y%m%d-%H%M")
+    write_results("jobs", text)
 
 
 if __name__ == "__main__":

@@ -243,7 +243,7 @@ def main() -> None:
         processes.stop_all(grace=30)
 
     text = table(results, args, (load_at_start, os.getloadavg()[0]))
-    write_results("jobs-queues", text, stamp="%Y%m%d-%H%M")
+    write_results("jobs-queues", text)
 
 
 if __name__ == "__main__":

@@ -291,7 +291,7 @@ def main() -> None:
     finally:
         processes.stop_all(grace=30)
 
-    write_results("jobs-retention", table(args, filled, base, cascade, pruned, during), stamp="%Y%m%d-%H%M")
+    write_results("jobs-retention", table(args, filled, base, cascade, pruned, during))
 
 
 if __name__ == "__main__":

@@ -536,7 +536,7 @@ def main() -> None:
         workers.stop()
         sink.stop(grace=10)
     result = table(arguments, base, sizes, first, killed, workers.peaks, events)
-    write_results("subscriptions", result, stamp="%Y%m%d-%H%M")
+    write_results("subscriptions", result)
     print(f"Worker logs in {log_dir}")
 
 

@@ -146,7 +146,7 @@ def main() -> None:
         f"(goal < {GOAL_SECONDS} s: {met}); second run (writes nothing): {second:.1f} s; "
         f"peak memory of an import process: {peak:.0f} MB.",
     ]
-    write_results("upstream-import", "\n".join(lines) + "\n", stamp="%Y%m%d-%H%M")
+    write_results("upstream-import", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ def pause(*, clock: Clock | None = None) -> float:
 
 
 def _until(due: datetime | None, now: datetime) -> float:
+    """Seconds from `now` to `due`, at most JOBS_DISPATCH_INTERVAL_MS; the interval when nothing is known to
+    come due, or when what is due was left by a claim (in flight at the limit, held by another dispatcher)."""
     interval = settings.JOBS_DISPATCH_INTERVAL_MS / 1000
     if due is None:
         return interval
