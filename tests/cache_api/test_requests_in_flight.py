@@ -86,7 +86,7 @@ def test_at_pythons_default_threshold_the_same_requests_make_it_run_again_and_ag
     _, token = make_token()
     assert cache_client().put("/cache/news?key=k&ttl_seconds=60", content=b"v", headers={"Authorization": token})
 
-    statuses, walked = burst(token)
-    assert statuses == [200] * IN_FLIGHT * 5
-    assert walked.count(0) > 10
-    assert 1 in walked
+    statuses, walked = burst(token, each=20)
+    assert statuses == [200] * IN_FLIGHT * 20
+    assert walked.count(0) > 10, walked
+    assert 1 in walked, walked
