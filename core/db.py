@@ -1,9 +1,12 @@
 import math
 import time
 
-from django.db import close_old_connections, connection
+from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished
+from django.db import close_old_connections, connection, connections
 from django.db.models import Lookup
 from django.db.models.lookups import In
+from django.dispatch import receiver
 
 
 def close_stale_connections() -> None:
@@ -12,6 +15,20 @@ def close_stale_connections() -> None:
     Inside an open transaction (a test's, say) the connection is left alone."""
     if not connection.in_atomic_block:
         close_old_connections()
+
+
+@receiver(request_finished, sender=ASGIHandler)
+def close_asgi_request_connections(**kwargs) -> None:
+    """Close the database connections of a request Django served under ASGI, when it ends.
+
+    Django runs each such request in a context of its own, with connections of its own that no later request
+    uses, whatever CONN_MAX_AGE says. Left open, each was closed only when the garbage collector found it (a
+    connection holds reference cycles); with the collector's young generation sized past the requests in flight
+    (`core.startup`), a busy web process reached PostgreSQL's max_connections. A connection inside a
+    transaction (a test's) is left alone."""
+    for each in connections.all(initialized_only=True):
+        if not each.in_atomic_block:
+            each.close()
 
 
 class LoopConnection:
