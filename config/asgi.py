@@ -24,9 +24,8 @@ from cache_api.asgi import cache_app  # noqa: E402
 from core.asgi import PrefixRouter, RequestBounds, Scope  # noqa: E402
 from topics.asgi import topics_app  # noqa: E402
 
-# Everything loaded so far lives as long as the process: keep it out of the garbage collector's
-# full passes, which otherwise walk it all and stall requests (p99); and let the young generation
-# hold the requests in flight, which it otherwise walks every few requests.
+# Everything loaded so far lives as long as the process: keep it out of the garbage
+# collector's full passes, which otherwise walk it all and stall requests (p99).
 settle_garbage_collector()
 
 LEAN_PREFIXES = ("/cache/", "/topics/")

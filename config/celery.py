@@ -63,11 +63,11 @@ def refuse_without_secrets(**kwargs) -> None:
 
 @worker_init.connect
 def settle_garbage_collector(**kwargs) -> None:
-    """What the web processes do once loaded (`core.startup.settle_garbage_collector`), before the pool's processes
-    are forked (they inherit it): a worker holds hundreds of deliveries in flight."""
-    from core.startup import settle_garbage_collector
+    """Before the pool's processes are forked (they inherit it): what start-up loaded frozen, and the young
+    generation sized past the hundreds of deliveries a worker holds in flight (`core.startup`)."""
+    from core.startup import WORKER_YOUNG_GENERATION_THRESHOLD, settle_garbage_collector
 
-    settle_garbage_collector()
+    settle_garbage_collector(young_threshold=WORKER_YOUNG_GENERATION_THRESHOLD)
 
 
 def flush_metrics_and_spans(**kwargs) -> None:

@@ -30,18 +30,21 @@ def refuse_without_secrets() -> None:
         raise ImproperlyConfigured(problem)
 
 
-# The collector's young-generation threshold in serving processes: well past the objects that the requests (or
-# jobs) one process has in flight hold at once. At Python's default (700 objects), a web process with 200 requests
-# in flight holds more than that all the time, so the collector walked them every few requests, collecting
-# nothing, and promoted them into the older generations, whose collections then paused every request in flight.
-# Garbage that only the collector can free (reference cycles) is rare on these paths: it waits for this many
-# objects (a few MB) before it is collected.
-YOUNG_GENERATION_THRESHOLD = 50_000
+# The collector's young-generation threshold in Celery workers: well past the objects the deliveries one worker
+# has in flight hold at once. At Python's default (700 objects), a worker with hundreds of deliveries in flight
+# holds more than that all the time, so the collector walked them every few deliveries, collecting nothing, and
+# promoted them into the older generations, whose collections then took longer. Garbage that only the collector
+# frees (reference cycles) is rare there, and waits for this many objects (a few MB).
+#
+# Not in web processes: a request the REST framework serves is such garbage (its request object refers to itself
+# and holds the body it parsed), and at this threshold the bodies of hundreds of requests would wait for it.
+WORKER_YOUNG_GENERATION_THRESHOLD = 50_000
 
 
-def settle_garbage_collector() -> None:
-    """Keep what start-up loaded out of the collector's passes (it lives as long as the process), and let the
-    young generation hold the work in flight (YOUNG_GENERATION_THRESHOLD)."""
+def settle_garbage_collector(*, young_threshold: int | None = None) -> None:
+    """Keep what start-up loaded out of the collector's passes (it lives as long as the process); with
+    `young_threshold`, let the young generation hold that many objects (the work in flight) before it is walked."""
     gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
+    if young_threshold is not None:
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(young_threshold, middle, old)
