@@ -22,10 +22,9 @@ def close_asgi_request_connections(**kwargs) -> None:
     """Close the database connections of a request Django served under ASGI, when it ends.
 
     Django runs each such request in a context of its own, with connections of its own that no later request
-    uses, whatever CONN_MAX_AGE says. Left open, each was closed only when the garbage collector found it (a
-    connection holds reference cycles); with the collector's young generation sized past the requests in flight
-    (`core.startup`), a busy web process reached PostgreSQL's max_connections. A connection inside a
-    transaction (a test's) is left alone."""
+    uses, whatever CONN_MAX_AGE says. Left open, each waited for the garbage collector to find it (a connection
+    holds reference cycles): a busy web process whose collector ran rarely reached PostgreSQL's max_connections.
+    A connection inside a transaction (a test's) is left alone."""
     for each in connections.all(initialized_only=True):
         if not each.in_atomic_block:
             each.close()
