@@ -88,6 +88,11 @@ CASE
     )
 END
 """
+# When the queue's bucket next holds a whole token (rounded up to the microsecond, so that a claim made then finds
+# it; a rate too small to refill within 3e9 seconds counts as that); NULL when it has no rate or is full.
+_BUCKET_REFILLED_AT = """
+queue.tokens_at + make_interval(secs => ceil(LEAST(3e9, (1 - queue.tokens) / queue.rate_per_second) * 1e6) / 1e6)
+"""
 # The queues a claim may take jobs of, locked (skipping those another claim holds) before their room is
 # counted: not paused, with due jobs, and not full or out of tokens by what this statement sees (the room
 # is counted again under the lock, in QUEUED_CLAIM_SQL). A queue with no room is not locked. Whether a queue
@@ -199,17 +204,15 @@ def queues_room_signal() -> None:
 # A queue's time is its next job's (scheduled, or running until its lease ends), but no sooner than its room:
 # a queue holding `parallelism` jobs under leases that end after %(now)s has room when the first of them ends
 # (or, sooner, when one is recorded: a NOTIFY on ROOM_CHANNEL says so), and a queue with a rate has a token
-# when its bucket refills to one (rounded up to the microsecond; a rate too small to refill in 3e9 seconds
-# counts as that). So a backlog in queues that are all full does not make the dispatcher claim, and find
-# nothing, at every turn.
-NEXT_DUE_SQL = """
+# when its bucket refills to one (_BUCKET_REFILLED_AT). So a backlog in queues that are all full does not make
+# the dispatcher claim, and find nothing, at every turn.
+NEXT_DUE_SQL = f"""
 WITH next AS MATERIALIZED (SELECT LEAST(
     (SELECT min(next_attempt_at) FROM jobs_job WHERE state IN ('scheduled', 'running') AND queue_id IS NULL),
     (
         SELECT min(GREATEST(
             CASE WHEN held.running >= queue.parallelism THEN held.first_end ELSE first.at END,
-            queue.tokens_at
-                + make_interval(secs => ceil(LEAST(3e9, (1 - queue.tokens) / queue.rate_per_second) * 1e6) / 1e6)
+            {_BUCKET_REFILLED_AT}
         ))
         FROM jobs_jobqueue AS queue
         CROSS JOIN LATERAL (
@@ -231,7 +234,7 @@ WITH next AS MATERIALIZED (SELECT LEAST(
     (SELECT min(next_run_at) FROM jobs_job WHERE kind = 'recurring' AND state = 'scheduled' AND next_run_at IS NOT NULL)
 ) AS due)
 SELECT CASE WHEN due < %(earliest)s THEN %(earliest)s WHEN due > %(latest)s THEN %(latest)s ELSE due END FROM next
-"""
+"""  # noqa: S608 - constants only, the values are parameters
 
 
 class Claim(NamedTuple):
@@ -293,6 +296,14 @@ def _available_tokens(queue: JobQueue, now: datetime) -> float | None:
         return queue.burst
     elapsed = max(0.0, (now - queue.tokens_at).total_seconds())
     return min(queue.burst, queue.tokens + queue.rate_per_second * elapsed)
+
+
+def _bucket_refilled_at(queue: JobQueue) -> datetime | None:
+    """When the queue's bucket next holds a whole token, as _BUCKET_REFILLED_AT says; None: no rate, or full."""
+    if queue.rate_per_second is None or queue.tokens_at is None:
+        return None
+    refilled = math.ceil(min(3e9, (1 - queue.tokens) / queue.rate_per_second) * 1e6)
+    return queue.tokens_at + timedelta(microseconds=refilled)
 
 
 def _queued_due_with_queries(*, now: datetime, limit: int, only: list | None = None) -> list[tuple]:
@@ -507,10 +518,8 @@ def _queue_due(queue: JobQueue) -> datetime | None:
     than now (running) and the first of those leases' ends (first_end) next has a job it has room for."""
     full = queue.parallelism is not None and queue.running >= queue.parallelism
     due = queue.first_end if full else queue.next_due
-    if due is not None and queue.rate_per_second is not None and queue.tokens_at is not None:
-        refilled = math.ceil(min(3e9, (1 - queue.tokens) / queue.rate_per_second) * 1e6)
-        due = max(due, queue.tokens_at + timedelta(microseconds=refilled))
-    return due
+    refilled = _bucket_refilled_at(queue)
+    return due if due is None or refilled is None else max(due, refilled)
 
 
 def jobs_in_flight() -> int:
