@@ -62,7 +62,7 @@ def refuse_without_secrets(**kwargs) -> None:
 
 
 @worker_init.connect
-def settle_garbage_collector(**kwargs) -> None:
+def settle_worker_garbage_collector(**kwargs) -> None:
     """Before the pool's processes are forked (they inherit it): what start-up loaded frozen, and the young
     generation sized past the hundreds of deliveries a worker holds in flight (`core.startup`)."""
     from core.startup import WORKER_YOUNG_GENERATION_THRESHOLD, settle_garbage_collector
