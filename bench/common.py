@@ -102,7 +102,7 @@ def wait_for_workers(app, count: int, *, timeout: float = 60) -> None:
     )
 
 
-def _processes() -> dict[int, tuple[int, str, float]]:
+def processes_now() -> dict[int, tuple[int, str, float]]:
     """Each process now running: its parent's pid, its name (comm) and the CPU seconds (user + system) it used."""
     ticks = os.sysconf("SC_CLK_TCK")
     found = {}
@@ -118,10 +118,11 @@ def _processes() -> dict[int, tuple[int, str, float]]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, processes: dict[int, tuple[int, str, float]] | None = None) -> float:
     """CPU seconds (user + system) used so far by process `pid` and every process below it (a prefork
-    worker's pool, say); processes that have ended are not counted."""
-    processes = _processes()
+    worker's pool, say), in `processes` (`processes_now()` by default); processes that have ended are not
+    counted."""
+    processes = processes_now() if processes is None else processes
     children: dict[int, list[int]] = {}
     for child, (parent, _, _) in processes.items():
         children.setdefault(parent, []).append(child)
@@ -133,9 +134,11 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def cpu_seconds_named(name: str) -> float:
-    """CPU seconds used so far by every running process named `name` (`postgres`: the server and its backends)."""
-    return sum(used for _, comm, used in _processes().values() if comm == name)
+def cpu_seconds_named(name: str, processes: dict[int, tuple[int, str, float]] | None = None) -> float:
+    """CPU seconds used so far by every process named `name` (`postgres`: the server and its backends), in
+    `processes` (`processes_now()` by default)."""
+    processes = processes_now() if processes is None else processes
+    return sum(used for _, comm, used in processes.values() if comm == name)
 
 
 def find_wrk() -> str:

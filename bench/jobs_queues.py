@@ -38,6 +38,7 @@ from common import (
     cpu_seconds,
     cpu_seconds_named,
     fresh_database,
+    processes_now,
     wait_for_workers,
     write_results,
 )
@@ -114,8 +115,9 @@ def schedule(sink: str, *, count: int, paths: int, parallelism: int | None) -> t
 def cpu_used(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each of the bench's processes (`pids`, with those below them), PostgreSQL's
     and Redis's."""
-    used = {label: cpu_seconds(pid) for label, pid in pids.items()}
-    return {**used, "PostgreSQL": cpu_seconds_named("postgres"), "Redis": cpu_seconds_named("redis-server")}
+    now = processes_now()
+    used = {label: cpu_seconds(pid, now) for label, pid in pids.items()}
+    return {**used, "PostgreSQL": cpu_seconds_named("postgres", now), "Redis": cpu_seconds_named("redis-server", now)}
 
 
 def run(sink: str, *, count: int, paths: int, parallelism: int | None, pids: dict[str, int]) -> dict:
