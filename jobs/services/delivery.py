@@ -33,9 +33,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from core import metrics, outbound
@@ -44,7 +45,7 @@ from core.bulk import insert_rows
 from .. import clock, signing
 from .. import headers as job_headers
 from ..models import LOST_ATTEMPT_ERROR, SENT_FIELDS, Attempt, AttemptOutcome, Job, JobKind, JobState
-from .dispatch import jobs_claim_next_queued, jobs_release_held, queues_room_signal
+from .dispatch import QUEUES_LOCK_ONLY_SQL, jobs_claim_next_queued, jobs_release_held, queues_room_signal
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +255,90 @@ def _decide(job: Job, result: RequestResult, now: datetime) -> tuple[dict, list[
     return changes, []
 
 
+# Recording finished jobs on PostgreSQL, in one statement: the jobs recorded locked (in id order, so that two
+# records never wait for each other in a circle); each that still holds the lease it was sent under given its new
+# state (the unnest: id, lease sent under, state, next attempt, finished; a finish time left NULL keeps the job's);
+# then the queues whose next jobs the record claims locked, as QUEUES_LOCK_ONLY_SQL does. Answers the ids present,
+# the ids changed and the queues locked. The claim of those queues' next jobs is a statement of its own after this
+# one, so that it sees every claim committed before the locks were taken.
+RECORD_SQL = f"""
+WITH present AS (
+    SELECT job.id, job.lease FROM jobs_job AS job
+    WHERE job.id = ANY(%(ids)s::uuid[])
+    ORDER BY job.id
+    FOR UPDATE
+), changed AS (
+    UPDATE jobs_job AS job
+    SET state = new.state, next_attempt_at = new.next_attempt_at,
+        finished_at = COALESCE(new.finished_at, job.finished_at),
+        lease = NULL, attempt_started_at = NULL, updated_at = %(updated_at)s
+    FROM present, unnest(
+        %(new_ids)s::uuid[], %(leases)s::uuid[], %(states)s::varchar[],
+        %(next)s::timestamptz[], %(finished)s::timestamptz[]
+    ) AS new(id, lease, state, next_attempt_at, finished_at)
+    WHERE job.id = present.id AND new.id = present.id AND new.lease = present.lease
+    RETURNING job.id
+), queues AS ({QUEUES_LOCK_ONLY_SQL})
+SELECT ARRAY(SELECT id FROM present), ARRAY(SELECT id FROM changed), ARRAY(SELECT id FROM queues)
+"""  # noqa: S608 - constants only, the values are parameters
+
+
+class _Recorded(NamedTuple):
+    """What the start of a record did: the ids of the jobs present, of those given their new state, and the
+    queues locked for the claim of their next jobs (None: left to that claim)."""
+
+    present: set
+    changed: set
+    locked: list[int] | None
+
+
+def _change_states_in_one_statement(
+    results: list[tuple[Job, RequestResult]], decisions: dict, queues: list[int]
+) -> _Recorded:
+    """PostgreSQL: RECORD_SQL."""
+    new = [(job, decisions[job.pk][0]) for job, _ in results if job.pk in decisions]
+    parameters = {
+        "ids": [job.pk for job, _ in results],
+        "updated_at": timezone.now(),
+        "new_ids": [job.pk for job, _ in new],
+        "leases": [job.lease for job, _ in new],
+        "states": [changes["state"] for _, changes in new],
+        "next": [changes["next_attempt_at"] for _, changes in new],
+        "finished": [changes.get("finished_at") for _, changes in new],
+        "only": queues,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(RECORD_SQL, parameters)
+        present, changed, locked = cursor.fetchone()
+    return _Recorded(set(present), set(changed), locked)
+
+
+def _change_states_with_queries(
+    results: list[tuple[Job, RequestResult]], decisions: dict, queues: list[int]
+) -> _Recorded:
+    """Any database: a SELECT ... FOR UPDATE of the jobs and an UPDATE for each new state; the queues are left to
+    the claim of their next jobs to lock."""
+    ids = [job.pk for job, _ in results]
+    present = dict(Job.objects.select_for_update().filter(pk__any_of=ids).order_by("pk").values_list("pk", "lease"))
+    same_changes: dict[tuple, list] = defaultdict(list)
+    for job, _ in results:
+        if job.pk in decisions and present.get(job.pk) == job.lease:
+            same_changes[tuple(sorted(decisions[job.pk][0].items()))].append(job.pk)
+    for changes, changed_ids in same_changes.items():
+        Job.objects.filter(pk__any_of=changed_ids).update(
+            lease=None, attempt_started_at=None, updated_at=timezone.now(), **dict(changes)
+        )
+    return _Recorded(set(present), {pk for changed_ids in same_changes.values() for pk in changed_ids}, None)
+
+
+def _change_states(results: list[tuple[Job, RequestResult]], decisions: dict, queues: list[int]) -> _Recorded:
+    """Lock the jobs of `results` and give each that still holds the lease it was sent under the new state
+    `decisions` holds for it (a deferred job has none: it is given back after); on PostgreSQL, also lock the
+    queues `queues` names, for the claim of their next jobs, in the same statement."""
+    change = _change_states_in_one_statement if connection.vendor == "postgresql" else _change_states_with_queries
+    return change(results, decisions, queues)
+
+
 def _record(
     results: list[tuple[Job, RequestResult]], now: datetime, *, claim_next: bool = False, again: bool = False
 ) -> list[Job]:
@@ -263,49 +348,40 @@ def _record(
     With `claim_next`, the queued jobs recorded are followed, in the same transaction, by the next due jobs
     of their queues (as many as the queues have room for, no more than were recorded): the jobs claimed (read).
     With `again`, the same results may have been recorded already (see `_not_yet_recorded`)."""
+    decisions = {job.pk: _decide(job, result, now) for job, result in results if not result.deferred}
+    queued = [job.queue_id for job, _ in results if job.queue_id is not None]
     with transaction.atomic():
-        present = dict(
-            Job.objects.select_for_update()
-            .filter(pk__any_of=[job.pk for job, _ in results])
-            .order_by("pk")
-            .values_list("pk", "lease")
-        )
-        attempts = [_attempt(job, result) for job, result in results if result.attempted and job.pk in present]
+        recorded = _change_states(results, decisions, sorted(set(queued)) if claim_next else [])
+        attempts = [_attempt(job, result) for job, result in results if result.attempted and job.pk in recorded.present]
         if again:
             attempts = _not_yet_recorded(attempts)
         insert_rows(Attempt, attempts)
-        same_changes: dict[tuple, list] = defaultdict(list)
-        deferred: list[Job] = []
-        callbacks: list[Job] = []
-        dead: list[str] = []
-        for job, result in results:
-            if present.get(job.pk) != job.lease:
-                continue
-            if result.deferred:
-                deferred.append(job)
-                continue
-            changes, more = _decide(job, result, now)
-            same_changes[tuple(sorted(changes.items()))].append(job.pk)
-            callbacks += more
-            if changes["state"] == JobState.FAILED:
-                dead.append(job.kind)
-        for changes, ids in same_changes.items():
-            Job.objects.filter(pk__any_of=ids).update(
-                lease=None, attempt_started_at=None, updated_at=timezone.now(), **dict(changes)
-            )
-        Job.objects.bulk_create(callbacks)
-        due_again = now + timedelta(seconds=settings.JOBS_ORIGIN_BUSY_DELAY)
-        jobs_release_held(deferred, due_at=due_again)
-        queued = [job.queue_id for job, _ in results if job.queue_id is not None]
+        Job.objects.bulk_create(
+            [callback for job, _ in results if job.pk in recorded.changed for callback in decisions[job.pk][1]]
+        )
+        deferred = jobs_release_held(
+            [job for job, result in results if result.deferred],
+            due_at=now + timedelta(seconds=settings.JOBS_ORIGIN_BUSY_DELAY),
+        )
         successors = []
         if queued and claim_next:
-            successors = jobs_claim_next_queued(now=now, queue_ids=queued, limit=len(queued))
+            successors = jobs_claim_next_queued(
+                now=now,
+                queue_ids=queued if recorded.locked is None else recorded.locked,
+                limit=len(queued),
+                locked=recorded.locked is not None,
+            )
         if len(successors) < len(queued):
             # Room left that this claim did not fill (a queue another claim held, or with nothing due): the
             # dispatchers need not wait for their interval to look.
             queues_room_signal()
     kinds = {job.pk: job.kind for job, _ in results}
-    transaction.on_commit(partial(_count_recorded, attempts, kinds, dead, len(deferred)))
+    dead = [
+        job.kind
+        for job, _ in results
+        if job.pk in recorded.changed and decisions[job.pk][0]["state"] == JobState.FAILED
+    ]
+    transaction.on_commit(partial(_count_recorded, attempts, kinds, dead, deferred))
     return successors
 
 

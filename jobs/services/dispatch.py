@@ -264,13 +264,17 @@ def _claim_in_one_statement(
     queued: bool = False,
     only: list | None = None,
     read: bool = False,
+    locked: bool = False,
 ) -> list[_Claimed]:
     """PostgreSQL: the due rows (without a queue, or `queued` ones, once their queues are locked: those of
-    the queues `only` names, or of any) claimed by one UPDATE, oldest first; with `read`, the same UPDATE
-    answers each job as it is sent (its SENT_FIELDS), so that no second read is needed."""
+    the queues `only` names, or of any; with `locked`, the caller locked the queues `only` names) claimed by one
+    UPDATE, oldest first; with `read`, the same UPDATE answers each job as it is sent (its SENT_FIELDS), so that
+    no second read is needed."""
     lease_ends = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     parameters = {"now": now, "limit": limit, "leases": leases, "chunk": chunk, "lease_ends": lease_ends, "only": only}
-    if queued:
+    if queued and locked:
+        parameters["queues"] = only
+    elif queued:
         with connection.cursor() as cursor:
             cursor.execute(QUEUES_LOCK_SQL if only is None else QUEUES_LOCK_ONLY_SQL, parameters)
             parameters["queues"] = [queue_id for (queue_id,) in cursor.fetchall()]
@@ -344,9 +348,11 @@ def _claim_with_queries(
     queued: bool = False,
     only: list | None = None,
     read: bool = False,
+    locked: bool = False,
 ) -> list[_Claimed]:
     """Any database: the same claim as a SELECT ... FOR UPDATE SKIP LOCKED and an UPDATE per chunk (and,
-    with `read`, a SELECT of the jobs claimed)."""
+    with `read`, a SELECT of the jobs claimed). The queues are locked here, `locked` or not (a transaction may
+    lock its own rows again)."""
     if queued:
         rows = _queued_due_with_queries(now=now, limit=limit, only=only)
     else:
@@ -423,19 +429,25 @@ def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
         return _claims(rows)
 
 
-def jobs_claim_next_queued(*, now: datetime, queue_ids: list[int], limit: int) -> list[Job]:
+def jobs_claim_next_queued(*, now: datetime, queue_ids: list[int], limit: int, locked: bool = False) -> list[Job]:
     """Claim up to `limit` due jobs of the queues `queue_ids` names, as many of each as it has room for,
     as `jobs_claim_due` does; the jobs claimed, oldest first, as they are sent (each under its chunk's
     lease), read by the claim itself. A worker recording a queue's jobs takes that queue's next ones so,
     in the same transaction (the room they leave is counted), without waiting for a dispatcher and the
     broker, nor reading them again.
 
-    A queue that a claim holds meanwhile is skipped: that claim sees the room. Inside the record's
-    transaction it makes no savepoint of its own (two round trips less a record).
+    A queue that another claim holds meanwhile is skipped: that claim sees the room. With `locked`, the caller's
+    transaction locked the queues already, in an earlier statement (the record of their jobs does, in the same
+    statement, RECORD_SQL), and they are not locked again. Inside the record's transaction it makes no savepoint
+    of its own (two round trips less a record).
     """
     chunk, only = settings.JOBS_DELIVERY_CHUNK, sorted(set(queue_ids))
+    if not only:
+        return []
     with transaction.atomic(savepoint=False):
-        rows = _claim(now=now, limit=limit, leases=_leases(limit), chunk=chunk, queued=True, only=only, read=True)
+        rows = _claim(
+            now=now, limit=limit, leases=_leases(limit), chunk=chunk, queued=True, only=only, read=True, locked=locked
+        )
         _lost_recorded(rows)
     return [row.job for row in rows]
 

@@ -23,8 +23,8 @@ from harness.processes import Process
 from jobs import services
 from jobs.dispatcher import dispatch_once, pause, run_dispatcher, start_dispatcher_thread
 from jobs.models import SENT_FIELDS, Attempt, AttemptOutcome, Job, JobState
-from jobs.services import dispatch
-from jobs.services.delivery import record_results, send_all
+from jobs.services import delivery, dispatch
+from jobs.services.delivery import RequestResult, record_results, send_all
 from tests.worker import unreachable_broker
 
 from .helpers import celery_worker, make_job, requests_to, state_of, wait_until
@@ -180,6 +180,58 @@ def test_what_came_of_each_request_is_recorded_as_its_job_stands_when_recorded(o
         retried.pk: AttemptOutcome.FAILED,
         reclaimed.pk: AttemptOutcome.SUCCEEDED,
     }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [delivery._change_states_in_one_statement, delivery._change_states_with_queries],
+    ids=["one statement", "queries"],
+)
+def test_a_record_gives_each_job_that_holds_its_lease_its_new_state_on_postgresql_as_elsewhere(
+    change, owner, target, clock, monkeypatch
+):
+    """Succeeded, tried again later, failed for good, deferred (its origin busy), claimed again meanwhile, deleted:
+    each as the decision for it says, with its callbacks, whichever way the states are written."""
+    monkeypatch.setattr(delivery, "_change_states", change)
+    user, _ = owner
+    target.expect_request("/ok").respond_with_data("ok")
+    target.expect_request("/broken").respond_with_data("no", status=500)
+    url = target.url_for
+    succeeded = make_job(user, url("/ok"), callback_uri=url("/callback"))
+    retried = make_job(user, url("/broken"), failure_callback_uri=url("/failed"))
+    dead = make_job(user, url("/broken"), failure_callback_uri=url("/failed"))
+    deferred, reclaimed, deleted = (make_job(user, url("/ok")) for _ in range(3))
+    Job.objects.filter(pk=dead.pk).update(attempt_count=len(dead.retry_delays))  # its next attempt is its last
+    [(lease, ids)] = services.jobs_claim_due(now=clock.now(), limit=10)
+    jobs = services.jobs_claimed(job_ids=[str(job_id) for job_id in ids], lease=str(lease))
+    results = outbound.run(send_all(jobs))
+    busy = RequestResult(error="busy", attempted=False, deferred=True, started=clock.now(), finished=clock.now())
+    results = [(job, busy if job.pk == deferred.pk else result) for job, result in results]
+    new_lease = uuid.uuid4()
+    Job.objects.filter(pk=reclaimed.pk).update(lease=new_lease)
+    services.job_delete(job=deleted)
+
+    assert record_results(results) == []
+
+    def stands(job):
+        return Job.objects.values_list("state", "lease", "attempt_started_at", "finished_at").get(pk=job.pk)
+
+    assert stands(succeeded) == (JobState.SUCCEEDED, None, None, clock.now())
+    assert stands(retried) == (JobState.SCHEDULED, None, None, None)
+    assert Job.objects.get(pk=retried.pk).next_attempt_at == clock.now() + timedelta(seconds=retried.retry_delays[0])
+    assert stands(dead) == (JobState.FAILED, None, None, clock.now())
+    assert Job.objects.values_list("state", "lease", "attempt_count").get(pk=deferred.pk) == (
+        JobState.SCHEDULED,
+        None,
+        0,
+    )
+    assert stands(reclaimed)[:2] == (JobState.RUNNING, new_lease)
+    assert not Job.objects.filter(pk=deleted.pk).exists()
+    assert set(Job.objects.filter(parent__isnull=False).values_list("parent_id", "uri")) == {
+        (succeeded.pk, url("/callback")),
+        (dead.pk, url("/failed")),
+    }
+    assert set(Attempt.objects.values_list("job_id", flat=True)) == {succeeded.pk, retried.pk, dead.pk, reclaimed.pk}
 
 
 def test_a_record_tried_again_after_its_commit_was_made_stores_each_attempt_once(owner, target, clock, caplog):
