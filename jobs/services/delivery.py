@@ -372,8 +372,8 @@ def _record(
                 locked=recorded.locked is not None,
             )
         if len(successors) < len(queued):
-            # Room left that this claim did not fill (a queue another claim held, or with nothing due): the
-            # dispatchers need not wait for their interval to look.
+            # Room left that this claim did not fill (a queue with nothing due, paused or out of tokens, or, without
+            # PostgreSQL, another claim held it): the dispatchers need not wait for their interval to look.
             queues_room_signal()
     kinds = {job.pk: job.kind for job, _ in results}
     dead = [

@@ -113,12 +113,17 @@ WHERE NOT queue.paused
     AND COALESCE({_TOKENS} >= 1 - 1e-9, true)
 FOR NO KEY UPDATE OF queue SKIP LOCKED
 """  # noqa: S608 - constants only, the values are parameters
-# The same for the few queues a worker just recorded jobs of (`only`): they are locked without looking for
-# room first, since most have it (their jobs were just recorded); QUEUED_CLAIM_SQL counts it.
+# The few queues a worker just recorded jobs of (`only`), locked without looking for room first, since most have
+# it (their jobs were just recorded); QUEUED_CLAIM_SQL counts it. A queue another claim holds (the other worker
+# process recording the same queue's jobs) is waited for, not skipped: the room stays with the worker whose job
+# left it, rather than going round the dispatchers and the broker to any worker (which let one process gather
+# most of the queues' jobs while the others idled). The locks are taken in id order, so two records never wait
+# for each other in a circle; the dispatchers' locks skip.
 QUEUES_LOCK_ONLY_SQL = """
 SELECT queue.id FROM jobs_jobqueue AS queue
 WHERE queue.id = ANY(%(only)s::bigint[]) AND NOT queue.paused
-FOR NO KEY UPDATE OF queue SKIP LOCKED
+ORDER BY queue.id
+FOR NO KEY UPDATE OF queue
 """
 # The claim of queued jobs on PostgreSQL, a statement after QUEUES_LOCK_SQL (so that it sees every claim
 # committed before the locks were taken): each locked queue's room (its parallelism less its jobs running
@@ -436,7 +441,7 @@ def jobs_claim_next_queued(*, now: datetime, queue_ids: list[int], limit: int, l
     in the same transaction (the room they leave is counted), without waiting for a dispatcher and the
     broker, nor reading them again.
 
-    A queue that another claim holds meanwhile is skipped: that claim sees the room. With `locked`, the caller's
+    A queue that another claim holds meanwhile is waited for (QUEUES_LOCK_ONLY_SQL). With `locked`, the caller's
     transaction locked the queues already, in an earlier statement (the record of their jobs does, in the same
     statement, RECORD_SQL), and they are not locked again. Inside the record's transaction it makes no savepoint
     of its own (two round trips less a record).

@@ -17,6 +17,7 @@ from jobs.dispatcher import dispatch_once, start_dispatcher_thread, turn
 from jobs.errors import JobParameterError
 from jobs.models import AttemptOutcome, Job, JobQueue, JobState
 from jobs.services import dispatch
+from jobs.services.delivery import RequestResult, record_results
 from jobs.services.recurring import recurring_next_run
 
 from .helpers import celery_worker, make_job, plan_without_statistics, requests_to, state_of, wait_until
@@ -844,6 +845,44 @@ def in_a_thread(work) -> tuple[threading.Thread, list]:
     thread = threading.Thread(target=run)
     thread.start()
     return thread, outcome
+
+
+def test_a_record_waits_for_a_queue_another_record_holds_and_keeps_the_room_it_left(owner, transactional_db, clock):
+    """Two worker processes recording jobs of the same queue at once: the second waits for the first to commit and
+    claims the queue's next job itself, rather than skipping the queue and leaving its room to the dispatchers."""
+    user, _ = owner
+    make_queue(user, "shared", parallelism=2)
+    url = "https://example.org/shared"
+    first, second, following = (
+        make_job(user, url, queue="shared", at=clock.now() + timedelta(seconds=n)) for n in range(3)
+    )
+    clock.advance(seconds=2)
+    [(lease, ids)] = services.jobs_claim_due(now=clock.now(), limit=10)
+    assert set(ids) == {first.pk, second.pk}  # the queue is full
+    finished = [job for job in services.jobs_claimed(job_ids=[str(job_id) for job_id in ids], lease=str(lease))]
+    done = RequestResult(response=None, error="HTTP 500", started=clock.now(), finished=clock.now())
+    recording, recorded = threading.Event(), threading.Event()
+
+    def record_and_hold_until_told():
+        with transaction.atomic():  # the other process's record, between its locks and its commit
+            with connection.cursor() as cursor:
+                cursor.execute(dispatch.QUEUES_LOCK_ONLY_SQL, {"only": [first.queue_id]})
+            recording.set()
+            recorded.wait(30)
+
+    holder, _ = in_a_thread(record_and_hold_until_told)
+    recording.wait(30)
+    recorder, outcome = in_a_thread(
+        lambda: record_results([(job, done) for job in finished if job.pk == second.pk], claim_next=True)
+    )
+    wait_until(lambda: waiting_for_a_lock() == 1, what="the record to wait for the queue")
+    recorded.set()
+    holder.join(30)
+    recorder.join(30)
+
+    [successors] = outcome
+    assert [job.pk for job in successors] == [following.pk]
+    assert Job.objects.get(pk=following.pk).state == JobState.RUNNING
 
 
 @pytest.mark.parametrize("how", ["create", "batch", "update"])
