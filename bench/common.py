@@ -103,7 +103,9 @@ def wait_for_workers(app, count: int, *, timeout: float = 60) -> None:
 
 
 def processes_now() -> dict[int, tuple[int, str, float]]:
-    """Each process now running: its parent's pid, its name (comm) and the CPU seconds (user + system) it used."""
+    """Each process now running: its parent's pid, its name (comm) and the CPU seconds (user + system) used by it
+    and by those of its children that have ended (and were waited for: a PostgreSQL backend that closed, a prefork
+    child that was replaced), so that a process ending between two readings does not take its CPU with it."""
     ticks = os.sysconf("SC_CLK_TCK")
     found = {}
     for entry in Path("/proc").iterdir():
@@ -114,14 +116,14 @@ def processes_now() -> dict[int, tuple[int, str, float]]:
         except (OSError, ValueError):  # ended meanwhile
             continue
         fields = fields.split()
-        found[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / ticks)
+        used = sum(int(field) for field in fields[11:15])  # utime, stime, cutime, cstime
+        found[int(entry.name)] = (int(fields[1]), name, used / ticks)
     return found
 
 
 def cpu_seconds(pid: int, processes: dict[int, tuple[int, str, float]] | None = None) -> float:
     """CPU seconds (user + system) used so far by process `pid` and every process below it (a prefork
-    worker's pool, say), in `processes` (`processes_now()` by default); processes that have ended are not
-    counted."""
+    worker's pool, say), in `processes` (`processes_now()` by default), those that have ended included."""
     processes = processes_now() if processes is None else processes
     children: dict[int, list[int]] = {}
     for child, (parent, _, _) in processes.items():
