@@ -16,7 +16,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()  # sets Django up: import the lean apps after it
 
-from core.startup import refuse_without_secrets, settle_garbage_collector  # noqa: E402
+from core.startup import WEB_YOUNG_GENERATION_THRESHOLD, refuse_without_secrets, settle_garbage_collector  # noqa: E402
 
 refuse_without_secrets()
 
@@ -25,8 +25,9 @@ from core.asgi import PrefixRouter, RequestBounds, Scope  # noqa: E402
 from topics.asgi import topics_app  # noqa: E402
 
 # Everything loaded so far lives as long as the process: keep it out of the garbage
-# collector's full passes, which otherwise walk it all and stall requests (p99).
-settle_garbage_collector()
+# collector's full passes, which otherwise walk it all and stall requests (p99); and let the
+# young generation hold the requests in flight (core/startup.py).
+settle_garbage_collector(young_threshold=WEB_YOUNG_GENERATION_THRESHOLD)
 
 LEAN_PREFIXES = ("/cache/", "/topics/")
 JOBS_PREFIXES = ("/jobs.json", "/jobs/")

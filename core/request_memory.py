@@ -14,7 +14,7 @@ what the serializer behind the response's data was given, and breaks the REST fr
 cycles (parser and renderer contexts). The view, the REST
 request and the response then go when the handler lets go of them; Django's own small cycles
 wait for the collector as before, without the body. That keeps a web process's memory bounded
-when its collector runs rarely.
+when its collector runs rarely (`core.startup.WEB_YOUNG_GENERATION_THRESHOLD`).
 """
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction

@@ -36,9 +36,14 @@ def refuse_without_secrets() -> None:
 # promoted them into the older generations, whose collections then took longer. Garbage that only the collector
 # frees (reference cycles) is rare there, and waits for this many objects (a few MB).
 #
-# Not in web processes: a request the REST framework serves is such garbage (its request object refers to itself
-# and holds the body it parsed), and at this threshold the bodies of hundreds of requests would wait for it.
 WORKER_YOUNG_GENERATION_THRESHOLD = 50_000
+# In web processes, lower. The lean paths' requests in flight (hundreds of cache requests waiting for Redis) pass
+# Python's 700 all the time too: the collector walked them every few requests, 6-7% of a cache request's CPU at 200
+# in flight, with pauses of 5-10 ms. A request Django serves is reference cycles (the REST framework's request,
+# view, response and serializer; Django's lazy user), which only the collector frees: what it read and parsed is
+# let go of when its response is ready (core/request_memory.py), so what waits for the collector is a few hundred
+# small objects a request. 450 refused 2 MB uploads: 115 to 117 MB at this threshold, 118 MB at Python's.
+WEB_YOUNG_GENERATION_THRESHOLD = 10_000
 
 
 def settle_garbage_collector(*, young_threshold: int | None = None) -> None:

@@ -4,6 +4,9 @@ next walks the reference cycles a request sits in."""
 import asyncio
 import gc
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -11,6 +14,7 @@ import httpx
 import pytest
 
 from config.asgi import application
+from core.startup import WEB_YOUNG_GENERATION_THRESHOLD
 
 REQUESTS = 3
 
@@ -63,3 +67,14 @@ def test_what_a_refused_request_parsed_is_not_held_until_the_collector_runs(make
     assert statuses == [400] * REQUESTS
     assert held == 0
 
+
+def test_a_web_process_sizes_the_young_generation_past_its_requests_in_flight():
+    """What a web process sets when it loads the application: checked in a process of its own, as a server starts."""
+    started = subprocess.run(
+        [sys.executable, "-c", "import gc, config.asgi; print(gc.get_threshold()[0], gc.get_freeze_count() > 0)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
+    )
+    assert started.stdout.split() == [str(WEB_YOUNG_GENERATION_THRESHOLD), "True"]
