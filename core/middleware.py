@@ -1,5 +1,7 @@
-"""Counts every request Django answers in the metrics (core/metrics.py), as the lean apps count theirs.
+"""The project's Django middleware around each response: the request metrics, and the base they share with
+`core.request_memory`.
 
+Counts every request Django answers in the metrics (core/metrics.py), as the lean apps count theirs.
 The face is the app whose view answered (jobs, messaging, tokens, cache management);
 the operation is the URL pattern's name, so the label values stay few whatever the
 paths hold. A request no pattern matched is operation `unmatched`.
@@ -31,8 +33,9 @@ def _labels(request) -> tuple[str, str]:
     return face, match.url_name or match.view_name or "unnamed"
 
 
-class RequestMetricsMiddleware:
-    """Counts each request by face, operation, method and status, and its duration."""
+class ResponseMiddleware:
+    """A middleware that sees each response as it comes back (rendered), served sync or async alike:
+    `answered(request, response, started)`, `started` the `time.perf_counter()` when the request reached it."""
 
     sync_capable = True
     async_capable = True
@@ -47,16 +50,22 @@ class RequestMetricsMiddleware:
             return self._acall(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        self._observe(request, response, started)
+        self.answered(request, response, started)
         return response
 
     async def _acall(self, request):
         started = time.perf_counter()
         response = await self.get_response(request)
-        self._observe(request, response, started)
+        self.answered(request, response, started)
         return response
 
-    @staticmethod
-    def _observe(request, response, started: float) -> None:
+    def answered(self, request, response, started: float) -> None:
+        raise NotImplementedError
+
+
+class RequestMetricsMiddleware(ResponseMiddleware):
+    """Counts each request by face, operation, method and status, and its duration."""
+
+    def answered(self, request, response, started: float) -> None:
         face, operation = _labels(request)
         metrics.request_observed(face, operation, request.method, response.status_code, time.perf_counter() - started)

@@ -17,9 +17,10 @@ wait for the collector as before, without the body. That keeps a web process's m
 when its collector runs rarely (`core.startup.WEB_YOUNG_GENERATION_THRESHOLD`).
 """
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
+
+from .middleware import ResponseMiddleware
 
 # The attributes holding what a REST framework request parsed, and the stream it read it from.
 _PARSED = ("_data", "_full_data", "_files", "_stream")
@@ -55,25 +56,8 @@ def release_request(request, response) -> None:
         serializer.__dict__.get("_kwargs", {}).pop("data", None)  # kept to make a list serializer's children
 
 
-class ReleaseRequestMiddleware:
+class ReleaseRequestMiddleware(ResponseMiddleware):
     """`release_request` for each request, when its response comes back through the middleware."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self._acall(request)
-        response = self.get_response(request)
+    def answered(self, request, response, started: float) -> None:
         release_request(request, response)
-        return response
-
-    async def _acall(self, request):
-        response = await self.get_response(request)
-        release_request(request, response)
-        return response
