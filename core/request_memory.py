@@ -11,10 +11,10 @@ as many of them as the collector lets pass between two walks.
 So, once the response is ready (rendered: the REST framework's responses are rendered inside
 the handler), this drops the body, the form data and files, the REST request's parsed data and
 what the serializer behind the response's data was given, and breaks the REST framework's own
-cycles (parser and renderer contexts). The view, the REST
-request and the response then go when the handler lets go of them; Django's own small cycles
-wait for the collector as before, without the body. That keeps a web process's memory bounded
-when its collector runs rarely (`core.startup.WEB_YOUNG_GENERATION_THRESHOLD`).
+cycles (parser and renderer contexts). The view, the REST request and the response then go when
+the handler lets go of them; Django's own small cycles wait for the collector as before, without
+the body. That keeps a web process's memory bounded when its collector runs rarely
+(`core.startup.WEB_YOUNG_GENERATION_THRESHOLD`).
 """
 
 from django.http import QueryDict

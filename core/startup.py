@@ -35,7 +35,6 @@ def refuse_without_secrets() -> None:
 # holds more than that all the time, so the collector walked them every few deliveries, collecting nothing, and
 # promoted them into the older generations, whose collections then took longer. Garbage that only the collector
 # frees (reference cycles) is rare there, and waits for this many objects (a few MB).
-#
 WORKER_YOUNG_GENERATION_THRESHOLD = 50_000
 # In web processes, lower. The lean paths' requests in flight (hundreds of cache requests waiting for Redis) pass
 # Python's 700 all the time too: the collector walked them every few requests, 6-7% of a cache request's CPU at 200
