@@ -365,12 +365,7 @@ def _record(
         )
         successors = []
         if queued and claim_next:
-            successors = jobs_claim_next_queued(
-                now=now,
-                queue_ids=queued if recorded.locked is None else recorded.locked,
-                limit=len(queued),
-                locked=recorded.locked is not None,
-            )
+            successors = jobs_claim_next_queued(now=now, queue_ids=queued, limit=len(queued), locked=recorded.locked)
         if len(successors) < len(queued):
             # Room left that this claim did not fill (a queue with nothing due, paused or out of tokens, or, without
             # PostgreSQL, another claim held it): the dispatchers need not wait for their interval to look.

@@ -434,24 +434,33 @@ def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
         return _claims(rows)
 
 
-def jobs_claim_next_queued(*, now: datetime, queue_ids: list[int], limit: int, locked: bool = False) -> list[Job]:
+def jobs_claim_next_queued(
+    *, now: datetime, queue_ids: list[int], limit: int, locked: list[int] | None = None
+) -> list[Job]:
     """Claim up to `limit` due jobs of the queues `queue_ids` names, as many of each as it has room for,
     as `jobs_claim_due` does; the jobs claimed, oldest first, as they are sent (each under its chunk's
     lease), read by the claim itself. A worker recording a queue's jobs takes that queue's next ones so,
     in the same transaction (the room they leave is counted), without waiting for a dispatcher and the
     broker, nor reading them again.
 
-    A queue that another claim holds meanwhile is waited for (QUEUES_LOCK_ONLY_SQL). With `locked`, the caller's
-    transaction locked the queues already, in an earlier statement (the record of their jobs does, in the same
-    statement, RECORD_SQL), and they are not locked again. Inside the record's transaction it makes no savepoint
-    of its own (two round trips less a record).
+    A queue that another claim holds meanwhile is waited for (QUEUES_LOCK_ONLY_SQL). `locked`: the queues the
+    caller's transaction locked already, in an earlier statement (the record of their jobs does, in the same
+    statement, RECORD_SQL); only those are claimed from, and they are not locked again. Inside the record's
+    transaction it makes no savepoint of its own (two round trips less a record).
     """
-    chunk, only = settings.JOBS_DELIVERY_CHUNK, sorted(set(queue_ids))
+    chunk, only = settings.JOBS_DELIVERY_CHUNK, sorted(set(queue_ids if locked is None else locked))
     if not only:
         return []
     with transaction.atomic(savepoint=False):
         rows = _claim(
-            now=now, limit=limit, leases=_leases(limit), chunk=chunk, queued=True, only=only, read=True, locked=locked
+            now=now,
+            limit=limit,
+            leases=_leases(limit),
+            chunk=chunk,
+            queued=True,
+            only=only,
+            read=True,
+            locked=locked is not None,
         )
         _lost_recorded(rows)
     return [row.job for row in rows]
