@@ -1,14 +1,11 @@
 """The database connections of requests Django serves under ASGI: closed when each request ends."""
 
-import asyncio
 import gc
-import threading
 
-import httpx
 import pytest
 from django.db import connection
 
-from config.asgi import application
+from .serving import serve
 
 REQUESTS = 20
 
@@ -27,22 +24,13 @@ def test_each_django_request_under_asgi_closes_its_connection_when_it_ends(make_
     _, token = make_token()
     before = open_connections()
 
-    async def requests() -> list[int]:
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            return [
-                (await client.get("/api/v1/caches/", headers={"Authorization": f"Token {token}"})).status_code
-                for _ in range(REQUESTS)
-            ]
-
-    statuses: list[int] = []
-
-    def serve() -> None:  # an event loop of its own, as a server's: not one that async_to_sync lends this thread to
-        statuses.extend(asyncio.run(requests()))
+    async def requests(client) -> list[int]:
+        return [
+            (await client.get("/api/v1/caches/", headers={"Authorization": f"Token {token}"})).status_code
+            for _ in range(REQUESTS)
+        ]
 
     gc.collect()  # what earlier tests left for the collector goes now, not during the requests
-    server = threading.Thread(target=serve)
-    server.start()
-    server.join(timeout=60)
+    statuses = serve(requests)
     assert statuses == [200] * REQUESTS
     assert open_connections() - before <= 1

@@ -1,20 +1,18 @@
 """A request lets go of what it parsed from its body when its response is ready, not when the garbage collector
 next walks the reference cycles a request sits in."""
 
-import asyncio
 import gc
 import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 
-import httpx
 import pytest
 
-from config.asgi import application
 from core.startup import WEB_YOUNG_GENERATION_THRESHOLD
+
+from .serving import serve
 
 REQUESTS = 3
 
@@ -22,22 +20,6 @@ REQUESTS = 3
 def parsed_still_held(marker: str) -> int:
     """The lists still alive whose first item starts with `marker`: what a request parsed from a body of such items."""
     return sum(1 for held in gc.get_objects() if type(held) is list and held and str(held[0]).startswith(marker))
-
-
-def serve(requests) -> list[int]:
-    """Run `requests` (an async function of a client, answering the statuses) on an event loop of its own, as a
-    server's, not one that async_to_sync lends this thread to."""
-    statuses: list[int] = []
-
-    async def run() -> None:
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            statuses.extend(await requests(client))
-
-    server = threading.Thread(target=lambda: asyncio.run(run()))
-    server.start()
-    server.join(timeout=60)
-    return statuses
 
 
 @pytest.mark.django_db(transaction=True)
