@@ -99,14 +99,48 @@ def signing_keys_attach(jobs: list[Job]) -> None:
     An owner whose secrets do not decrypt gets the error instead: their jobs' attempts fail
     with it, the others are sent.
     """
+    valid_secrets_read(jobs, now=clock.now())
+    signing_keys_attach_read(jobs)
+
+
+def valid_secrets_read(jobs: list[Job], *, now: datetime) -> None:
+    """Give each job its keyring's secrets valid at `now` as `job.valid_secrets`: [encrypted, fingerprint]
+    pairs, current first (as `valid_secrets` orders them); one query."""
     rings = {(job.user_id, job.keyring) for job in jobs}
-    by_ring: dict[tuple[int, str], list[SigningSecret]] = {ring: [] for ring in rings}
+    by_ring: dict[tuple[int, str], list[list[str]]] = {ring: [] for ring in rings}
     owned = SigningSecret.objects.filter(
         user_id__in={owner for owner, _ in rings}, keyring__in={keyring for _, keyring in rings}
     )
-    for secret in valid_secrets(owned, now=clock.now()):
-        if (secret.user_id, secret.keyring) in by_ring:
-            by_ring[secret.user_id, secret.keyring].append(secret)
+    for owner, keyring, encrypted, print_ in valid_secrets(owned, now=now).values_list(
+        "user_id", "keyring", "encrypted", "fingerprint"
+    ):
+        if (owner, keyring) in by_ring:
+            by_ring[owner, keyring].append([encrypted, print_])
+    for job in jobs:
+        job.valid_secrets = by_ring[job.user_id, job.keyring]
+
+
+# A job's keyring's secrets valid at %(now)s, as `valid_secrets_read` gives them, for a statement that reads the
+# jobs of `jobs_job AS job`: so that the jobs it answers need no query of their own to be signed.
+VALID_SECRETS_READ = """ARRAY(
+    SELECT ARRAY[secret.encrypted, secret.fingerprint] FROM jobs_signingsecret AS secret
+    WHERE secret.user_id = job.user_id AND secret.keyring = job.keyring
+        AND (secret.expires_at IS NULL OR secret.expires_at > %(now)s)
+    ORDER BY secret.expires_at DESC NULLS FIRST, secret.id DESC
+)"""
+
+
+def signing_keys_attach_read(jobs: list[Job]) -> None:
+    """`signing_keys_attach` for jobs whose keyrings' valid secrets were read (`job.valid_secrets`, see
+    `valid_secrets_read`): no query, but to make a secret for a keyring that has none."""
+    by_ring: dict[tuple[int, str], list[SigningSecret]] = {}
+    for job in jobs:
+        ring = (job.user_id, job.keyring)
+        if ring not in by_ring:
+            by_ring[ring] = [
+                SigningSecret(user_id=job.user_id, keyring=job.keyring, encrypted=encrypted, fingerprint=print_)
+                for encrypted, print_ in job.valid_secrets
+            ]
     keys: dict[tuple[int, str], list[bytes] | Exception] = {}
     for (owner, keyring), valid in by_ring.items():
         try:

@@ -28,7 +28,6 @@ import math
 import uuid
 from datetime import datetime, timedelta
 from functools import partial
-from operator import attrgetter
 from typing import NamedTuple
 
 from django.conf import settings
@@ -53,6 +52,7 @@ from ..models import (
     JobState,
     earliest,
 )
+from ..signing import VALID_SECRETS_READ, valid_secrets_read
 from .recurring import recurring_next_run
 
 # The claim in one statement on PostgreSQL: lock the due rows (skipping those another claim holds)
@@ -174,18 +174,18 @@ WHERE job.id = taken.id
 # What a claim answers of each job (RETURNING): its id, attempt count and attempt start as they were before
 # (for the attempts the claim finds lost), and its place in the claim.
 CLAIMED = "taken.id, taken.attempt_count, taken.attempt_started_at, taken.position"
-# The same, with the job as it is sent (SENT_FIELDS, as they are once claimed), for a claim that reads its jobs.
+# For a claim that reads its jobs: the job as it is sent (SENT_FIELDS, as they are once claimed), its keyring's
+# valid secrets (`valid_secrets`, so that it is signed without a query of its own), then as CLAIMED.
 CLAIMED_JOBS = ", ".join(
     [f"job.{Job._meta.get_field(name).column}" for name in SENT_FIELDS]
     + [
+        f"{VALID_SECRETS_READ} AS valid_secrets",
         "taken.attempt_count AS claimed_attempt_count",
         "taken.attempt_started_at AS claimed_attempt_started_at",
         "taken.position AS claimed_position",
     ]
 )
 
-
-by_position = attrgetter("claimed_position")  # a job's place in the claim that read it (CLAIMED_JOBS)
 
 # Where a dispatcher waiting between claims hears that a queue may have room again (PostgreSQL LISTEN/NOTIFY).
 ROOM_CHANNEL = "jobs_queue_room"
@@ -273,8 +273,8 @@ def _claim_in_one_statement(
 ) -> list[_Claimed]:
     """PostgreSQL: the due rows (without a queue, or `queued` ones, once their queues are locked: those of
     the queues `only` names, or of any; with `locked`, the caller locked the queues `only` names) claimed by one
-    UPDATE, oldest first; with `read`, the same UPDATE answers each job as it is sent (its SENT_FIELDS), so that
-    no second read is needed."""
+    UPDATE, oldest first; with `read`, the same UPDATE answers each job as it is sent (its SENT_FIELDS) and its
+    keyring's valid secrets, so that neither needs a query of its own."""
     lease_ends = now + timedelta(seconds=settings.JOBS_LEASE_SECONDS)
     parameters = {"now": now, "limit": limit, "leases": leases, "chunk": chunk, "lease_ends": lease_ends, "only": only}
     if queued and locked:
@@ -287,14 +287,42 @@ def _claim_in_one_statement(
             return []
     claim = QUEUED_CLAIM_SQL if queued else CLAIM_SQL
     if read:
-        jobs = sorted(Job.objects.raw(f"{claim} RETURNING {CLAIMED_JOBS}", parameters), key=by_position)
-        return [
-            _Claimed(job.pk, job.claimed_attempt_count, job.claimed_attempt_started_at, job.lease, job) for job in jobs
-        ]
+        with connection.cursor() as cursor:
+            cursor.execute(f"{claim} RETURNING {CLAIMED_JOBS}", parameters)
+            rows = sorted(cursor.fetchall(), key=lambda row: row[-1])  # by place in the claim
+        sent = len(SENT_FIELDS)
+        claimed = []
+        for job, row in zip(_sent_jobs([row[:sent] for row in rows]), rows, strict=True):
+            job.valid_secrets, attempt_count, attempt_started_at, _ = row[sent:]
+            claimed.append(_Claimed(job.pk, attempt_count, attempt_started_at, job.lease, job))
+        return claimed
     with connection.cursor() as cursor:
         cursor.execute(f"{claim} RETURNING {CLAIMED}", parameters)
         rows = sorted(cursor.fetchall(), key=lambda row: row[3])
     return [_Claimed(job_id, number, started, leases[position // chunk]) for job_id, number, started, position in rows]
+
+
+def _sent_jobs(rows: list[tuple]) -> list[Job]:
+    """The jobs of rows of their SENT_FIELDS values (in that order), each value converted as a query of its
+    field would (a JSON field's text loaded): what a QuerySet would make of them, without its machinery."""
+    sent = [Job._meta.get_field(name) for name in SENT_FIELDS]
+    fields = [field for field in Job._meta.concrete_fields if field in sent]  # the order `from_db` takes
+    places = [sent.index(field) for field in fields]
+    table = Job._meta.db_table
+    converters = [
+        (place, connection.ops.get_db_converters(field.get_col(table)) + field.get_db_converters(connection))
+        for place, field in enumerate(fields)
+    ]
+    converters = [(place, found) for place, found in converters if found]
+    names = [field.attname for field in fields]
+    jobs = []
+    for row in rows:
+        values = [row[index] for index in places]
+        for place, found in converters:
+            for convert in found:
+                values[place] = convert(values[place], None, connection)
+        jobs.append(Job.from_db(connection.alias, names, values))
+    return jobs
 
 
 def _available_tokens(queue: JobQueue, now: datetime) -> float | None:
@@ -356,8 +384,8 @@ def _claim_with_queries(
     locked: bool = False,
 ) -> list[_Claimed]:
     """Any database: the same claim as a SELECT ... FOR UPDATE SKIP LOCKED and an UPDATE per chunk (and,
-    with `read`, a SELECT of the jobs claimed). The queues are locked here, `locked` or not (a transaction may
-    lock its own rows again)."""
+    with `read`, a SELECT of the jobs claimed and one of their keyrings' valid secrets). The queues are locked
+    here, `locked` or not (a transaction may lock its own rows again)."""
     if queued:
         rows = _queued_due_with_queries(now=now, limit=limit, only=only)
     else:
@@ -377,6 +405,7 @@ def _claim_with_queries(
             first_attempt_at=Coalesce("first_attempt_at", Value(now)),
         )
     jobs = Job.objects.only(*SENT_FIELDS).in_bulk([job_id for job_id, _, _ in rows]) if read else {}
+    valid_secrets_read(list(jobs.values()), now=now)
     return [_Claimed(*row, leases[index // chunk], jobs.get(row[0])) for index, row in enumerate(rows)]
 
 
@@ -439,7 +468,8 @@ def jobs_claim_next_queued(
 ) -> list[Job]:
     """Claim up to `limit` due jobs of the queues `queue_ids` names, as many of each as it has room for,
     as `jobs_claim_due` does; the jobs claimed, oldest first, as they are sent (each under its chunk's
-    lease), read by the claim itself. A worker recording a queue's jobs takes that queue's next ones so,
+    lease) with their keyrings' valid secrets (`valid_secrets`, for `signing_keys_attach_read`), read by the
+    claim itself. A worker recording a queue's jobs takes that queue's next ones so,
     in the same transaction (the room they leave is counted), without waiting for a dispatcher and the
     broker, nor reading them again.
 

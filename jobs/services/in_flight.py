@@ -40,7 +40,7 @@ from core.db import LoopConnection
 
 from .. import clock
 from ..models import Job, JobState
-from ..signing import signing_keys_attach
+from ..signing import signing_keys_attach_read
 from .delivery import UNREACHABLE, RequestResult, record_results, send
 from .dispatch import jobs_release_held
 
@@ -182,7 +182,7 @@ class InFlight:
         waiting for room: waiting, the recorder would hold up the very jobs that make it); given back if
         that fails."""
         try:
-            signing_keys_attach(jobs)
+            signing_keys_attach_read(jobs)  # their secrets were read by the claim
             metrics.count("jobs_claimed", len(jobs))
             self.hand_over(jobs, wait=False)
         except Exception:

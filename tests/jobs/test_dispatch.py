@@ -20,7 +20,7 @@ from werkzeug import Response
 
 from core import outbound
 from harness.processes import Process
-from jobs import services
+from jobs import services, signing
 from jobs.dispatcher import dispatch_once, pause, run_dispatcher, start_dispatcher_thread
 from jobs.models import SENT_FIELDS, Attempt, AttemptOutcome, Job, JobState
 from jobs.services import delivery, dispatch
@@ -421,6 +421,39 @@ def test_an_idle_dispatcher_wakes_when_the_next_job_is_due_and_never_later_than_
     soon.delete()
     make_job(user, "https://example.org/later", at=clock.now() + timedelta(minutes=5))
     assert pause() == 0.1
+
+
+@pytest.mark.parametrize("claim", [dispatch._claim_in_one_statement, dispatch._claim_with_queries])
+def test_a_claim_that_reads_its_jobs_reads_their_keyrings_valid_secrets_so_they_are_signed_without_a_query(
+    claim, owner, clock
+):
+    user, _ = owner
+    signing.current_secret(user_id=user.pk)
+    signing.signing_secret_rotate(user=user, overlap=60)  # the first secret signs 60 s more, beside the new one
+    url = "https://example.org/hook"
+    own = make_job(user, url, at=clock.now() - timedelta(seconds=2))
+    ringed = make_job(user, url, at=clock.now() - timedelta(seconds=1))
+    Job.objects.filter(pk=ringed.pk).update(keyring="topic-webhook-7")  # a keyring with no secret yet
+
+    def claimed() -> dict:
+        with transaction.atomic():
+            rows = claim(now=clock.now(), limit=5, leases=[uuid.uuid4()], chunk=5, read=True)
+        return {row.id: row.job for row in rows}
+
+    jobs = claimed()
+    valid = signing.signing_secrets_of(user=user)  # current first
+    assert len(valid) == 2
+    assert jobs[own.pk].valid_secrets == [[secret.encrypted, secret.fingerprint] for secret in valid]
+    assert jobs[ringed.pk].valid_secrets == []
+    signing.signing_keys_attach_read(list(jobs.values()))  # makes the keyring's first secret
+    read_apart = list(Job.objects.filter(pk__in=[own.pk, ringed.pk]))
+    signing.signing_keys_attach(read_apart)
+    assert {job.pk: job.signing_keys for job in read_apart} == {pk: job.signing_keys for pk, job in jobs.items()}
+    assert all(len(job.signing_keys) == count for job, count in ((jobs[own.pk], 2), (jobs[ringed.pk], 1)))
+
+    clock.advance(seconds=61)  # the overlap is over
+    Job.objects.filter(pk=own.pk).update(state=JobState.SCHEDULED, next_attempt_at=clock.now())
+    assert claimed()[own.pk].valid_secrets == [[valid[0].encrypted, valid[0].fingerprint]]
 
 
 @pytest.mark.parametrize("read", [False, True], ids=["ids", "read"])
