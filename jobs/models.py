@@ -324,7 +324,10 @@ class SigningSecret(models.Model):
     secret has no `expires_at`; after a rotation the previous one stays valid until then.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_signing_secrets")
+    # Indexed by jobs_signing_keyring, which starts with it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="job_signing_secrets", db_index=False
+    )
     keyring = models.CharField(
         max_length=64,
         blank=True,
@@ -348,6 +351,9 @@ class SigningSecret(models.Model):
                 name="jobs_one_current_signing_secret",
             )
         ]
+        # A keyring's secrets are read with each job signed (an owner may have a keyring for each of many topic
+        # webhooks): found by the keyring, not among all of the owner's secrets.
+        indexes = [models.Index(fields=["user", "keyring"], name="jobs_signing_keyring")]
 
     def __str__(self) -> str:
         return f"signing secret {self.fingerprint} of {self.user_id}"
