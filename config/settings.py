@@ -603,6 +603,9 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
 
 # Level of the root logger: DEBUG, INFO, WARNING, ERROR or CRITICAL.
 LOG_LEVEL = env_log_level("LOG_LEVEL", "INFO")
+# A line for each request a web process answers (uvicorn's access log; runserver's). The service configures the
+# loggers after uvicorn does, so this, not uvicorn's --no-access-log, turns it off.
+ACCESS_LOG = env_bool("ACCESS_LOG", True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -615,6 +618,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # The server's logs (the access log prints query strings, where a token may be): through that handler too.
     "loggers": {
-        name: {"handlers": ["console"], "propagate": False} for name in ("uvicorn", "uvicorn.access", "django.server")
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        **{
+            name: {"handlers": ["console"], "propagate": False, **({} if ACCESS_LOG else {"level": "WARNING"})}
+            for name in ("uvicorn.access", "django.server")
+        },
     },
 }

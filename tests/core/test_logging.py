@@ -74,3 +74,25 @@ def test_the_web_processes_logs_hold_no_token_and_no_forged_line(tmp_path):
     assert "/api/missing\\r\\n2026" in output  # the 404 was logged, on its own line
     assert all(not line.startswith(FORGED[:20]) for line in output.splitlines())
     assert "\u2028" not in output
+
+
+@pytest.mark.parametrize("setting", [None, "false"])
+def test_the_access_log_is_written_unless_it_is_turned_off(tmp_path, setting):
+    """uvicorn's own --no-access-log cannot turn it off (the service configures the loggers after uvicorn): the
+    ACCESS_LOG setting does, and the service's own messages are logged either way."""
+    port = free_port()
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "LOG_LEVEL": "INFO"}
+    if setting is not None:
+        environment["ACCESS_LOG"] = setting
+    command = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+    server = Process("web", command, env=environment, log=tmp_path / "web.log").start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/api/health/", status=None)
+        httpx.get(f"{base}/api/health/?marker=seen")
+        httpx.get(f"{base}/api/missing-page-marker/")  # Django logs a 404 (a warning): not the access log
+    finally:
+        server.stop(grace=30)
+    output = server.output()
+    assert ("GET /api/health/?marker=seen" in output) is (setting is None), output
+    assert "missing-page-marker" in output
