@@ -111,11 +111,11 @@ def valid_secrets_read(jobs: list[Job], *, now: datetime) -> None:
     owned = SigningSecret.objects.filter(
         user_id__in={owner for owner, _ in rings}, keyring__in={keyring for _, keyring in rings}
     )
-    for owner, keyring, encrypted, print_ in valid_secrets(owned, now=now).values_list(
+    for owner, keyring, encrypted, fingerprint_ in valid_secrets(owned, now=now).values_list(
         "user_id", "keyring", "encrypted", "fingerprint"
     ):
         if (owner, keyring) in by_ring:
-            by_ring[owner, keyring].append([encrypted, print_])
+            by_ring[owner, keyring].append([encrypted, fingerprint_])
     for job in jobs:
         job.valid_secrets = by_ring[job.user_id, job.keyring]
 
@@ -138,8 +138,8 @@ def signing_keys_attach_read(jobs: list[Job]) -> None:
         ring = (job.user_id, job.keyring)
         if ring not in by_ring:
             by_ring[ring] = [
-                SigningSecret(user_id=job.user_id, keyring=job.keyring, encrypted=encrypted, fingerprint=print_)
-                for encrypted, print_ in job.valid_secrets
+                SigningSecret(user_id=job.user_id, keyring=job.keyring, encrypted=encrypted, fingerprint=fingerprint_)
+                for encrypted, fingerprint_ in job.valid_secrets
             ]
     keys: dict[tuple[int, str], list[bytes] | Exception] = {}
     for (owner, keyring), valid in by_ring.items():
