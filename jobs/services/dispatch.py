@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple
 
 from django.conf import settings
@@ -302,19 +302,29 @@ def _claim_in_one_statement(
     return [_Claimed(job_id, number, started, leases[position // chunk]) for job_id, number, started, position in rows]
 
 
-def _sent_jobs(rows: list[tuple]) -> list[Job]:
-    """The jobs of rows of their SENT_FIELDS values (in that order), each value converted as a query of its
-    field would (a JSON field's text loaded): what a QuerySet would make of them, without its machinery."""
+@cache
+def _sent_layout(vendor: str) -> tuple[list[int], list[str], list[tuple[int, list]]]:
+    """How `_sent_jobs` makes a job of a row of SENT_FIELDS values, worked out once a process for the database's
+    kind: where each value goes in the order `Job.from_db` takes, the fields' names in that order, and the
+    converters of the values that need one (a JSON field's text loaded), as a query of the field applies them."""
     sent = [Job._meta.get_field(name) for name in SENT_FIELDS]
-    fields = [field for field in Job._meta.concrete_fields if field in sent]  # the order `from_db` takes
-    places = [sent.index(field) for field in fields]
+    fields = [field for field in Job._meta.concrete_fields if field in sent]
     table = Job._meta.db_table
     converters = [
         (place, connection.ops.get_db_converters(field.get_col(table)) + field.get_db_converters(connection))
         for place, field in enumerate(fields)
     ]
-    converters = [(place, found) for place, found in converters if found]
-    names = [field.attname for field in fields]
+    return (
+        [sent.index(field) for field in fields],
+        [field.attname for field in fields],
+        [(place, found) for place, found in converters if found],
+    )
+
+
+def _sent_jobs(rows: list[tuple]) -> list[Job]:
+    """The jobs of rows of their SENT_FIELDS values (in that order), each value converted as a query of its
+    field would: what a QuerySet would make of them, without its machinery."""
+    places, names, converters = _sent_layout(connection.vendor)
     jobs = []
     for row in rows:
         values = [row[index] for index in places]
@@ -404,8 +414,10 @@ def _claim_with_queries(
             attempt_started_at=now,
             first_attempt_at=Coalesce("first_attempt_at", Value(now)),
         )
-    jobs = Job.objects.only(*SENT_FIELDS).in_bulk([job_id for job_id, _, _ in rows]) if read else {}
-    valid_secrets_read(list(jobs.values()), now=now)
+    jobs = {}
+    if read:
+        jobs = Job.objects.only(*SENT_FIELDS).in_bulk([job_id for job_id, _, _ in rows])
+        valid_secrets_read(list(jobs.values()), now=now)
     return [_Claimed(*row, leases[index // chunk], jobs.get(row[0])) for index, row in enumerate(rows)]
 
 
