@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import NamedTuple
@@ -128,7 +129,10 @@ FOR NO KEY UPDATE OF queue
 # The claim of queued jobs on PostgreSQL, a statement after QUEUES_LOCK_SQL (so that it sees every claim
 # committed before the locks were taken): each locked queue's room (its parallelism less its jobs running
 # under unexpired leases; the whole tokens of its bucket), up to that many of its due jobs, oldest first,
-# locked; the oldest `limit` of them marked as CLAIM_SQL does; the tokens they use taken from the buckets.
+# locked; the oldest `limit` of them marked as CLAIM_SQL does, placed queue by queue (each queue's oldest first),
+# so that a queue's jobs share a chunk, and so a worker; the tokens they use taken from the buckets. A worker
+# records a queue's jobs and claims its next ones under a lock of the queue (RECORD_SQL): jobs of one queue held
+# by two workers would have each worker's record wait for the other's to commit.
 QUEUED_CLAIM_SQL = f"""
 WITH open AS (
     SELECT queue.id, queue.parallelism, queue.rate_per_second, {_TOKENS} AS tokens
@@ -154,9 +158,10 @@ WITH open AS (
         FOR UPDATE SKIP LOCKED
     ) AS picked
 ), ranked AS (
-    SELECT due.*, row_number() OVER (ORDER BY next_attempt_at, id) - 1 AS position FROM due
+    SELECT due.*, row_number() OVER (ORDER BY next_attempt_at, id) AS age FROM due
 ), taken AS (
-    SELECT * FROM ranked WHERE position < %(limit)s
+    SELECT ranked.*, row_number() OVER (ORDER BY queue_id, next_attempt_at, id) - 1 AS position
+    FROM ranked WHERE age <= %(limit)s
 ), spent AS (
     UPDATE jobs_jobqueue AS queue SET tokens = room.tokens - used.count, tokens_at = %(now)s
     FROM room, (SELECT queue_id, count(*) AS count FROM taken GROUP BY queue_id) AS used
@@ -355,12 +360,13 @@ def _bucket_refilled_at(queue: JobQueue) -> datetime | None:
 
 def _queued_due_with_queries(*, now: datetime, limit: int, only: list | None = None) -> list[tuple]:
     """Any database: each open queue's due jobs (of the queues `only` names, or of any) up to its room, the
-    oldest `limit` of them, taking their tokens; (id, attempt count, attempt started), oldest first."""
+    oldest `limit` of them, taking their tokens; (id, attempt count, attempt started), queue by queue, each
+    queue's oldest first (as QUEUED_CLAIM_SQL places them)."""
     due = Job.objects.filter(state__in=ACTIVE_STATES, next_attempt_at__lte=now)
     open_queues = due.filter(queue__isnull=False, queue__paused=False).values_list("queue", flat=True).distinct()
     if only is not None:
         open_queues = open_queues.filter(queue__in=only)
-    rows = []
+    rows, tokens_of = [], {}
     for queue in JobQueue.objects.select_for_update(skip_locked=True).filter(pk__in=list(open_queues)):
         tokens = _available_tokens(queue, now)
         room = limit if tokens is None else math.floor(tokens + 1e-9)
@@ -369,17 +375,19 @@ def _queued_due_with_queries(*, now: datetime, limit: int, only: list | None = N
             room = min(room, queue.parallelism - running)
         if room <= 0:
             continue
-        taken = list(
-            due.select_for_update(skip_locked=True)
+        tokens_of[queue.pk] = tokens
+        rows += [
+            (queue.pk, *row)
+            for row in due.select_for_update(skip_locked=True)
             .filter(queue=queue)
             .order_by("next_attempt_at")
-            .values_list("id", "attempt_count", "attempt_started_at", "next_attempt_at")[: min(room, limit)]
-        )
-        rows += taken
-        if tokens is not None and taken:
-            JobQueue.objects.filter(pk=queue.pk).update(tokens=tokens - len(taken), tokens_at=now)
-    rows.sort(key=lambda row: row[3])
-    return [row[:3] for row in rows[:limit]]
+            .values_list("next_attempt_at", "id", "attempt_count", "attempt_started_at")[: min(room, limit)]
+        ]
+    taken = sorted(sorted(rows, key=lambda row: row[1:3])[:limit])
+    for queue_id, used in Counter(row[0] for row in taken).items():
+        if tokens_of[queue_id] is not None:
+            JobQueue.objects.filter(pk=queue_id).update(tokens=tokens_of[queue_id] - used, tokens_at=now)
+    return [row[2:] for row in taken]
 
 
 def _claim_with_queries(
@@ -460,8 +468,8 @@ def _claims(rows: list[_Claimed]) -> list[Claim]:
 
 def jobs_claim_due(*, now: datetime, limit: int) -> list[Claim]:
     """Claim up to `limit` due jobs, counting their attempt, in chunks of JOBS_DELIVERY_CHUNK jobs, each
-    under a new lease of its own: first those of queues with room (as much as each has), then those
-    without a queue, each kind oldest first.
+    under a new lease of its own: first those of queues with room (as much as each has; the oldest, placed
+    queue by queue so that a queue's jobs share a chunk), then those without a queue, oldest first.
 
     Call it inside a transaction to hold the claimed rows until that commits (it makes no savepoint of
     its own there: a failure fails that transaction).
@@ -479,7 +487,7 @@ def jobs_claim_next_queued(
     *, now: datetime, queue_ids: list[int], limit: int, locked: list[int] | None = None
 ) -> list[Job]:
     """Claim up to `limit` due jobs of the queues `queue_ids` names, as many of each as it has room for,
-    as `jobs_claim_due` does; the jobs claimed, oldest first, as they are sent (each under its chunk's
+    as `jobs_claim_due` does; the jobs claimed, queue by queue, as they are sent (each under its chunk's
     lease) with their keyrings' valid secrets (`valid_secrets`, for `signing_keys_attach_read`), read by the
     claim itself. A worker recording a queue's jobs takes that queue's next ones so,
     in the same transaction (the room they leave is counted), without waiting for a dispatcher and the

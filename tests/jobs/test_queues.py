@@ -591,6 +591,57 @@ def test_parallelism_and_rate_together_take_the_smaller_room(owner, clock):
     assert claimed_ids(clock.now()) == []  # tokens, but no room
 
 
+ONE_STATEMENT_OR_QUERIES = pytest.mark.parametrize(
+    "claim", [dispatch._claim_in_one_statement, dispatch._claim_with_queries], ids=["one statement", "queries"]
+)
+
+
+def queue_of(job_id) -> str:
+    return Job.objects.select_related("queue").get(pk=job_id).queue.name
+
+
+@ONE_STATEMENT_OR_QUERIES
+def test_a_claim_takes_the_oldest_jobs_and_places_them_queue_by_queue_so_a_queues_jobs_share_a_chunk(
+    owner, clock, claim
+):
+    # A chunk is one worker's task, and a worker records a queue's jobs under a lock of the queue: a queue's
+    # jobs spread over two workers would have each worker's record wait for the other's.
+    user, _ = owner
+    for name in "abc":
+        make_queue(user, name, parallelism=10)
+    jobs = [
+        make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=30 - n), queue="abc"[n % 3])
+        for n in range(12)
+    ]
+    with transaction.atomic():
+        rows = claim(now=clock.now(), limit=9, leases=[uuid.uuid4() for _ in range(3)], chunk=3, queued=True)
+
+    assert {row.id for row in rows} == {job.pk for job in jobs[:9]}  # the oldest nine, three of each queue
+    chunks = {}
+    for row in rows:
+        chunks.setdefault(row.lease, []).append(row.id)
+    assert [{queue_of(job_id) for job_id in ids} for ids in chunks.values()] == [{"a"}, {"b"}, {"c"}]
+    assert [row.id for row in rows] == [job.pk for name in "abc" for job in jobs[:9] if queue_of(job.pk) == name]
+
+
+@ONE_STATEMENT_OR_QUERIES
+def test_a_claim_cut_by_its_limit_takes_tokens_only_for_the_jobs_it_took(owner, clock, claim):
+    user, _ = owner
+    for name in ("older", "newer"):
+        make_queue(user, name, rate_per_second=5)  # a burst of 5
+    for n in range(20):
+        queue = "older" if n < 10 else "newer"
+        make_job(user, f"https://example.org/{n}", at=clock.now() - timedelta(seconds=30 - n), queue=queue)
+
+    def took(limit: int) -> list[str]:
+        with transaction.atomic():
+            rows = claim(now=clock.now(), limit=limit, leases=[uuid.uuid4()], chunk=limit, queued=True)
+        return sorted(queue_of(row.id) for row in rows)
+
+    assert took(2) == ["older"] * 2
+    assert took(100) == ["newer"] * 5 + ["older"] * 3
+
+
 def test_a_job_whose_lease_expired_counts_until_then_and_is_claimed_again_within_the_queues_room(
     owner, clock, settings
 ):
