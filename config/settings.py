@@ -146,6 +146,14 @@ else:
     # Seconds a database connection is kept open between requests.
     DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The hot statements of job delivery are prepared on each PostgreSQL connection that runs them (core.db.
+# prepared_cursor). Behind PgBouncer in transaction mode, that needs PgBouncer 1.21 or later with
+# max_prepared_statements set; turn it off for an older one.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+if DATABASE_PREPARED_STATEMENTS and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg prepares nothing while this is None (Django's default); a count no statement reaches prepares
+    # only those asked to be (core.db.prepared_cursor), none by how often they run.
+    DATABASES["default"]["OPTIONS"] = {**DATABASES["default"].get("OPTIONS", {}), "prepare_threshold": 2**63 - 1}
 
 # --- Redis and Celery -------------------------------------------------------
 

@@ -1,9 +1,14 @@
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
 
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_finished
 from django.db import close_old_connections, connection, connections
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Lookup
 from django.db.models.lookups import In
 from django.dispatch import receiver
@@ -51,6 +56,50 @@ class LoopConnection:
         elif connection.close_at is not None and now >= connection.close_at:
             connection.close()
         self._last_turn = now
+
+
+@cache
+def _preparing_cursor_class() -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        """Binds its parameters on the server and has each statement it runs prepared on the connection."""
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True, binary=binary)
+
+    return PreparingCursor
+
+
+class _PreparedDebugWrapper(CursorDebugWrapper):
+    """Logs a prepared statement as it was given, with its parameters: psycopg keeps no text of what a prepared
+    statement ran where Django reads it for the log (which would show None)."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(sql, params):
+            return CursorWrapper.execute(self, sql, params)
+
+
+@contextmanager
+def prepared_cursor() -> Iterator:
+    """A cursor of the default connection for statements run many times a second on the same connection (the
+    claims and records of job delivery). On PostgreSQL, unless DATABASE_PREPARED_STATEMENTS is off, it binds
+    its parameters on the server and each statement it runs is prepared on the connection the first time and
+    reused after: PostgreSQL parses it once and, once it finds a generic plan as good as the custom ones,
+    plans it once. Django's cursors bind on the client and prepare nothing, so each run is parsed and
+    planned anew. Elsewhere, `connection.cursor()`."""
+    if connection.vendor != "postgresql" or not settings.DATABASE_PREPARED_STATEMENTS:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        cursor = _preparing_cursor_class()(connection.connection)
+    wrapped = _PreparedDebugWrapper(cursor, connection) if connection.queries_logged else connection.make_cursor(cursor)
+    with wrapped:
+        yield wrapped
 
 
 class AnyOf(Lookup):

@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from core import metrics, outbound
 from core.bulk import insert_rows
+from core.db import prepared_cursor
 
 from .. import clock, signing
 from .. import headers as job_headers
@@ -307,7 +308,7 @@ def _change_states_in_one_statement(
         "finished": [changes.get("finished_at") for _, changes in new],
         "only": queues,
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(RECORD_SQL, parameters)
         present, changed, locked = cursor.fetchone()
     return _Recorded(set(present), set(changed), locked)

@@ -39,6 +39,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnreachable
 
 from core import metrics
+from core.db import prepared_cursor
 
 from .. import clock as job_clock
 from .. import values
@@ -285,14 +286,14 @@ def _claim_in_one_statement(
     if queued and locked:
         parameters["queues"] = only
     elif queued:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(QUEUES_LOCK_SQL if only is None else QUEUES_LOCK_ONLY_SQL, parameters)
             parameters["queues"] = [queue_id for (queue_id,) in cursor.fetchall()]
         if not parameters["queues"]:
             return []
     claim = QUEUED_CLAIM_SQL if queued else CLAIM_SQL
     if read:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(f"{claim} RETURNING {CLAIMED_JOBS}", parameters)
             rows = sorted(cursor.fetchall(), key=lambda row: row[-1])  # by place in the claim
         sent = len(SENT_FIELDS)
@@ -301,7 +302,7 @@ def _claim_in_one_statement(
             job.valid_secrets, attempt_count, attempt_started_at, _ = row[sent:]
             claimed.append(_Claimed(job.pk, attempt_count, attempt_started_at, job.lease, job))
         return claimed
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"{claim} RETURNING {CLAIMED}", parameters)
         rows = sorted(cursor.fetchall(), key=lambda row: row[3])
     return [_Claimed(job_id, number, started, leases[position // chunk]) for job_id, number, started, position in rows]
@@ -563,7 +564,7 @@ def jobs_next_due(now: datetime | None = None) -> datetime | None:
     """
     now = now or job_clock.now()
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(NEXT_DUE_SQL, {"now": now, "earliest": values.EARLIEST, "latest": values.LATEST})
             return cursor.fetchone()[0]
     return min((due for due in (_next_due_with_queries(now), recurring_next_run()) if due is not None), default=None)

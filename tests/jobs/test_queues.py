@@ -16,7 +16,7 @@ from jobs import selectors, services, values
 from jobs.dispatcher import dispatch_once, start_dispatcher_thread, turn
 from jobs.errors import JobParameterError
 from jobs.models import AttemptOutcome, Job, JobQueue, JobState
-from jobs.services import dispatch
+from jobs.services import delivery, dispatch
 from jobs.services.delivery import RequestResult, record_results
 from jobs.services.recurring import recurring_next_run
 
@@ -896,6 +896,39 @@ def in_a_thread(work) -> tuple[threading.Thread, list]:
     thread = threading.Thread(target=run)
     thread.start()
     return thread, outcome
+
+
+def test_the_statements_of_each_dispatcher_turn_and_each_record_are_prepared_on_their_connection(owner, clock):
+    user, _ = owner
+    make_queue(user, "one", parallelism=1)
+    for n in range(2):
+        make_job(user, "https://example.org/one", queue="one", at=clock.now() - timedelta(seconds=2 - n))
+    make_job(user, "https://example.org/free")
+
+    dispatch.jobs_next_due(clock.now())
+    claims = services.jobs_claim_due(now=clock.now(), limit=10)
+    finished = [
+        job for lease, ids in claims for job in services.jobs_claimed(job_ids=[str(pk) for pk in ids], lease=str(lease))
+    ]
+    failed = RequestResult(response=None, error="HTTP 500", started=clock.now(), finished=clock.now())
+    assert len(record_results([(job, failed) for job in finished], claim_next=True)) == 1  # the queue's next
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        statements = [text for (text,) in cursor.fetchall()]
+    hot = [
+        dispatch.NEXT_DUE_SQL,
+        dispatch.QUEUES_LOCK_SQL,
+        f"{dispatch.QUEUED_CLAIM_SQL} RETURNING {dispatch.CLAIMED}",
+        f"{dispatch.CLAIM_SQL} RETURNING {dispatch.CLAIMED}",
+        delivery.RECORD_SQL,
+        f"{dispatch.QUEUED_CLAIM_SQL} RETURNING {dispatch.CLAIMED_JOBS}",
+    ]
+
+    def bound(text: str, sql: str) -> bool:  # the statement as bound on the server: the same around its parameters
+        return text.startswith(sql.split("%(")[0]) and text.endswith(sql.rsplit(")s", 1)[-1])
+
+    assert [sum(bound(text, sql) for text in statements) for sql in hot] == [1] * len(hot)
 
 
 def test_a_record_waits_for_a_queue_another_record_holds_and_keeps_the_room_it_left(owner, transactional_db, clock):
