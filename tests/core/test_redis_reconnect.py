@@ -7,32 +7,7 @@ import redis
 import uvloop
 
 from core.redis import get_async_redis
-from harness.processes import Process
-from harness.waiting import HOST, free_port, port_open, wait_until
-
-
-@pytest.fixture
-def own_redis(tmp_path, settings):
-    """A Redis of the test's own (nothing kept on disk), which the test may restart; REDIS_URL points at it."""
-    port = free_port()
-    server = Process(
-        "redis",
-        ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-        log=tmp_path / "redis.log",
-    )
-
-    def start() -> None:
-        server.start()
-        wait_until(lambda: port_open(port), what="Redis to listen", timeout=30)
-
-    def restart() -> None:
-        server.stop()
-        start()
-
-    start()
-    settings.REDIS_URL = f"redis://{HOST}:{port}/0"
-    yield restart
-    server.stop()
+from harness.waiting import HOST, free_port
 
 
 # The web processes run on uvloop, which raises its own error writing to a transport it has closed.
@@ -42,7 +17,7 @@ def test_a_command_on_a_connection_redis_closed_by_restarting_is_sent_again(own_
         client = get_async_redis()
         # Several connections in the pool, all opened before the restart.
         await asyncio.gather(*(client.set(f"key{n}", n) for n in range(5)))
-        own_redis()  # Redis restarts empty: every pooled connection is now closed at its end
+        own_redis.restart()  # Redis restarts empty: every pooled connection is now closed at its end
         await asyncio.sleep(0.2)  # for the event loop to see them closed, as it would between two requests
         return await asyncio.gather(*(client.get(f"key{n}") for n in range(5)))
 

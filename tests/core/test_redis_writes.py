@@ -2,35 +2,21 @@
 socket timeout otherwise; either way a Redis that stops answering fails the command within the timeout."""
 
 import asyncio
-import signal
 
 import pytest
 import redis
 import uvloop
 
 from core.redis import get_async_redis
-from harness.processes import Process
-from harness.waiting import HOST, free_port, port_open, wait_until
 
 RUNNERS = pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
 
 
 @pytest.fixture
-def own_redis(tmp_path, settings):
-    """A Redis of the test's own, which the test may stop (SIGSTOP) and which is let go on again after it."""
-    port = free_port()
-    server = Process(
-        "redis",
-        ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
-        log=tmp_path / "redis.log",
-    )
-    server.start()
-    wait_until(lambda: port_open(port), what="Redis to listen", timeout=30)
-    settings.REDIS_URL = f"redis://{HOST}:{port}/0"
+def own_redis(own_redis, settings):
+    """The shared own Redis, with a socket timeout of 1 s."""
     settings.REDIS_SOCKET_TIMEOUT = 1
-    yield server
-    server.signal_group(signal.SIGCONT)
-    server.stop()
+    return own_redis
 
 
 def counting_tasks(loop: asyncio.AbstractEventLoop) -> list:
@@ -82,7 +68,7 @@ def test_a_redis_that_stops_reading_and_answering_fails_the_command_within_the_s
     async def scenario() -> None:
         client = get_async_redis()
         await client.ping()
-        own_redis.signal_group(signal.SIGSTOP)
+        own_redis.pause()
         await client.set("key", b"x" * size)
 
     with pytest.raises(redis.TimeoutError):
